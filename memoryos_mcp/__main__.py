@@ -1,0 +1,3 @@
+from memoryos_mcp.cli import main
+
+main()

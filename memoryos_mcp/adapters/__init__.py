@@ -1,0 +1,1 @@
+"""Adapters: Chroma storage, sentence-transformers embeddings, OpenAI-compatible LLM."""

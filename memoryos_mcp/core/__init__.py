@@ -1,0 +1,1 @@
+"""The MemoryOS memory model. Imports none of mcp, chromadb, openai or torch."""

@@ -1,0 +1,119 @@
+"""Records of the three tiers, in the paper's terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Scalar = str | int | float | bool
+Vector = list[float]
+
+FactKind = Literal["user_fact", "assistant_trait"]
+
+
+@dataclass
+class Page:
+    """One exchange: what the user said, what the agent answered, when."""
+
+    id: str
+    user_id: str
+    user_input: str
+    agent_response: str
+    timestamp: str  # ISO-8601, as given by the caller (or "now")
+    added_at: int  # ns since epoch when stored; orders the short-term FIFO
+    metadata: dict[str, Scalar] = field(default_factory=dict)
+    chain_id: str = ""
+    chain_summary: str = ""
+    segment_id: str = ""  # empty while the page is in short-term memory
+    analyzed: bool = False  # True once its segment's promotion has read it
+    embedding: Vector | None = None
+
+
+@dataclass
+class Segment:
+    """A mid-term topic group of pages with summary, keywords and heat inputs."""
+
+    id: str
+    user_id: str
+    summary: str
+    keyword_counts: dict[str, int]  # K_segment with how often each keyword was contributed
+    created_at: float
+    last_access: float  # seconds since epoch; Δt in the recency term is measured from here
+    n_visit: int = 0  # N_visit: times retrieved
+    l_interaction: int = 0  # L_interaction: pages added since the last promotion
+    page_count: int = 0
+    archived: bool = False
+    embedding: Vector | None = None
+
+    KEYWORD_LIMIT = 20
+
+    @property
+    def keywords(self) -> list[str]:
+        """K_segment: the most contributed keywords (capped so Jaccard stays meaningful as segments grow)."""
+        ranked = sorted(self.keyword_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [word for word, _ in ranked[: self.KEYWORD_LIMIT]]
+
+
+@dataclass
+class Topic:
+    """What a batch of evicted pages is about: the unit that is matched against segments."""
+
+    summary: str
+    keywords: list[str]
+    pages: list[Page]
+    embedding: Vector | None = None
+
+
+@dataclass
+class Fact:
+    """A long-term persona fact: about the user (user knowledge) or about the agent (assistant trait)."""
+
+    id: str
+    user_id: str
+    kind: FactKind
+    text: str
+    created_at: float
+    source_segment: str = ""
+    embedding: Vector | None = None
+
+
+@dataclass
+class TraitLevel:
+    """One profile trait dimension, e.g. 'curiosity': High, with one line of evidence."""
+
+    level: Literal["High", "Medium", "Low"]
+    evidence: str
+
+
+@dataclass
+class UserProfile:
+    """Long-term persona of one user: static facts and trait dimensions in the paper's three groups."""
+
+    user_id: str
+    static: dict[str, str] = field(default_factory=dict)  # name, age, location, occupation, ...
+    traits: dict[str, dict[str, TraitLevel]] = field(default_factory=dict)  # group -> dimension -> level
+    updated_at: float = 0.0
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.static and not any(self.traits.values())
+
+
+@dataclass
+class ScoredPage:
+    page: Page
+    score: float
+    tier: Literal["short_term", "mid_term"]
+
+
+@dataclass
+class ScoredSegment:
+    segment: Segment
+    score: float
+    heat: float
+
+
+@dataclass
+class ScoredFact:
+    fact: Fact
+    score: float

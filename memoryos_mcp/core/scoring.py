@@ -1,0 +1,49 @@
+"""The paper's scoring functions: F_score for segment matching, heat for promotion and eviction."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+from memoryos_mcp.core.models import Segment
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity; 0.0 when either vector is zero."""
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(y * y for y in b))
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return dot / (na * nb)
+
+
+def jaccard(a: Iterable[str], b: Iterable[str]) -> float:
+    """|K_a ∩ K_b| / |K_a ∪ K_b|; 0.0 when both sets are empty."""
+    sa, sb = set(a), set(b)
+    union = sa | sb
+    return len(sa & sb) / len(union) if union else 0.0
+
+
+def f_score(
+    segment_embedding: Sequence[float],
+    segment_keywords: Iterable[str],
+    topic_embedding: Sequence[float],
+    topic_keywords: Iterable[str],
+) -> float:
+    """F_score = cos(e_s, e_p) + Jaccard(K_s, K_p): semantic plus lexical overlap (paper, segment matching)."""
+    return cosine(segment_embedding, topic_embedding) + jaccard(segment_keywords, topic_keywords)
+
+
+def heat(
+    segment: Segment,
+    now: float,
+    *,
+    alpha: float,
+    beta: float,
+    gamma: float,
+    mu: float,
+) -> float:
+    """heat = α·N_visit + β·L_interaction + γ·exp(−Δt/μ), Δt = seconds since the segment's last access."""
+    delta_t = max(0.0, now - segment.last_access)
+    return alpha * segment.n_visit + beta * segment.l_interaction + gamma * math.exp(-delta_t / mu)

