@@ -1,0 +1,34 @@
+"""Test doubles: a deterministic embedder. (The fake LLM server lives in tests/fake_openai.py.)"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+from memoryos_mcp.core.text import content_tokens
+
+
+class HashEmbedder:
+    """Bag of hashed content words → a unit vector: texts sharing words are similar, deterministically.
+
+    Records every text it embedded, so tests can check what was (or was not) embedded.
+    """
+
+    def __init__(self, dimension: int = 64) -> None:
+        self.dimension = dimension
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(list(texts))
+        return [self._one(t) for t in texts]
+
+    def _one(self, text: str) -> list[float]:
+        vector = [0.0] * self.dimension
+        tokens = content_tokens(text) or ["<empty>"]
+        for token in tokens:
+            digest = hashlib.md5(token.encode()).digest()
+            vector[digest[0] % self.dimension] += 1.0 if digest[1] % 2 else -1.0
+            vector[digest[2] % self.dimension] += 0.5
+        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+        return [x / norm for x in vector]

@@ -1,0 +1,101 @@
+"""End to end: the `memoryos-mcp` command over stdio, the official MCP client, the real embedding model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+pytestmark = pytest.mark.slow
+
+HIKING = [
+    "We hiked the Sintra trail up to the Moorish castle",
+    "My hiking boots gave me blisters on the mountain ridge",
+    "Next month I want to hike the Rota Vicentina coastal path",
+    "The summit view over the valley was worth the climb",
+    "I bought trekking poles for steep descents on trails",
+    "Camping at the mountain hut after a long hike",
+    "We got lost on the forest trail and used a map",
+    "Hiking with my sister Ana is my favourite weekend plan",
+    "The trail was muddy after rain so we hiked slowly",
+    "I track my hikes and elevation gain on my watch",
+]
+COOKING = [
+    "I baked sourdough bread with a crispy crust",
+    "My tomato pasta sauce needs more garlic and basil",
+    "I tried making pastéis de nata, the custard was runny",
+    "Roasting vegetables in the oven at 220 degrees",
+    "The risotto needed constant stirring and parmesan",
+    "I made a chocolate cake for my friend's birthday",
+    "Grilled sardines with lemon and olive oil for dinner",
+    "My soup was too salty so I added potatoes",
+    "I am learning to fold dumplings by hand",
+    "Pancakes for breakfast with maple syrup and berries",
+]
+
+
+def _command() -> list[str]:
+    exe = Path(sys.executable).with_name("memoryos-mcp")
+    return [str(exe)] if exe.exists() else [shutil.which("memoryos-mcp") or "memoryos-mcp"]
+
+
+def _params(data_dir: Path, stdout_log: Path) -> StdioServerParameters:
+    # tee keeps a copy of everything the server wrote to stdout, to check that it is all protocol.
+    command = " ".join(_command()) + f" serve --data-dir '{data_dir}' | tee -a '{stdout_log}'"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+    return StdioServerParameters(command="sh", args=["-c", command], env=env)
+
+
+async def _call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def test_pages_survive_a_restart_and_come_back_with_metadata(tmp_path: Path) -> None:
+    data_dir, stdout_log = tmp_path / "data", tmp_path / "stdout.jsonl"
+    pages = [("hiking", i, text) for i, text in enumerate(HIKING)] + [("cooking", i, text) for i, text in enumerate(COOKING)]
+    # Interleave the topics, as a real conversation would.
+    pages.sort(key=lambda p: (p[1], p[0]))
+    added: dict[str, tuple[str, int]] = {}
+
+    async with Client(_params(data_dir, stdout_log), read_timeout_seconds=120) as client:
+        for n, (topic, i, text) in enumerate(pages):
+            result = await _call(
+                client,
+                "add_memory",
+                user_input=text,
+                agent_response=f"Noted about {topic}.",
+                timestamp=f"2024-03-{n + 1:02d}T18:00:00",
+                metadata={"topic": topic, "i": i},
+            )
+            added[result["page_id"]] = (topic, i)
+
+    async with Client(_params(data_dir, stdout_log), read_timeout_seconds=120) as client:
+        stats = await _call(client, "memory_stats")
+        assert stats["short_term_pages"] + stats["mid_term_pages"] == 20
+        assert stats["mid_term_pages"] > 0
+
+        found = await _call(client, "retrieve_memory", query="which hiking trails did I walk in the mountains?", top_k=5)
+        mid = found["mid_term"]
+        assert len(mid) == 5
+        assert sum(p["metadata"]["topic"] == "hiking" for p in mid) >= 4
+        for page in mid + found["short_term"]:
+            assert added[page["id"]] == (page["metadata"]["topic"], page["metadata"]["i"])
+
+        everything = await _call(client, "retrieve_memory", query="anything", top_k=100, top_m=50)
+        seen = {p["id"] for p in everything["mid_term"] + everything["short_term"]}
+        assert seen == set(added), "a page was lost across the restart"
+
+    lines = stdout_log.read_text().splitlines()
+    assert lines, "the server wrote nothing to stdout"
+    for line in lines:
+        message = json.loads(line)
+        assert message.get("jsonrpc") == "2.0", line
