@@ -99,3 +99,54 @@ async def test_pages_survive_a_restart_and_come_back_with_metadata(tmp_path: Pat
     for line in lines:
         message = json.loads(line)
         assert message.get("jsonrpc") == "2.0", line
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_streamable_http_transport_serves_the_tools(tmp_path: Path) -> None:
+    import asyncio
+    import subprocess
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+    proc = subprocess.Popen(
+        [*_command(), "serve", "--transport", "streamable-http", "--port", str(port), "--data-dir", str(tmp_path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=120) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert "add_memory" in names
+            added = await _call(client, "add_memory", user_input="over http", metadata={"via": "http"})
+            found = await _call(client, "retrieve_memory", query="over http")
+            assert found["short_term"][0]["id"] == added["page_id"]
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_demo_runs_the_main_job_in_a_terminal(tmp_path: Path) -> None:
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+    env["HOME"] = str(tmp_path)
+    done = subprocess.run([*_command(), "demo"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "stored 16 pages" in done.stdout
+    assert "Q: Who did Maya go hiking with" in done.stdout and "Ana" in done.stdout
+    assert "storing pages" in done.stderr  # the progress bar

@@ -1,0 +1,153 @@
+"""Start-up, latency and memory of the stdio server, measured the way a desktop client sees them.
+
+    .venv/bin/python bench/latency.py [--pages 500] [--json bench/results/latency.json]
+
+Reports: time from launch to the `initialize` reply (and to `tools/list`), time until the first tool
+call is answered (embedding model and Chroma loaded), warm add_memory and retrieve_memory median/p95 with
+--pages pages stored, and the server's peak RSS (from the memory_stats tool). Uses the real embedding
+model and embedded Chroma in a temp dir; LLM-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TOPICS = {
+    "hiking": ["trail", "summit", "boots", "ridge", "valley", "camping", "map", "forest"],
+    "cooking": ["bread", "oven", "sauce", "garlic", "risotto", "dough", "spices", "soup"],
+    "work": ["migration", "pipeline", "deadline", "manager", "release", "tests", "backfill", "meeting"],
+    "music": ["guitar", "chords", "concert", "piano", "melody", "band", "rehearsal", "album"],
+    "travel": ["flight", "hotel", "museum", "train", "passport", "beach", "luggage", "tickets"],
+}
+
+
+def _page(rng: random.Random, n: int) -> tuple[str, str]:
+    topic = rng.choice(list(TOPICS))
+    words = rng.sample(TOPICS[topic], 3)
+    return (f"Entry {n}: today the {words[0]} and the {words[1]} made me think about {topic}.",
+            f"Interesting — tell me more about the {words[2]}.")
+
+
+class RawStdio:
+    """Just enough JSON-RPC over a pipe to time the handshake without any client-side overhead."""
+
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, bufsize=1)
+        self.next_id = 0
+
+    def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.next_id += 1
+        message = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params or {}}
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("server closed stdout")
+            reply = json.loads(line)
+            if reply.get("id") == self.next_id:
+                if "error" in reply:
+                    raise RuntimeError(reply["error"])
+                return reply["result"]
+
+    def notify(self, method: str) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": method}) + "\n")
+        self.proc.stdin.flush()
+
+    def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        result = self.request("tools/call", {"name": name, "arguments": arguments})
+        if result.get("isError"):
+            raise RuntimeError(result["content"][0]["text"])
+        return result["structuredContent"]
+
+    def close(self) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pages", type=int, default=500, help="pages stored before timing warm calls")
+    parser.add_argument("--samples", type=int, default=50, help="timed calls of each tool")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    exe = Path(sys.executable).with_name("memoryos-mcp")
+    rng = random.Random(7)
+    with tempfile.TemporaryDirectory(prefix="memoryos-bench-") as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+        env["MEMORYOS_DATA_DIR"] = tmp
+        server = RawStdio([str(exe), "serve"], env)
+        server.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}})
+        t_init = time.perf_counter() - server.started
+        server.notify("notifications/initialized")
+        server.request("tools/list")
+        t_list = time.perf_counter() - server.started
+        server.call_tool("memory_stats", {})
+        t_ready = time.perf_counter() - server.started
+
+        add_ms: list[float] = []
+        for n in tqdm(range(args.pages), desc="storing pages", file=sys.stderr):
+            user_input, response = _page(rng, n)
+            t = time.perf_counter()
+            server.call_tool("add_memory", {"user_input": user_input, "agent_response": response, "metadata": {"n": n}})
+            add_ms.append((time.perf_counter() - t) * 1000)
+        warm_add = add_ms[-args.samples:]
+
+        retrieve_ms: list[float] = []
+        for _ in tqdm(range(args.samples), desc="retrieving", file=sys.stderr):
+            topic = rng.choice(list(TOPICS))
+            query = f"what did I say about the {rng.choice(TOPICS[topic])}?"
+            t = time.perf_counter()
+            server.call_tool("retrieve_memory", {"query": query})
+            retrieve_ms.append((time.perf_counter() - t) * 1000)
+        stats = server.call_tool("memory_stats", {})
+        server.close()
+
+    figures = {
+        "launch_to_initialize_s": round(t_init, 3),
+        "launch_to_tools_list_s": round(t_list, 3),
+        "launch_to_first_tool_result_s": round(t_ready, 2),
+        "pages_stored": args.pages,
+        "add_memory_ms_median": round(statistics.median(warm_add), 1),
+        "add_memory_ms_p95": round(_pct(warm_add, 0.95), 1),
+        "add_memory_ms_median_all": round(statistics.median(add_ms), 1),
+        "retrieve_memory_ms_median": round(statistics.median(retrieve_ms), 1),
+        "retrieve_memory_ms_p95": round(_pct(retrieve_ms, 0.95), 1),
+        "segments": stats["segments"],
+        "server_peak_rss_mb": stats["peak_rss_mb"],
+    }
+    width = max(map(len, figures))
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Idempotent setup: .venv with a CPU build of torch (no CUDA downloads on a CPU machine), the package
+# in editable mode with test and benchmark extras. Safe to run again; fast when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    "${PIP[@]}" install torch                      # a GPU machine: the default (CUDA) build is wanted
+  else
+    # CPU build: from a local wheel folder when pip is configured with one, else PyTorch's CPU index.
+    "${PIP[@]}" install "torch==2.13.0+cpu" 2>/dev/null \
+      || "${PIP[@]}" install torch --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+"${PIP[@]}" install -e ".[test,bench]"

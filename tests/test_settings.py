@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+
+from memoryos_mcp.errors import ConfigurationError
+from memoryos_mcp.settings import Settings, load_settings
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "memoryos.example.toml"
+
+
+def test_defaults_are_the_papers() -> None:
+    s = Settings()
+    assert (s.stm_capacity, s.mtm_capacity, s.theta, s.tau, s.top_m, s.top_k, s.lpm_capacity) == (7, 200, 0.6, 5, 5, 10, 100)
+    assert (s.alpha, s.beta, s.gamma, s.mu) == (1, 1, 1, 1e7)
+    assert not s.llm_configured
+
+
+def test_example_config_loads_and_matches_defaults() -> None:
+    assert load_settings(EXAMPLE).model_dump() == Settings().model_dump()
+
+
+def test_precedence_is_cli_then_env_then_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "m.toml"
+    config.write_text('top_k = 3\ntop_m = 4\nstm_capacity = 5\nuser_id = "from-file"\n')
+    monkeypatch.setenv("MEMORYOS_TOP_M", "6")
+    monkeypatch.setenv("MEMORYOS_TOP_K", "8")
+    s = load_settings(config, top_k=9)
+    assert (s.top_k, s.top_m, s.stm_capacity, s.user_id) == (9, 6, 5, "from-file")
+
+
+def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "m.toml"
+    config.write_text("tau = 2.5\n")
+    monkeypatch.setenv("MEMORYOS_CONFIG", str(config))
+    assert load_settings().tau == 2.5
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_openai_api_key_is_honoured_and_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-123")
+    s = load_settings()
+    assert s.llm_configured and s.llm_api_key is not None
+    assert "sk-test-123" not in repr(s) and s.llm_api_key.get_secret_value() == "sk-test-123"
+
+
+def test_bad_values_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        load_settings(user_id="not valid!")
+    with pytest.raises(ValueError):
+        load_settings(stm_capacity=0)
