@@ -59,6 +59,25 @@ def peak_rss_mb() -> float:
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # macOS reports bytes, Linux KiB
 
 
+def make_analyzer(settings: Settings) -> MemoryAnalyzer:
+    """The LLM analyzer when an endpoint or key is configured, else the local one."""
+    if not settings.llm_configured:
+        return LocalAnalyzer(chain_threshold=settings.chain_threshold)
+    from memoryos_mcp.adapters.openai_llm import OpenAIChat  # openai import (~0.7 s) only when used
+    from memoryos_mcp.core.llm_analyzer import LLMAnalyzer
+
+    chat = OpenAIChat(
+        model=settings.llm_model,
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        timeout_s=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+        max_tokens=settings.llm_max_tokens,
+        cooldown_s=settings.llm_cooldown_s,
+    )
+    return LLMAnalyzer(chat)
+
+
 class MemoryService:
     """Validated, serialised-per-user access to one MemoryOS instance."""
 
@@ -96,8 +115,7 @@ class MemoryService:
             from memoryos_mcp.adapters.embedder import SentenceTransformerEmbedder
 
             embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.embedding_device)
-        analyzer = LocalAnalyzer(chain_threshold=settings.chain_threshold)
-        return cls(settings, store, embedder, analyzer)
+        return cls(settings, store, embedder, make_analyzer(settings))
 
     def close(self) -> None:
         if self._close is not None:

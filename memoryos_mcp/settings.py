@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(20.0, gt=0, description="per request; desktop clients give up near 60 s")
     llm_max_retries: int = Field(1, ge=0, le=5)
     llm_max_tokens: int = Field(1024, ge=64)
+    llm_cooldown_s: float = Field(30.0, ge=0, description="after an LLM failure, wait this long before calling it again")
     add_time_budget_s: float = Field(40.0, gt=0, description="wall-clock budget for the LLM work of one add_memory")
 
     # --- MemoryOS parameters (paper defaults) ---------------------------------------------

@@ -65,10 +65,13 @@ class LocalAnalyzer:
             page_indexes=indexes,
         )
 
-    def merge_segment(
-        self, segment: Segment, topic_summary: str, topic_keywords: Sequence[str], usage: LLMUsage
-    ) -> str:
-        return extractive_summary([segment.summary, topic_summary], max_sentences=4, max_chars=500)
+    def merge_segments(
+        self, merges: Sequence[tuple[Segment, Sequence[str]]], usage: LLMUsage
+    ) -> list[tuple[str, list[str]]]:
+        return [
+            (extractive_summary([segment.summary, *summaries], max_sentences=4, max_chars=500), [])
+            for segment, summaries in merges
+        ]
 
     def extract_persona(self, profile: UserProfile, pages: Sequence[Page], usage: LLMUsage) -> PersonaUpdate:
         raise NotImplementedError("profile and trait extraction needs an LLM; configure llm_base_url or an API key")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from memoryos_mcp.core.context import build_context
+from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.models import (
     Fact,
     FactKind,
@@ -61,6 +62,7 @@ class MemoryParams:
     lpm_capacity: int = 100  # user facts / assistant traits kept, FIFO
     lpm_top_k: int = 10  # facts and traits retrieved
     fact_duplicate_cosine: float = 0.92  # a new fact this close to a kept one is a near-duplicate
+    max_deferred_pages: int = 6  # STM overflow allowed to wait for a failing LLM before the local fallback
     assistant_profile: str = ""
 
 
@@ -140,6 +142,8 @@ class MemoryOS:
         self.analyzer = analyzer
         self.params = params or MemoryParams()
         self.clock = clock
+        # What runs when the analyzer (an LLM) fails and the work cannot wait: extractive, always works.
+        self.fallback = LocalAnalyzer()
         self._last_added_at = 0
 
     # ------------------------------------------------------------------ update pipeline
@@ -166,6 +170,7 @@ class MemoryOS:
         page.embedding = self.embedder.embed([page_text(page)])[0]
         self.store.add_stm_page(page)
         result = AddResult(page=page)
+        result.usage.deadline = deadline
         self._move_overflow_to_mid_term(user_id, result)
         self._archive_cold_segments(user_id, result)
         self.promote_hot_segments(user_id, result, deadline)
@@ -191,14 +196,29 @@ class MemoryOS:
             result.notes.append(f"repaired {len(already)} page(s) left in both tiers by an interrupted move")
         if not evicted:
             return
-        self.store_in_mid_term(user_id, evicted, result)
+        # While the LLM is failing, pages wait in STM (durable) for a later call to retry the analysis —
+        # but only up to a bound: past it they go on with the local analysis so STM stays small.
+        may_defer = overflow <= self.params.max_deferred_pages
+        if not self.store_in_mid_term(user_id, evicted, result, may_defer=may_defer):
+            return
         self.store.delete_stm_pages(user_id, [p.id for p in evicted])
         result.moved_to_mid_term.extend(p.id for p in evicted)
 
-    def store_in_mid_term(self, user_id: str, pages: Sequence[Page], result: AddResult) -> None:
-        """Chain the pages, group them into topics and merge each topic into a segment (θ) or a new one."""
+    def store_in_mid_term(self, user_id: str, pages: Sequence[Page], result: AddResult, *, may_defer: bool = False) -> bool:
+        """Chain the pages, group them into topics and merge each topic into a segment (θ) or a new one.
+
+        Returns False when the analysis failed and `may_defer` let the pages wait for a later call.
+        """
         head = self.store.get_chain_head(user_id)
-        analysis = self.analyzer.analyze_batch(pages, head, result.usage)
+        try:
+            analysis = self.analyzer.analyze_batch(pages, head, result.usage)
+        except Exception as exc:
+            result.usage.failures += 1
+            if may_defer:
+                result.notes.append(f"mid-term analysis deferred to a later call: {exc}")
+                return False
+            result.notes.append(f"mid-term analysis used the local fallback: {exc}")
+            analysis = self.fallback.analyze_batch(pages, head, result.usage)
         chain_id = head.chain_id if head else ""
         for page, linked, summary in zip(pages, analysis.continuous, analysis.chain_summaries, strict=True):
             if not linked or not chain_id:
@@ -210,9 +230,12 @@ class MemoryOS:
         now = self.clock()
         topic_texts = [f"{t.summary} {' '.join(t.keywords)}" for t in analysis.topics]
         topic_embeddings = self.embedder.embed(topic_texts) if topic_texts else []
+        touched: dict[str, Segment] = {}
+        merged: dict[str, list[str]] = {}  # segment id -> summaries of the topics merged into it
+        members: dict[str, list[Page]] = {}
         for topic, embedding in zip(analysis.topics, topic_embeddings, strict=True):
-            members = [pages[i] for i in topic.page_indexes]
-            if not members:
+            topic_pages = [pages[i] for i in topic.page_indexes]
+            if not topic_pages:
                 continue
             segment, _ = best_segment_match(segments, embedding, topic.keywords, self.params.theta)
             if segment is None:
@@ -228,20 +251,23 @@ class MemoryOS:
                 segments.append(segment)
                 result.segments_created.append(segment.id)
             else:
-                segment.summary = self.analyzer.merge_segment(segment, topic.summary, topic.keywords, result.usage)
+                merged.setdefault(segment.id, []).append(topic.summary)
                 for word in topic.keywords:
                     segment.keyword_counts[word] = segment.keyword_counts.get(word, 0) + 1
-                segment.embedding = self.embedder.embed([f"{segment.summary} {' '.join(segment.keywords)}"])[0]
                 if segment.id not in result.segments_merged and segment.id not in result.segments_created:
                     result.segments_merged.append(segment.id)
-            segment.l_interaction += len(members)
-            segment.page_count += len(members)
-            for page in members:
+            segment.l_interaction += len(topic_pages)
+            segment.page_count += len(topic_pages)
+            for page in topic_pages:
                 page.segment_id = segment.id
-            # Destination first: the segment, then its pages; the caller deletes the STM copies last.
-            self.store.upsert_segments([segment])
-            self.store.upsert_mtm_pages(members)
+            touched[segment.id] = segment
+            members.setdefault(segment.id, []).extend(topic_pages)
 
+        if merged:
+            self._refresh_merged(touched, merged, result)
+        # Destination first: segments, then their pages; the caller deletes the STM copies last.
+        self.store.upsert_segments(list(touched.values()))
+        self.store.upsert_mtm_pages([p for group in members.values() for p in group])
         last = pages[-1]
         assert last.embedding is not None
         self.store.put_chain_head(
@@ -254,6 +280,24 @@ class MemoryOS:
                 embedding=last.embedding,
             )
         )
+        return True
+
+    def _refresh_merged(self, touched: dict[str, Segment], merged: dict[str, list[str]], result: AddResult) -> None:
+        """One refresh of every segment that received topics in this batch (summary, keywords, embedding)."""
+        work = [(touched[sid], summaries) for sid, summaries in merged.items()]
+        try:
+            refreshed = self.analyzer.merge_segments(work, result.usage)
+        except Exception as exc:
+            result.usage.failures += 1
+            result.notes.append(f"segment refresh used the local fallback: {exc}")
+            refreshed = self.fallback.merge_segments(work, result.usage)
+        for (segment, _), (summary, keywords) in zip(work, refreshed, strict=True):
+            segment.summary = summary
+            for word in keywords:
+                segment.keyword_counts[word] = segment.keyword_counts.get(word, 0) + 1
+        vectors = self.embedder.embed([f"{s.summary} {' '.join(s.keywords)}" for s, _ in work])
+        for (segment, _), vector in zip(work, vectors, strict=True):
+            segment.embedding = vector
 
     def heat_of(self, segment: Segment, now: float | None = None) -> float:
         p = self.params
@@ -305,7 +349,8 @@ class MemoryOS:
             profile = self.store.get_profile(segment.user_id) or UserProfile(user_id=segment.user_id)
             try:
                 update = self.analyzer.extract_persona(profile, pages, result.usage)
-            except Exception as exc:  # the analyzer logs; the segment stays hot and is retried later
+            except Exception as exc:  # the adapter logs; the segment stays hot and is retried later
+                result.usage.failures += 1
                 result.notes.append(f"promotion of {segment.id} deferred: {exc}")
                 return False
             self._merge_persona(profile, update, segment, result)

@@ -60,12 +60,13 @@ class MemoryStore(Protocol):
 
 @dataclass
 class LLMUsage:
-    """What the language model cost during one operation."""
+    """What the language model cost during one operation, and until when it may still spend."""
 
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     failures: int = 0
+    deadline: float | None = None  # time.monotonic() value after which no new LLM request starts
 
     def add(self, other: LLMUsage) -> None:
         self.calls += other.calls
@@ -110,8 +111,10 @@ class MemoryAnalyzer(Protocol):
 
     def analyze_batch(self, pages: Sequence[Page], head: ChainHead | None, usage: LLMUsage) -> BatchAnalysis: ...
 
-    def merge_segment(self, segment: Segment, topic_summary: str, topic_keywords: Sequence[str], usage: LLMUsage) -> str:
-        """The refreshed summary of `segment` after `topic` is merged into it."""
+    def merge_segments(
+        self, merges: Sequence[tuple[Segment, Sequence[str]]], usage: LLMUsage
+    ) -> list[tuple[str, list[str]]]:
+        """Refreshed (summary, extra keywords) of each segment after the topic summaries were merged into it."""
         ...
 
     def extract_persona(self, profile: UserProfile, pages: Sequence[Page], usage: LLMUsage) -> PersonaUpdate: ...
