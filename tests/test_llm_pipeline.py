@@ -108,7 +108,7 @@ def test_hot_segment_promotes_into_profile_facts_and_traits(tmp_path: Path, llm:
 
 def test_re_promotion_updates_rather_than_duplicates(tmp_path: Path, llm: FakeOpenAIServer) -> None:
     service = make_service(tmp_path, llm.base_url, tau=3.0, stm_capacity=1, stm_evict_batch=1)
-    for n in range(8):
+    for _ in range(8):
         service.add_memory("I am Maya and I love hiking", "Hiking is great.", timestamp="2024-05-01 09:00:00")
     promotions = llm.requests and sum("TASK: persona" in r["messages"][1]["content"] for r in llm.requests)
     assert promotions >= 2
