@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,38 @@ from chromadb.api.models.Collection import Collection
 
 from memoryos_mcp.core.models import Fact, FactKind, Page, Segment, TraitLevel, UserProfile, Vector
 from memoryos_mcp.core.protocols import ChainHead
+from memoryos_mcp.errors import StorageError
 
 logger = logging.getLogger(__name__)
+
+# Directories this process holds the writer lock of (path -> open lock file descriptor).
+_held_locks: dict[str, int] = {}
+_held_locks_guard = threading.Lock()
+
+
+def lock_data_dir(data_dir: Path) -> None:
+    """Hold an exclusive lock on data_dir for the life of this process.
+
+    Embedded Chroma allows one writer process per directory; two (say Claude Desktop and Cursor both
+    launching the server on ~/.memoryos) can corrupt it. The second one fails here with a way out instead.
+    """
+    import fcntl
+
+    key = str(data_dir.resolve())
+    with _held_locks_guard:
+        if key in _held_locks:
+            return
+        fd = os.open(os.path.join(key, ".memoryos.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StorageError(
+                f"another process is using the memory directory {data_dir}: embedded Chroma allows one process "
+                "per directory. Give this server its own MEMORYOS_DATA_DIR, or share one memory between "
+                "processes through a Chroma server (MEMORYOS_CHROMA_HOST)."
+            ) from None
+        _held_locks[key] = fd
 
 TIERS = ("short_term", "mid_term", "long_term")
 
@@ -28,6 +60,7 @@ def make_client(*, data_dir: Path | None = None, host: str | None = None, port: 
     if data_dir is None:
         raise ValueError("data_dir is required for the embedded Chroma client")
     data_dir.mkdir(parents=True, exist_ok=True)
+    lock_data_dir(data_dir)
     return chromadb.PersistentClient(path=str(data_dir / "chroma"), settings=settings)
 
 

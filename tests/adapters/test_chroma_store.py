@@ -169,3 +169,17 @@ def test_embedded_data_survives_a_new_client(tmp_path: Path) -> None:
     ChromaStore(make_client(data_dir=tmp_path / "d")).add_stm_page(_page("p1"))
     reopened = ChromaStore(make_client(data_dir=tmp_path / "d"))
     assert [p.id for p in reopened.list_stm_pages("alice")] == ["p1"]
+
+
+def test_a_second_process_on_the_same_directory_is_refused(tmp_path: Path) -> None:
+    make_client(data_dir=tmp_path / "d")
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from memoryos_mcp.adapters.chroma_store import make_client\n"
+        "from memoryos_mcp.errors import StorageError\n"
+        "try:\n    make_client(data_dir=Path(sys.argv[1]))\n"
+        "except StorageError as exc:\n    print(exc); sys.exit(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert "another process is using the memory directory" in done.stdout and "MEMORYOS_CHROMA_HOST" in done.stdout
