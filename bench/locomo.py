@@ -26,8 +26,8 @@ then split on whitespace (see `normalize_answer`).
 
 Run from the repository root:
 
-    .venv/bin/python bench/locomo.py                               # all conversations of the dev split
-    .venv/bin/python bench/locomo.py --conversations conv-26       # one conversation (~1 min on CPU)
+    .venv/bin/python bench/locomo.py                               # all five dev conversations (~7 min, 2 CPU cores)
+    .venv/bin/python bench/locomo.py --conversations conv-26       # one conversation (~2 min)
     .venv/bin/python bench/locomo.py --out /tmp/locomo.json --keep-dir
 
 The table goes to stdout, progress to stderr, the full results (including per-question records) to
@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
+import logging
 import math
 import re
 import shutil
@@ -72,6 +74,7 @@ CATEGORIES: dict[int, str] = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4
 BASELINE_KS = (5, 10, 20)
 MEMORYOS_KS = (5, 10)
 RRF_CONSTANT = 60
+RRF_DEPTH = 25  # pages each ranking contributes to the fusion; 0 fuses the full rankings
 QA_TIMEOUT_S = 30.0
 
 _SESSION_KEY = re.compile(r"session_(\d+)")
@@ -79,21 +82,8 @@ _DIA_ID = re.compile(r"D:?(\d+):(\d+)")  # also repairs the odd "D:11:26" of the
 _USER_ID_BAD = re.compile(r"[^A-Za-z0-9._-]")
 _WORD = re.compile(r"[a-z0-9]+")
 
-# Stop words removed by the BM25 tokeniser: English function words only (no content words).
-BM25_STOPWORDS = frozenset(
-    """
-a about above after again against all am an and any are as at be because been before being below between
-both but by can could did do does doing down during each few for from further had has have having he her
-here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not
-now of off on once only or other our ours ourselves out over own same she should so some such than that the
-their theirs them themselves then there these they this those through to too under until up very was we
-were what when where which while who whom why will with would you your yours yourself yourselves s t d ll
-m re ve
-""".split()
-)
-
 BM25_TOKENISATION = (
-    "lower-case, split into runs of [a-z0-9], drop English function words (a fixed list of ~140), "
+    "lower-case, split into runs of [a-z0-9], drop scikit-learn's ENGLISH_STOP_WORDS (318 words), "
     "no stemming; bm25s defaults (Lucene BM25, k1=1.5, b=0.75)"
 )
 ANSWER_TOKENISATION = (
@@ -138,12 +128,13 @@ class Conversation:
     user_id: str
     pages: list[BenchPage]
     questions: list[Question]
-    dropped_evidence: list[str] = field(default_factory=list)  # ids named by a question but absent from the talk
+    # Evidence ids named by a question but matching no turn of the conversation (dropped from scoring).
+    dropped_evidence: list[str] = field(default_factory=list)
 
 
 def parse_session_time(text: str) -> str:
     """LoCoMo's "1:56 pm on 8 May, 2023" as ISO-8601 "2023-05-08T13:56:00"."""
-    cleaned = " ".join(text.replace(",", ", ").split()).replace(" ,", ",")
+    cleaned = re.sub(r"\s*,\s*", ", ", " ".join(text.split()))  # tolerate "8 May,2023" and stray spaces
     return datetime.strptime(cleaned, "%I:%M %p on %d %B, %Y").isoformat(timespec="seconds")
 
 
@@ -248,8 +239,20 @@ def load_conversations(path: Path, wanted: Sequence[str] | None = None) -> list[
 
 
 def bm25_tokenize(text: str) -> list[str]:
-    """Lower-case alphanumeric runs without English function words (see BM25_TOKENISATION)."""
-    return [t for t in _WORD.findall(text.lower()) if t not in BM25_STOPWORDS]
+    """Lower-case alphanumeric runs without English stop words (see BM25_TOKENISATION).
+
+    The stop list is scikit-learn's (a dependency of sentence-transformers); of the tokenisations tried it
+    reproduces the reference BM25 figures of the LoCoMo split most closely.
+    """
+    stopwords = _stopwords()
+    return [t for t in _WORD.findall(text.lower()) if t not in stopwords]
+
+
+@functools.cache
+def _stopwords() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS)
 
 
 def rank_by_scores(scores: np.ndarray) -> np.ndarray:
@@ -257,25 +260,30 @@ def rank_by_scores(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-scores, kind="stable")
 
 
-def reciprocal_rank_fusion(rankings: Sequence[np.ndarray], constant: int = RRF_CONSTANT) -> np.ndarray:
-    """Fuse full rankings: score(d) = Σ 1 / (constant + rank(d)), ranks counted from 1."""
+def reciprocal_rank_fusion(
+    rankings: Sequence[np.ndarray], constant: int = RRF_CONSTANT, depth: int = RRF_DEPTH
+) -> np.ndarray:
+    """Fuse rankings: score(d) = Σ 1 / (constant + rank(d)) over the rankings whose first `depth` pages
+    hold d (ranks counted from 1; depth 0 = whole rankings). Pages no ranking holds that deep follow, in
+    page order."""
     n = len(rankings[0])
     fused = np.zeros(n, dtype=np.float64)
     for ranking in rankings:
-        ranks = np.empty(n, dtype=np.float64)
-        ranks[ranking] = np.arange(1, n + 1)
-        fused += 1.0 / (constant + ranks)
+        head = ranking[:depth] if depth > 0 else ranking
+        fused[head] += 1.0 / (constant + np.arange(1, len(head) + 1))
     return rank_by_scores(fused)
 
 
 class FlatBaselines:
     """Dense, BM25 and fused flat search over one conversation's pages."""
 
-    def __init__(self, pages: Sequence[BenchPage], embedder: Any) -> None:
+    def __init__(self, pages: Sequence[BenchPage], embedder: Any, rrf_depth: int = RRF_DEPTH) -> None:
         import bm25s
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
         texts = [p.search_text for p in pages]
         self._embedder = embedder
+        self._rrf_depth = rrf_depth
         self._matrix = np.asarray(embedder.embed(texts), dtype=np.float32)
         self._bm25 = bm25s.BM25()
         self._bm25.index([bm25_tokenize(t) for t in texts], show_progress=False)
@@ -288,7 +296,13 @@ class FlatBaselines:
         for i, query in enumerate(queries):
             dense = rank_by_scores(dense_scores[i])
             bm25 = rank_by_scores(np.asarray(self._bm25.get_scores(bm25_tokenize(query)), dtype=np.float64))
-            out.append({"dense": dense, "bm25": bm25, "hybrid": reciprocal_rank_fusion([dense, bm25])})
+            out.append(
+                {
+                    "dense": dense,
+                    "bm25": bm25,
+                    "hybrid": reciprocal_rank_fusion([dense, bm25], depth=self._rrf_depth),
+                }
+            )
         return out
 
 
@@ -443,6 +457,30 @@ class RunOptions:
     qa_model: str | None
 
 
+async def diagnostic_pages(
+    client: Client, uid: str, query: str, short: list[list[str]]
+) -> tuple[dict[str, Sequence[Sequence[str]]], bool]:
+    """Where memoryos loses evidence: short-term alone, every page of the top-m segments (the ceiling of the
+    page stage; capped at 100, flagged when the cap bites) and the page stage over up to 50 segments."""
+    ceiling = await call_tool(
+        client, "retrieve_memory", {"query": query, "user_id": uid, "top_k": 100, "include_short_term": False}
+    )
+    capped = sum(int(s["page_count"]) for s in ceiling["segments"]) > len(ceiling["mid_term"])
+    ceiling_pages = [page_turns(p) for p in ceiling["mid_term"]]
+    wide = await call_tool(
+        client,
+        "retrieve_memory",
+        {"query": query, "user_id": uid, "top_k": 10, "top_m": 50, "include_short_term": False},
+    )
+    pages: dict[str, Sequence[Sequence[str]]] = {
+        "diag: short-term only": short,
+        "diag: all pages of top-m segments": ceiling_pages,
+        "diag: same + short-term": short + ceiling_pages,
+        "diag: mid-term @10, top_m=50": [page_turns(p) for p in wide["mid_term"]],
+    }
+    return pages, capped
+
+
 async def run_conversation(
     client: Client,
     conv: Conversation,
@@ -493,46 +531,24 @@ async def run_conversation(
     records: list[QuestionRecord] = []
     for question, ranking in zip(conv.questions, flat, strict=True):
         t0 = time.perf_counter()
-        got = await call_tool(client, "retrieve_memory", {"query": question.question, "user_id": uid, "top_k": k_call})
+        got = await call_tool(
+            client, "retrieve_memory", {"query": question.question, "user_id": uid, "top_k": k_call}
+        )
         latency_ms = 1000 * (time.perf_counter() - t0)
         short = [page_turns(p) for p in got["short_term"]]
         mid = [page_turns(p) for p in got["mid_term"]]
-        short_flat = [t for turns in short for t in turns]
-        default_mid = mid[: options.default_top_k]
 
-        recall: dict[str, float] = {}
-        returned: dict[str, int] = {}
-
-        def score(name: str, turn_lists: Sequence[Sequence[str]]) -> None:
-            recall[name] = evidence_recall(question.evidence, (t for turns in turn_lists for t in turns))
-            returned[name] = len(turn_lists)
-
-        score("memoryos default", short + default_mid)
+        # Method name -> the pages it returned, each as its list of dia_ids.
+        pages: dict[str, Sequence[Sequence[str]]] = {"memoryos default": short + mid[: options.default_top_k]}
         for k in MEMORYOS_KS:
-            score(f"memoryos mid-term @{k}", mid[:k])
+            pages[f"memoryos mid-term @{k}"] = mid[:k]
         for method in ("dense", "bm25", "hybrid"):
             for k in BASELINE_KS:
-                score(f"{method} @{k}", [conv.pages[i].turns for i in ranking[method][:k]])
-
+                pages[f"{method} @{k}"] = [conv.pages[i].turns for i in ranking[method][:k]]
         capped = False
         if options.diagnostics:
-            score("diag: short-term only", short)
-            # Every page of the top-m segments (capped at 100): what the page stage could at best find.
-            ceiling = await call_tool(
-                client,
-                "retrieve_memory",
-                {"query": question.question, "user_id": uid, "top_k": 100, "include_short_term": False},
-            )
-            capped = sum(int(s["page_count"]) for s in ceiling["segments"]) > len(ceiling["mid_term"])
-            ceiling_pages = [page_turns(p) for p in ceiling["mid_term"]]
-            score("diag: all pages of top-m segments", ceiling_pages)
-            score("diag: same + short-term", short + ceiling_pages)
-            wide = await call_tool(
-                client,
-                "retrieve_memory",
-                {"query": question.question, "user_id": uid, "top_k": 10, "top_m": 50, "include_short_term": False},
-            )
-            score("diag: mid-term @10, top_m=50", [page_turns(p) for p in wide["mid_term"]])
+            diagnostic, capped = await diagnostic_pages(client, uid, question.question, short)
+            pages.update(diagnostic)
 
         record = QuestionRecord(
             conversation=conv.sample_id,
@@ -540,9 +556,12 @@ async def run_conversation(
             answer=question.answer,
             category=question.category,
             evidence=list(question.evidence),
-            recall=recall,
-            pages_returned=returned,
-            short_term_turns=short_flat,
+            recall={
+                name: evidence_recall(question.evidence, [t for turns in found for t in turns])
+                for name, found in pages.items()
+            },
+            pages_returned={name: len(found) for name, found in pages.items()},
+            short_term_turns=[t for turns in short for t in turns],
             mid_term_turns=mid,
             latency_ms=round(latency_ms, 2),
             segment_pages_capped=capped,
@@ -550,7 +569,11 @@ async def run_conversation(
         if qa_client is not None and options.qa_model is not None:
             try:
                 prediction = await asyncio.to_thread(
-                    generate_answer, qa_client, options.qa_model, question.question, str(got.get("context", ""))
+                    generate_answer,
+                    qa_client,
+                    options.qa_model,
+                    question.question,
+                    str(got.get("context", "")),
                 )
             except Exception as exc:  # one failed answer scores 0 and is counted, the run goes on
                 record.qa_error = f"{type(exc).__name__}: {exc}"
@@ -573,20 +596,27 @@ def method_names(records: Sequence[QuestionRecord]) -> list[str]:
     return names
 
 
-def by_category(records: Sequence[QuestionRecord], value: Any) -> dict[str, float | int]:
-    """Mean of value(record) per category and overall (mean over questions), with counts."""
-    row: dict[str, float | int] = {}
+Row = dict[str, float | int | None]
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(statistics.fmean(values), 4) if values else None
+
+
+def by_category(records: Sequence[QuestionRecord], value: Any) -> Row:
+    """Mean of value(record) per category and overall (mean over questions), with counts; None when a
+    category has no question."""
+    row: Row = {}
     for cat in CATEGORIES:
         vals = [value(r) for r in records if r.category == cat]
-        row[f"cat{cat}"] = round(statistics.fmean(vals), 4) if vals else float("nan")
+        row[f"cat{cat}"] = _mean(vals)
         row[f"n_cat{cat}"] = len(vals)
-    all_vals = [value(r) for r in records]
-    row["overall"] = round(statistics.fmean(all_vals), 4) if all_vals else float("nan")
-    row["n"] = len(all_vals)
+    row["overall"] = _mean([value(r) for r in records])
+    row["n"] = len(records)
     return row
 
 
-def recall_table(records: Sequence[QuestionRecord]) -> dict[str, dict[str, float | int]]:
+def recall_table(records: Sequence[QuestionRecord]) -> dict[str, Row]:
     table = {}
     for name in method_names(records):
         row = by_category(records, lambda r, n=name: r.recall[n])
@@ -595,7 +625,11 @@ def recall_table(records: Sequence[QuestionRecord]) -> dict[str, dict[str, float
     return table
 
 
-def format_table(title: str, rows: Mapping[str, Mapping[str, float | int]], extra: str | None = None) -> str:
+def _cell(value: float | int | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def format_table(title: str, rows: Mapping[str, Row], extra: str | None = None) -> str:
     headers = [f"cat{c} {n}" for c, n in CATEGORIES.items()] + ["overall"]
     keys = [f"cat{c}" for c in CATEGORIES] + ["overall"]
     width = max(len(name) for name in rows) + 2
@@ -604,14 +638,16 @@ def format_table(title: str, rows: Mapping[str, Mapping[str, float | int]], extr
     if extra:
         lines[1] += f"  {extra.rjust(6)}"
     for name, row in rows.items():
-        cells = "  ".join(f"{row[k]:.3f}".rjust(w) for k, w in zip(keys, cols, strict=True))
+        cells = "  ".join(_cell(row[k]).rjust(w) for k, w in zip(keys, cols, strict=True))
         line = name.ljust(width) + cells
         if extra:
             line += f"  {row[extra]:>6}"
         lines.append(line)
     any_row = next(iter(rows.values()))
     counts = [str(any_row[f"n_cat{c}"]) for c in CATEGORIES] + [str(any_row["n"])]
-    lines.append("n questions".ljust(width) + "  ".join(c.rjust(w) for c, w in zip(counts, cols, strict=True)))
+    lines.append(
+        "n questions".ljust(width) + "  ".join(c.rjust(w) for c, w in zip(counts, cols, strict=True))
+    )
     return "\n".join(lines)
 
 
@@ -643,7 +679,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="LoCoMo evidence recall of memoryos-mcp (via MCP tools) against flat dense/BM25/hybrid search.",
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"LoCoMo JSON (default {DEFAULT_DATA})")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help=f"LoCoMo JSON (default {DEFAULT_DATA})"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results JSON (default {DEFAULT_OUT})")
     parser.add_argument(
         "--conversations", default="", help="comma-separated sample ids, e.g. conv-26,conv-30 (default: all)"
@@ -656,9 +694,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="skip the two extra retrieve_memory calls per question that show where recall is lost",
     )
-    parser.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint (else MEMORYOS_LLM_BASE_URL)")
+    parser.add_argument(
+        "--rrf-depth",
+        type=int,
+        default=RRF_DEPTH,
+        help=f"pages of each ranking fused by the hybrid baseline (default {RRF_DEPTH}; 0 = whole rankings)",
+    )
+    parser.add_argument(
+        "--llm-base-url", default=None, help="OpenAI-compatible endpoint (else MEMORYOS_LLM_BASE_URL)"
+    )
     parser.add_argument("--llm-model", default=None, help="model name (else MEMORYOS_LLM_MODEL)")
-    parser.add_argument("--llm-api-key", default=None, help="API key (else MEMORYOS_LLM_API_KEY / OPENAI_API_KEY)")
+    parser.add_argument(
+        "--llm-api-key", default=None, help="API key (else MEMORYOS_LLM_API_KEY / OPENAI_API_KEY)"
+    )
     return parser.parse_args(argv)
 
 
@@ -704,7 +752,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             total = sum(len(c.pages) + len(c.questions) for c in conversations)
             with tqdm(total=total, file=sys.stderr, unit="call", dynamic_ncols=True) as progress:
                 for conv in conversations:
-                    baselines = FlatBaselines(conv.pages, embedder)
+                    progress.set_description(f"{conv.sample_id} baselines")
+                    baselines = FlatBaselines(conv.pages, embedder, args.rrf_depth)
                     conv_ingest, conv_records = await run_conversation(
                         client, conv, baselines, options, qa_client, progress
                     )
@@ -730,7 +779,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "locomo evidence recall",
         "data": str(args.data),
         "conversations": [c.sample_id for c in conversations],
-        "dropped_evidence_ids": {c.sample_id: c.dropped_evidence for c in conversations if c.dropped_evidence},
+        "dropped_evidence_ids": {
+            c.sample_id: c.dropped_evidence for c in conversations if c.dropped_evidence
+        },
         "settings": {
             "embedding_model": settings.embedding_model,
             "stm_capacity": settings.stm_capacity,
@@ -744,6 +795,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "bm25_tokenisation": BM25_TOKENISATION,
         "rrf_constant": RRF_CONSTANT,
+        "rrf_depth": args.rrf_depth,
         "recall": recall_table(records),
         "qa": qa,
         "ingest": [asdict(r) for r in ingest],
@@ -766,8 +818,8 @@ def report(results: Mapping[str, Any]) -> str:
             results["recall"],
             extra="mean_pages",
         ),
-        f"BM25 tokenisation: {results['bm25_tokenisation']}. Hybrid = reciprocal-rank fusion (constant "
-        f"{results['rrf_constant']}) of dense and BM25.",
+        f"BM25 tokenisation: {results['bm25_tokenisation']}.\nHybrid = reciprocal-rank fusion (constant "
+        f"{results['rrf_constant']}) of the top {results['rrf_depth'] or 'all'} pages of dense and of BM25.",
     ]
     if results["segment_ceiling_capped_questions"]:
         parts.append(

@@ -179,21 +179,19 @@ class ChromaStore:
         got = self.mtm.get(where={"$and": clauses}, include=["documents", "metadatas", "embeddings"])
         return sorted(self._pages_from_get(got), key=lambda p: p.added_at)
 
-    def query_mtm_pages(self, user_id: str, segment_ids: Sequence[str], embedding: Vector, n: int) -> list[tuple[Page, float]]:
-        if not segment_ids or n <= 0:
+    def mtm_page_ids(self, user_id: str) -> list[str]:
+        got = self.mtm.get(where={"$and": [{"user_id": user_id}, {"kind": "page"}]}, include=[])
+        return list(got["ids"])
+
+    def get_mtm_pages_by_id(self, user_id: str, page_ids: Sequence[str]) -> list[Page]:
+        if not page_ids:
             return []
-        got = self.mtm.query(
-            query_embeddings=[embedding],
-            n_results=n,
-            where={"$and": [{"user_id": user_id}, {"kind": "page"}, {"segment_id": {"$in": list(segment_ids)}}]},
-            include=["documents", "metadatas", "distances"],
+        got = self.mtm.get(
+            ids=list(page_ids),
+            where={"$and": [{"user_id": user_id}, {"kind": "page"}]},
+            include=["documents", "metadatas", "embeddings"],
         )
-        ids, docs, metas, dists = got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0]
-        # Chroma's cosine distance is 1 − cos; report the similarity.
-        return [
-            (self._page(pid, doc, meta, None), 1.0 - float(dist))
-            for pid, doc, meta, dist in zip(ids, docs, metas, dists, strict=True)
-        ]
+        return self._pages_from_get(got)
 
     def all_mtm_pages(self, user_id: str) -> list[Page]:
         got = self.mtm.get(
@@ -253,6 +251,14 @@ class ChromaStore:
                 for s in segments
             ],
         )
+
+    def record_visits(self, segments: Sequence[Segment]) -> None:
+        if segments:
+            # update() merges metadata and leaves the vector alone, so the HNSW index is not touched.
+            self.mtm.update(
+                ids=[s.id for s in segments],
+                metadatas=[{"n_visit": s.n_visit, "last_access": s.last_access} for s in segments],
+            )
 
     # ------------------------------------------------------------------ chain head
 

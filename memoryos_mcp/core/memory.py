@@ -38,6 +38,7 @@ from memoryos_mcp.core.protocols import (
     MemoryStore,
     PersonaUpdate,
 )
+from memoryos_mcp.core.retrieval import PageIndex, RetrievalWeights, rank_two_stage
 from memoryos_mcp.core.scoring import heat, jaccard
 from memoryos_mcp.core.text import extract_keywords, page_text
 
@@ -136,6 +137,7 @@ class MemoryOS:
         analyzer: MemoryAnalyzer,
         params: MemoryParams | None = None,
         clock: Callable[[], float] = time.time,
+        weights: RetrievalWeights | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -144,6 +146,8 @@ class MemoryOS:
         self.clock = clock
         # What runs when the analyzer (an LLM) fails and the work cannot wait: extractive, always works.
         self.fallback = LocalAnalyzer()
+        self.weights = weights or RetrievalWeights()
+        self._page_indexes: dict[str, PageIndex] = {}
         self._last_added_at = 0
 
     # ------------------------------------------------------------------ update pipeline
@@ -299,6 +303,24 @@ class MemoryOS:
         for (segment, _), vector in zip(work, vectors, strict=True):
             segment.embedding = vector
 
+    def page_index(self, user_id: str) -> PageIndex:
+        """The user's mid-term pages ready for scoring; rebuilt only when the set of pages changed.
+
+        Checking the ids each time keeps the cache right even when another replica writes to a shared
+        Chroma server; only pages not seen before are fetched.
+        """
+        ids = self.store.mtm_page_ids(user_id)
+        cached = self._page_indexes.get(user_id)
+        if cached is not None and len(cached) == len(ids) and set(cached.ids) == set(ids):
+            return cached
+        known = {p.id: p for p in cached.pages} if cached is not None else {}
+        missing = [pid for pid in ids if pid not in known]
+        known.update((p.id, p) for p in self.store.get_mtm_pages_by_id(user_id, missing))
+        pages = [known[pid] for pid in ids if pid in known]
+        index = PageIndex(pages, context_window=self.weights.context_window, previous=cached)
+        self._page_indexes[user_id] = index
+        return index
+
     def heat_of(self, segment: Segment, now: float | None = None) -> float:
         p = self.params
         return heat(segment, self.clock() if now is None else now, alpha=p.alpha, beta=p.beta, gamma=p.gamma, mu=p.mu)
@@ -440,8 +462,19 @@ class MemoryOS:
             sorted(self.store.list_stm_pages(user_id), key=lambda p: p.added_at) if include_short_term else []
         )
         segments = self.store.list_segments(user_id, include_archived=include_archived)
-        ranked = rank_segments(segments, query_embedding, query_keywords, top_m)
-        hits = self.store.query_mtm_pages(user_id, [s.id for s, _ in ranked], query_embedding, top_k)
+        by_f_score = rank_segments(segments, query_embedding, query_keywords, len(segments))
+        segments, f_scores = [s for s, _ in by_f_score], [f for _, f in by_f_score]
+        index = self.page_index(user_id)
+        page_scores = index.scores(query, query_embedding, self.weights)
+        ranked, hits = rank_two_stage(
+            index,
+            page_scores,
+            segments,
+            f_scores,
+            top_m=top_m,
+            top_k=top_k,
+            segment_weight=self.weights.segment_f_score,
+        )
         mid_term = [ScoredPage(page=p, score=score, tier="mid_term") for p, score in hits]
 
         # Retrieval is what heats a segment: N_visit and last access move for every segment returned.
@@ -449,7 +482,7 @@ class MemoryOS:
             segment.n_visit += 1
             segment.last_access = now
         if ranked:
-            self.store.upsert_segments([s for s, _ in ranked])
+            self.store.record_visits([s for s, _ in ranked])
         scored_segments = [ScoredSegment(segment=s, score=score, heat=self.heat_of(s, now)) for s, score in ranked]
 
         n_facts = self.params.lpm_top_k

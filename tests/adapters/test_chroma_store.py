@@ -98,17 +98,19 @@ def test_short_term_round_trip_keeps_every_field(any_store: ChromaStore) -> None
     assert any_store.list_stm_pages("alice") == []
 
 
-def test_mid_term_query_filters_by_segment_and_scores_similarity(any_store: ChromaStore) -> None:
+def test_mid_term_pages_by_segment_by_id_and_all(any_store: ChromaStore) -> None:
     pages = [
         _page("a", n=0, segment_id="s1", embedding=[1.0, 0.0, 0.0]),
-        _page("b", n=1, segment_id="s1", embedding=[0.0, 1.0, 0.0]),
+        _page("b", n=1, segment_id="s1", embedding=[0.0, 1.0, 0.0], analyzed=True),
         _page("c", n=2, segment_id="s2", embedding=[1.0, 0.0, 0.0]),
     ]
     any_store.upsert_mtm_pages(pages)
-    hits = any_store.query_mtm_pages("alice", ["s1"], [1.0, 0.0, 0.0], 5)
-    assert [p.id for p, _ in hits] == ["a", "b"]
-    assert hits[0][1] == pytest.approx(1.0, abs=1e-4) and hits[1][1] == pytest.approx(0.0, abs=1e-4)
-    assert {p.id for p in any_store.get_mtm_pages("alice", ["s1", "s2"], analyzed=False)} == {"a", "b", "c"}
+    assert sorted(any_store.mtm_page_ids("alice")) == ["a", "b", "c"]
+    (b,) = any_store.get_mtm_pages_by_id("alice", ["b"])
+    assert b.segment_id == "s1" and b.analyzed and b.embedding == pytest.approx([0.0, 1.0, 0.0])
+    assert [p.id for p in any_store.get_mtm_pages("alice", ["s1"], analyzed=False)] == ["a"]
+    assert {p.id for p in any_store.get_mtm_pages("alice", ["s1", "s2"])} == {"a", "b", "c"}
+    assert [p.id for p in any_store.all_mtm_pages("alice")] == ["a", "b", "c"]
     assert any_store.existing_mtm_page_ids("alice", ["a", "zzz"]) == {"a"}
 
 
@@ -152,7 +154,8 @@ def test_every_read_is_isolated_by_user(any_store: ChromaStore) -> None:
     any_store.put_chain_head(ChainHead("alice", "c", "", "p2", "", [1.0, 0.0, 0.0]))
 
     assert any_store.list_stm_pages("bob") == []
-    assert any_store.query_mtm_pages("bob", ["s1"], [1.0, 0.0, 0.0], 5) == []
+    assert any_store.mtm_page_ids("bob") == [] and any_store.get_mtm_pages_by_id("bob", ["p2"]) == []
+    assert any_store.all_mtm_pages("bob") == []
     assert any_store.get_mtm_pages("bob", ["s1"]) == []
     assert any_store.existing_mtm_page_ids("bob", ["p2"]) == set()
     assert any_store.list_segments("bob", include_archived=True) == []
