@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memoryos_mcp.core.lexical import BM25, index_terms, stem, zscore
+from memoryos_mcp.core.models import Page, Segment
+from memoryos_mcp.core.retrieval import PageIndex, RetrievalWeights, asks_about_time, rank_two_stage
+from tests.fakes import HashEmbedder
+
+EMBED = HashEmbedder()
+
+
+def page(n: int, user_input: str, segment: str = "s1", response: str = "") -> Page:
+    p = Page(f"p{n}", "u", user_input, response, "2024-05-08T10:00:00", added_at=n, segment_id=segment)
+    p.embedding = EMBED.embed([f"{user_input} {response}"])[0]
+    return p
+
+
+def test_stem_maps_word_forms_together() -> None:
+    assert stem("hiking") == stem("hikes") == "hik"
+    assert stem("parties") == "party"
+    assert stem("is") == "is"  # too short to strip
+
+
+def test_index_terms_drop_stop_words() -> None:
+    assert index_terms("I went to the LGBTQ support group") == ["went", "lgbtq", "support", "group"]
+
+
+def test_bm25_prefers_rare_matching_terms() -> None:
+    docs = [{"cat": 1, "dog": 1}, {"dog": 2}, {"bird": 1}]
+    scores = BM25(docs).scores(["cat", "dog"])
+    assert scores.argmax() == 0 and scores[2] == 0.0
+
+
+def test_zscore_handles_constant_input() -> None:
+    assert np.allclose(zscore(np.array([2.0, 2.0])), 0.0)
+    assert zscore(np.array([1.0, 3.0])).tolist() == pytest.approx([-1.0, 1.0])
+
+
+def test_a_page_is_found_through_its_neighbours_words() -> None:
+    pages = [
+        page(0, "Did you go to the pottery class?"),
+        page(1, "Yes, with my sister, it was lovely!"),
+        page(2, "The weather was rainy all week."),
+    ]
+    index = PageIndex(pages, context_window=1)
+    query = "who went to the pottery class"
+    scores = index.scores(query, EMBED.embed([query])[0], RetrievalWeights())
+    assert scores[1] > scores[2]  # page 1 answers the question, though only page 0 says "pottery"
+    alone = PageIndex(pages, context_window=0).scores(query, EMBED.embed([query])[0], RetrievalWeights())
+    assert alone[1] <= alone[2] + 1e-9 or alone[1] < scores[1]
+
+
+def test_questions_about_time_favour_pages_that_mention_time() -> None:
+    assert asks_about_time("When did Maya move to Lisbon?")
+    assert asks_about_time("How long ago was the trip?")
+    assert not asks_about_time("Where does Maya live?")
+    pages = [page(0, "I moved to Lisbon for work"), page(1, "I moved to Lisbon last month")]
+    index = PageIndex(pages)
+    q = "When did Maya move to Lisbon?"
+    with_cue = index.scores(q, EMBED.embed([q])[0], RetrievalWeights(time_cue=0.5))
+    without = index.scores(q, EMBED.embed([q])[0], RetrievalWeights(time_cue=0.0))
+    assert with_cue[1] - with_cue[0] == pytest.approx(without[1] - without[0] + 0.5)
+
+
+def test_two_stage_returns_pages_only_from_the_chosen_segments() -> None:
+    pages = [page(0, "hiking trail", "s1"), page(1, "hiking boots", "s1"), page(2, "bread oven", "s2")]
+    segments = [
+        Segment("s1", "u", "", {}, 0.0, 0.0, embedding=[1.0]),
+        Segment("s2", "u", "", {}, 0.0, 0.0, embedding=[1.0]),
+    ]
+    index = PageIndex(pages)
+    scores = np.array([1.0, 0.5, 2.0])
+    chosen, hits = rank_two_stage(index, scores, segments, [0.0, 0.0], top_m=1, top_k=5, segment_weight=0.2)
+    assert [s.id for s, _ in chosen] == ["s2"] and [p.id for p, _ in hits] == ["p2"]
+    # A strong enough F_score lifts a segment whose pages score lower.
+    chosen, hits = rank_two_stage(index, scores, segments, [5.0, 0.0], top_m=1, top_k=5, segment_weight=0.9)
+    assert [s.id for s, _ in chosen] == ["s1"] and [p.id for p, _ in hits] == ["p0", "p1"]
+
+
+def test_empty_index_scores_nothing() -> None:
+    index = PageIndex([])
+    assert index.scores("anything", EMBED.embed(["anything"])[0], RetrievalWeights()).size == 0
+    assert rank_two_stage(index, np.zeros(0), [], [], top_m=5, top_k=10, segment_weight=0.2) == ([], [])
