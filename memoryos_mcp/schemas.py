@@ -23,7 +23,11 @@ class PageOut(BaseModel):
     timestamp: str = Field(description="ISO-8601 time of the exchange")
     tier: str = Field(description="short_term or mid_term")
     segment_id: str | None = Field(None, description="mid-term segment holding the page")
-    score: float | None = Field(None, description="similarity to the query (mid-term pages)")
+    score: float | None = Field(
+        None,
+        description="relevance to the query (mid-term pages): BM25 and cosine, each standardised over the "
+        "user's pages and mixed; higher is better, only the order and the gaps mean something",
+    )
     chain_summary: str = Field("", description="running summary of the dialogue chain the page belongs to")
     metadata: dict[str, Scalar] = Field(default_factory=dict, description="caller metadata given to add_memory")
 
@@ -48,7 +52,10 @@ class SegmentOut(BaseModel):
     id: str
     summary: str
     keywords: list[str]
-    score: float = Field(description="F_score against the query: cosine + keyword Jaccard")
+    score: float = Field(
+        description="stage-one relevance: the paper's F_score (cosine + keyword Jaccard) mixed with the "
+        "segment's best page score, both standardised"
+    )
     heat: float = Field(description="α·N_visit + β·L_interaction + γ·exp(−Δt/μ)")
     n_visit: int
     l_interaction: int

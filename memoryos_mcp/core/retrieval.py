@@ -2,7 +2,7 @@
 
 A page of dialogue is rarely self-contained: "Yes, with my sister!" answers a question asked one page
 earlier. So each mid-term page is scored with its dialogue context — the pages just before and after it
-in the conversation — both lexically (BM25 over the page's terms plus its neighbours') and densely (its
+in the same conversation (not hours apart) — both lexically (BM25 over the page's terms plus its neighbours') and densely (its
 embedding plus half of each neighbour's). The two scores are standardised and mixed.
 
 Stage one ranks segments by the paper's F_score (cos + Jaccard against the query) together with the best
@@ -11,10 +11,12 @@ page score inside each segment; stage two returns the best pages of the top-m se
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from memoryos_mcp.core.models import Page, Segment, Vector
 from memoryos_mcp.core.text import page_text
 
 NEIGHBOUR_WEIGHT = 0.5  # share of a neighbour page's embedding in a page's context embedding
+CONTEXT_GAP_S = 3 * 3600  # pages further apart in time belong to different conversations: no shared context
 
 # A question about time ("When did…", "How long ago…") is answered by a page that says when something
 # happened, and the date of the exchange alone rarely matches the question's words.
@@ -40,6 +43,16 @@ _TIME_MENTION = re.compile(
 )
 
 
+def _epoch(timestamp: str) -> float:
+    try:
+        parsed = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return math.nan
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
 def asks_about_time(query: str) -> bool:
     return _TIME_QUESTION.search(query) is not None
 
@@ -55,13 +68,17 @@ class RetrievalWeights:
     lexical: float = 0.6  # page score = lexical·z(BM25) + (1 − lexical)·z(cosine)
     segment_f_score: float = 0.2  # segment score = this·z(F_score) + (1 − this)·z(best page score)
     context_window: int = 1  # neighbour pages on each side that count as a page's dialogue context
-    time_cue: float = 0.5  # bonus (in standard deviations) for pages that mention time, on questions about time
+    time_cue: float = (
+        0.5  # bonus (in standard deviations) for pages that mention time, on questions about time
+    )
 
 
 class PageIndex:
     """Every mid-term page of one user, in conversation order, ready to be scored against a query."""
 
-    def __init__(self, pages: Sequence[Page], context_window: int = 1, previous: PageIndex | None = None) -> None:
+    def __init__(
+        self, pages: Sequence[Page], context_window: int = 1, previous: PageIndex | None = None
+    ) -> None:
         self.pages = sorted(pages, key=lambda p: p.added_at)
         self.ids = [p.id for p in self.pages]
         # Page texts never change, so their terms are taken over from the index this one replaces.
@@ -69,21 +86,34 @@ class PageIndex:
         self.terms = {p.id: known.get(p.id) or Counter(index_terms(page_text(p))) for p in self.pages}
         own_terms = [self.terms[p.id] for p in self.pages]
         n = len(self.pages)
+        times = [_epoch(p.timestamp) for p in self.pages]
+
+        def same_conversation(i: int, j: int) -> bool:
+            gap = abs(times[i] - times[j])
+            return math.isnan(gap) or gap <= CONTEXT_GAP_S
+
+        neighbours = [
+            [
+                j
+                for j in range(max(0, i - context_window), min(n, i + context_window + 1))
+                if j != i and same_conversation(i, j)
+            ]
+            for i in range(n)
+        ]
         documents: list[Counter[str]] = []
         for i in range(n):
             terms: Counter[str] = Counter(own_terms[i])
-            for j in range(max(0, i - context_window), min(n, i + context_window + 1)):
-                if j != i:
-                    terms.update(own_terms[j])
+            for j in neighbours[i]:
+                terms.update(own_terms[j])
             documents.append(terms)
         self.bm25 = BM25(documents)
         self.time_mask = np.asarray([mentions_time(p) for p in self.pages], dtype=np.float64)
         if n:
             own = np.asarray([p.embedding for p in self.pages], dtype=np.float32)
             context = own.copy()
-            for offset in range(1, context_window + 1):
-                context[offset:] += NEIGHBOUR_WEIGHT * own[:-offset]
-                context[:-offset] += NEIGHBOUR_WEIGHT * own[offset:]
+            for i in range(n):
+                for j in neighbours[i]:
+                    context[i] += NEIGHBOUR_WEIGHT * own[j]
             norms = np.linalg.norm(context, axis=1, keepdims=True)
             self.embeddings = context / np.where(norms == 0, 1.0, norms)
         else:
@@ -122,9 +152,12 @@ def rank_two_stage(
         by_segment.setdefault(page.segment_id, []).append(i)
     floor = float(page_scores.min()) if len(page_scores) else 0.0
     best = np.asarray(
-        [max((page_scores[i] for i in by_segment.get(s.id, [])), default=floor) for s in segments], dtype=np.float64
+        [max((page_scores[i] for i in by_segment.get(s.id, [])), default=floor) for s in segments],
+        dtype=np.float64,
     )
-    combined = segment_weight * zscore(np.asarray(segment_f_scores, dtype=np.float64)) + (1 - segment_weight) * zscore(best)
+    combined = segment_weight * zscore(np.asarray(segment_f_scores, dtype=np.float64)) + (
+        1 - segment_weight
+    ) * zscore(best)
     order = np.argsort(-combined, kind="stable")[:top_m]
     chosen = [(segments[i], float(combined[i])) for i in order]
     candidates = [i for s, _ in chosen for i in by_segment.get(s.id, [])]

@@ -83,3 +83,13 @@ def test_empty_index_scores_nothing() -> None:
     index = PageIndex([])
     assert index.scores("anything", EMBED.embed(["anything"])[0], RetrievalWeights()).size == 0
     assert rank_two_stage(index, np.zeros(0), [], [], top_m=5, top_k=10, segment_weight=0.2) == ([], [])
+
+
+def test_pages_hours_apart_do_not_lend_each_other_context() -> None:
+    first = page(0, "Did you go to the pottery class?")
+    later = page(1, "Yes, with my sister, it was lovely!")
+    later.timestamp = "2024-05-09T10:00:00"  # the next day: another conversation
+    index = PageIndex([first, later], context_window=1)
+    assert index.bm25.scores(index_terms("pottery"))[1] == 0.0
+    later.timestamp = "2024-05-08T10:20:00"
+    assert PageIndex([first, later], context_window=1).bm25.scores(index_terms("pottery"))[1] > 0.0
