@@ -225,3 +225,16 @@ def test_llm_calls_per_add_stay_within_target_over_a_long_conversation(tmp_path:
     stats = service.stats()
     assert stats.llm_calls_total == calls and stats.prompt_tokens_total > 0
     assert service.get_user_profile().user_knowledge  # promotions did happen
+
+
+def test_a_model_that_keeps_answering_garbage_is_rested(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+    service = make_service(tmp_path, llm.base_url, llm_cooldown_s=60.0)
+    llm.default = lambda request: Fault.malformed()
+    for n in range(4):
+        add(service, "hiking", n)
+    assert llm.request_count == 2  # the first failing analysis (answer + repair); then it rests
+    for n in range(4, 8):
+        result = add(service, "hiking", n)
+    assert llm.request_count == 2
+    assert any("next try in" in note for note in result.notes)
+    assert service.stats().short_term_pages + service.stats().mid_term_pages == 8

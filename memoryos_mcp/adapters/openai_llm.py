@@ -104,7 +104,9 @@ class OpenAIChat:
             try:
                 parsed = _parse(content, schema, self.max_answer_chars)
             except ValueError as second:
-                raise self._failed(f"invalid JSON from the model twice: {second}", cool_down=False) from None
+                # A model that cannot produce the JSON twice in a row (small local models often can't) would
+                # make every add_memory wait for two useless answers: rest it like an unreachable one.
+                raise self._failed(f"invalid JSON from the model twice: {second}", cool_down=True) from None
         self._succeeded()
         return parsed
 
