@@ -26,6 +26,9 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from figures import report_figures  # noqa: E402
 
 TOPICS = {
     "hiking": ["trail", "summit", "boots", "ridge", "valley", "camping", "map", "forest"],
@@ -141,12 +144,7 @@ def main() -> None:
         "segments": stats["segments"],
         "server_peak_rss_mb": stats["peak_rss_mb"],
     }
-    width = max(map(len, figures))
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
+    report_figures(figures, args.json)
 
 
 if __name__ == "__main__":

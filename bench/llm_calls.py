@@ -12,7 +12,6 @@ so the figures count what our pipeline asks, not what a model knows. Prompt toke
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from figures import report_figures  # noqa: E402
 from locomo import load_conversations  # noqa: E402
 
 from memoryos_mcp.core.text import extract_keywords  # noqa: E402
@@ -101,12 +101,7 @@ def main() -> None:
         "segments": stats.segments,
         "user_facts": stats.user_facts,
     }
-    width = max(map(len, figures))
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
+    report_figures(figures, args.json)
 
 
 if __name__ == "__main__":
