@@ -144,6 +144,7 @@ class AddMemoryResult(BaseModel):
     llm_calls: int
     prompt_tokens: int
     completion_tokens: int
+    llm_failures: int = Field(description="LLM steps that failed; their work stays pending or used the local fallback")
     notes: list[str]
 
     @classmethod
@@ -164,6 +165,7 @@ class AddMemoryResult(BaseModel):
             llm_calls=u.calls,
             prompt_tokens=u.prompt_tokens,
             completion_tokens=u.completion_tokens,
+            llm_failures=u.failures,
             notes=result.notes,
         )
 
@@ -223,4 +225,5 @@ class MemoryStats(BaseModel):
     llm_calls_total: int
     prompt_tokens_total: int
     completion_tokens_total: int
+    llm_failures_total: int
     peak_rss_mb: float

@@ -211,6 +211,7 @@ class MemoryService:
             llm_calls_total=u.calls,
             prompt_tokens_total=u.prompt_tokens,
             completion_tokens_total=u.completion_tokens,
+            llm_failures_total=u.failures,
             peak_rss_mb=round(peak_rss_mb(), 1),
         )
 

@@ -159,6 +159,7 @@ def test_a_fault_loses_nothing_and_recovers(
         ids.append(result.page_id)
     assert time.monotonic() - started < 15
     assert result.notes and "deferred" in " ".join(result.notes)
+    assert result.llm_failures == 1 and service.stats().llm_failures_total >= 2
     stats = service.stats()
     assert stats.short_term_pages == 5 and stats.mid_term_pages == 0  # nothing lost, analysis pending
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("memoryos_mcp.adapters")]

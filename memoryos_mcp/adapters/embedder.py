@@ -43,7 +43,6 @@ class SentenceTransformerEmbedder:
         logger.info("loading embedding model %s", resolved)
         self._model = SentenceTransformer(resolved, device=device)
         self._lock = threading.Lock()
-        self.model_name = model
 
     @property
     def dimension(self) -> int:

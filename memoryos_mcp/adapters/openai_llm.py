@@ -80,10 +80,6 @@ class OpenAIChat:
             self._failing_since = None
             self._retry_at = 0.0
 
-    @property
-    def healthy(self) -> bool:
-        return self._failing_since is None
-
     # ------------------------------------------------------------------ calls
 
     def complete_json(self, system: str, prompt: str, schema: type[M], usage: LLMUsage) -> M:

@@ -55,16 +55,6 @@ class Segment:
 
 
 @dataclass
-class Topic:
-    """What a batch of evicted pages is about: the unit that is matched against segments."""
-
-    summary: str
-    keywords: list[str]
-    pages: list[Page]
-    embedding: Vector | None = None
-
-
-@dataclass
 class Fact:
     """A long-term persona fact: about the user (user knowledge) or about the agent (assistant trait)."""
 
