@@ -239,3 +239,24 @@ def test_a_model_that_keeps_answering_garbage_is_rested(tmp_path: Path, llm: Fak
     assert llm.request_count == 2
     assert any("next try in" in note for note in result.notes)
     assert service.stats().short_term_pages + service.stats().mid_term_pages == 8
+
+
+def test_user_facts_stay_within_lpm_capacity_and_drops_are_reported(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+    service = make_service(tmp_path, llm.base_url, tau=2.0, stm_capacity=1, stm_evict_batch=1, lpm_capacity=3)
+    sentences = [
+        "I adopted a tabby kitten named Miso",
+        "My brother plays cello in Vienna",
+        "We repainted the kitchen bright yellow",
+        "Quarterly taxes were filed with the accountant",
+        "Volcano photography is my new obsession",
+        "Grandma turned ninety with a garden party",
+        "Chess tournaments fill my Sunday mornings",
+    ]
+    dropped: list[str] = []
+    for n, text in enumerate(sentences):
+        result = service.add_memory(text, "Noted.", timestamp=f"2024-05-{n + 1:02d} 10:00:00")
+        dropped += result.facts_dropped
+    knowledge = [f.text for f in service.get_user_profile().user_knowledge or []]
+    assert len(knowledge) == 3
+    assert dropped and all(d not in knowledge for d in dropped)
+    assert "Miso" in dropped[0]  # oldest first
