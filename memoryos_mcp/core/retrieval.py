@@ -43,6 +43,51 @@ _TIME_MENTION = re.compile(
 )
 
 
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        "january february march april may june july august september october november december".split(), 1
+    )
+}
+_NAMED_DATE = re.compile(
+    r"\b(?:(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?)?"
+    r"(january|february|march|april|may|june|july|august|september|october|november|december)"
+    r"(?:\s+(\d{1,2})(?:st|nd|rd|th)?)?(?:,?\s+(\d{4}))?\b",
+    re.IGNORECASE,
+)
+_ALSO_WORDS = {"may", "march"}
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})(?:-(\d{2}))?\b")
+
+DateCue = tuple[int | None, int, int | None]  # (year or None, month, day or None)
+
+
+def date_cues(query: str) -> list[DateCue]:
+    """Dates a query names: "on May 3, 2023", "in December 2023", "3 June", "2023-05-08"."""
+    cues: list[DateCue] = []
+    for m in _NAMED_DATE.finditer(query):
+        day = m.group(1) or m.group(3)
+        if m.group(2).lower() in _ALSO_WORDS and not (day or m.group(4)):
+            continue  # "may I…", "march on": a verb unless a day or year comes with it
+        cues.append(
+            (int(m.group(4)) if m.group(4) else None, _MONTHS[m.group(2).lower()], int(day) if day else None)
+        )
+    for m in _ISO_DATE.finditer(query):
+        cues.append((int(m.group(1)), int(m.group(2)), int(m.group(3)) if m.group(3) else None))
+    return [(y, mo, d) for y, mo, d in cues if 1 <= mo <= 12]
+
+
+def date_match(timestamp: str, cue: DateCue) -> float:
+    """1 when the page's date is the day (or month) the cue names, 0.5 for the right month of a named day."""
+    try:
+        year, month, day = int(timestamp[0:4]), int(timestamp[5:7]), int(timestamp[8:10])
+    except ValueError:
+        return 0.0
+    cue_year, cue_month, cue_day = cue
+    if cue_month != month or (cue_year is not None and cue_year != year):
+        return 0.0
+    return 1.0 if cue_day is None or cue_day == day else 0.5
+
+
 def _epoch(timestamp: str) -> float:
     try:
         parsed = datetime.fromisoformat(timestamp)
@@ -68,9 +113,9 @@ class RetrievalWeights:
     lexical: float = 0.6  # page score = lexical·z(BM25) + (1 − lexical)·z(cosine)
     segment_f_score: float = 0.2  # segment score = this·z(F_score) + (1 − this)·z(best page score)
     context_window: int = 1  # neighbour pages on each side that count as a page's dialogue context
-    time_cue: float = (
-        0.5  # bonus (in standard deviations) for pages that mention time, on questions about time
-    )
+    # Bonuses in standard deviations of the page score:
+    time_cue: float = 0.5  # pages that mention time, on questions about time ("When did…")
+    date_cue: float = 1.0  # pages dated on the day or month the query names ("in May 2023")
 
 
 class PageIndex:
@@ -131,6 +176,10 @@ class PageIndex:
         scores = weights.lexical * zscore(lexical) + (1.0 - weights.lexical) * zscore(dense)
         if weights.time_cue and asks_about_time(query):
             scores = scores + weights.time_cue * self.time_mask
+        cues = date_cues(query) if weights.date_cue else []
+        if cues:
+            matches = [max(date_match(p.timestamp, cue) for cue in cues) for p in self.pages]
+            scores = scores + weights.date_cue * np.asarray(matches, dtype=np.float64)
         return scores
 
 

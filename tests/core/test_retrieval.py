@@ -93,3 +93,36 @@ def test_pages_hours_apart_do_not_lend_each_other_context() -> None:
     assert index.bm25.scores(index_terms("pottery"))[1] == 0.0
     later.timestamp = "2024-05-08T10:20:00"
     assert PageIndex([first, later], context_window=1).bm25.scores(index_terms("pottery"))[1] > 0.0
+
+
+@pytest.mark.parametrize(
+    ("query", "cues"),
+    [
+        ("What did Maria donate in December 2023?", [(2023, 12, None)]),
+        ("Who came to dinner on May 3, 2023?", [(2023, 5, 3)]),
+        ("What was said on 3 June, 2023?", [(2023, 6, 3)]),
+        ("What happened on 2023-05-08?", [(2023, 5, 8)]),
+        ("Where did we go camping in June?", [(None, 6, None)]),
+        ("May I ask what you did?", []),
+        ("Did she march with them?", []),
+    ],
+)
+def test_date_cues_in_queries(query: str, cues: list[tuple[int | None, int, int | None]]) -> None:
+    from memoryos_mcp.core.retrieval import date_cues
+
+    assert date_cues(query) == cues
+
+
+def test_pages_dated_as_the_query_says_rank_higher() -> None:
+    from memoryos_mcp.core.retrieval import date_match
+
+    assert date_match("2023-05-03T10:00:00", (2023, 5, 3)) == 1.0
+    assert date_match("2023-05-04T10:00:00", (2023, 5, 3)) == 0.5
+    assert date_match("2024-05-03T10:00:00", (2023, 5, 3)) == 0.0
+    assert date_match("2024-06-30T10:00:00", (None, 6, None)) == 1.0
+    early, late = page(0, "I volunteered at the shelter"), page(1, "I volunteered at the shelter")
+    early.timestamp, late.timestamp = "2023-05-03T10:00:00", "2023-12-01T10:00:00"
+    index = PageIndex([early, late], context_window=0)
+    q = "Where did I volunteer in December 2023?"
+    scores = index.scores(q, EMBED.embed([q])[0], RetrievalWeights())
+    assert scores[1] == pytest.approx(scores[0] + 1.0)
