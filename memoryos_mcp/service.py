@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import sys
@@ -95,7 +96,9 @@ class MemoryService:
         self.memory = MemoryOS(store, embedder, analyzer, params_from(settings))
         self.usage_total = LLMUsage()
         self._close = close
-        self._locks: dict[str, threading.Lock] = {}
+        # Per user: adds are serialised with adds, retrievals with retrievals; an add and a retrieval may
+        # overlap, so a retrieval never waits for an add's LLM work (the store keeps their writes apart).
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
     @classmethod
@@ -121,12 +124,12 @@ class MemoryService:
         if self._close is not None:
             self._close()
 
-    def _lock(self, user_id: str) -> threading.Lock:
+    def _lock(self, user_id: str, kind: str) -> threading.Lock:
         with self._locks_guard:
-            return self._locks.setdefault(user_id, threading.Lock())
+            return self._locks.setdefault((user_id, kind), threading.Lock())
 
-    def _run(self, user_id: str, what: str, fn: Callable[[], T]) -> T:
-        with self._lock(user_id):
+    def _run(self, user_id: str, what: str, fn: Callable[[], T], lock: str | None = None) -> T:
+        with self._lock(user_id, lock) if lock else contextlib.nullcontext():
             try:
                 return fn()
             except MemoryOSError:
@@ -152,7 +155,9 @@ class MemoryService:
         ts = validation.timestamp(timestamp)
         meta = validation.metadata(metadata, max_keys=s.max_metadata_keys, max_value_chars=s.max_metadata_value_chars)
         deadline = time.monotonic() + s.add_time_budget_s
-        result = self._run(uid, "add_memory", lambda: self.memory.add_page(uid, ui, ar, ts, meta, deadline))
+        result = self._run(
+            uid, "add_memory", lambda: self.memory.add_page(uid, ui, ar, ts, meta, deadline), lock="add"
+        )
         self.usage_total.add(result.usage)
         return AddMemoryResult.of(result)
 
@@ -176,6 +181,7 @@ class MemoryService:
             lambda: self.memory.retrieve(
                 uid, q, top_k=k, top_m=m, include_short_term=include_short_term, include_archived=include_archived
             ),
+            lock="retrieve",
         )
         return RetrieveMemoryResult.of(uid, retrieval)
 

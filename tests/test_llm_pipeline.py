@@ -260,3 +260,21 @@ def test_user_facts_stay_within_lpm_capacity_and_drops_are_reported(tmp_path: Pa
     assert len(knowledge) == 3
     assert dropped and all(d not in knowledge for d in dropped)
     assert "Miso" in dropped[0]  # oldest first
+
+
+def test_retrieval_does_not_wait_for_a_slow_add_of_the_same_user(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+    import threading
+
+    service = make_service(tmp_path, llm.base_url, llm_timeout_s=5.0)
+    for n in range(3):
+        add(service, "hiking", n)
+    llm.default = lambda request: Fault.delay(3.0, then=good_answer(request))
+    slow = threading.Thread(target=add, args=(service, "cooking", 3))
+    slow.start()
+    time.sleep(0.5)  # the add is now waiting for the model
+    started = time.monotonic()
+    found = service.retrieve_memory("hiking trail")
+    assert time.monotonic() - started < 1.5
+    assert found.short_term
+    slow.join(10)
+    assert service.stats().mid_term_pages == 3

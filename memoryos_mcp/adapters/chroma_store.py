@@ -227,29 +227,42 @@ class ChromaStore:
             )
         return sorted(segments, key=lambda s: s.created_at)
 
+    @staticmethod
+    def _segment_record(s: Segment, *, with_visits: bool) -> tuple[str, dict[str, Any]]:
+        document = json.dumps({"summary": s.summary, "keyword_counts": s.keyword_counts}, ensure_ascii=False)
+        meta: dict[str, Any] = {
+            "kind": "segment",
+            "user_id": s.user_id,
+            "created_at": s.created_at,
+            "l_interaction": s.l_interaction,
+            "page_count": s.page_count,
+            "archived": s.archived,
+        }
+        if with_visits:
+            meta.update(n_visit=s.n_visit, last_access=s.last_access)
+        return document, meta
+
     def upsert_segments(self, segments: Sequence[Segment]) -> None:
         if not segments:
             return
+        records = [self._segment_record(s, with_visits=True) for s in segments]
         self.mtm.upsert(
             ids=[s.id for s in segments],
             embeddings=[s.embedding for s in segments],  # type: ignore[misc]
-            documents=[
-                json.dumps({"summary": s.summary, "keyword_counts": s.keyword_counts}, ensure_ascii=False)
-                for s in segments
-            ],
-            metadatas=[
-                {
-                    "kind": "segment",
-                    "user_id": s.user_id,
-                    "created_at": s.created_at,
-                    "last_access": s.last_access,
-                    "n_visit": s.n_visit,
-                    "l_interaction": s.l_interaction,
-                    "page_count": s.page_count,
-                    "archived": s.archived,
-                }
-                for s in segments
-            ],
+            documents=[doc for doc, _ in records],
+            metadatas=[meta for _, meta in records],
+        )
+
+    def update_segments(self, segments: Sequence[Segment]) -> None:
+        if not segments:
+            return
+        # update() merges metadata, so the visit fields that concurrent retrievals write are kept.
+        records = [self._segment_record(s, with_visits=False) for s in segments]
+        self.mtm.update(
+            ids=[s.id for s in segments],
+            embeddings=[s.embedding for s in segments],  # type: ignore[misc]
+            documents=[doc for doc, _ in records],
+            metadatas=[meta for _, meta in records],
         )
 
     def record_visits(self, segments: Sequence[Segment]) -> None:

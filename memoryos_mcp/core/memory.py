@@ -128,7 +128,11 @@ def best_segment_match(
 
 
 class MemoryOS:
-    """The MemoryOS update and retrieval pipelines. Not thread-safe per user: callers serialise per user."""
+    """The MemoryOS update and retrieval pipelines.
+
+    Callers serialise add_page calls of one user, and retrieve calls of one user; an add and a retrieve of
+    the same user may overlap: retrieval writes only N_visit and last access, which adds never write back.
+    """
 
     def __init__(
         self,
@@ -270,7 +274,9 @@ class MemoryOS:
         if merged:
             self._refresh_merged(touched, merged, result)
         # Destination first: segments, then their pages; the caller deletes the STM copies last.
-        self.store.upsert_segments(list(touched.values()))
+        created = set(result.segments_created)
+        self.store.upsert_segments([s for s in touched.values() if s.id in created])
+        self.store.update_segments([s for s in touched.values() if s.id not in created])
         self.store.upsert_mtm_pages([p for group in members.values() for p in group])
         last = pages[-1]
         assert last.embedding is not None
@@ -337,7 +343,7 @@ class MemoryOS:
         coldest = sorted(segments, key=lambda s: (self.heat_of(s, now), s.last_access))[:excess]
         for segment in coldest:
             segment.archived = True
-        self.store.upsert_segments(coldest)
+        self.store.update_segments(coldest)
         result.segments_archived.extend(s.id for s in coldest)
 
     # ------------------------------------------------------------------ promotion MTM → LPM
@@ -381,7 +387,7 @@ class MemoryOS:
             self.store.upsert_mtm_pages(pages)
         # L_interaction counts pages since the last promotion (paper), so it restarts here.
         segment.l_interaction = 0
-        self.store.upsert_segments([segment])
+        self.store.update_segments([segment])
         return True
 
     def _merge_persona(self, profile: UserProfile, update: PersonaUpdate, segment: Segment, result: AddResult) -> None:

@@ -186,3 +186,15 @@ def test_a_second_process_on_the_same_directory_is_refused(tmp_path: Path) -> No
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 3, done.stderr
     assert "another process is using the memory directory" in done.stdout and "MEMORYOS_CHROMA_HOST" in done.stdout
+
+
+def test_segment_updates_keep_the_visits_that_retrievals_recorded(any_store: ChromaStore) -> None:
+    seg = Segment("s1", "alice", "about hiking", {"hiking": 1}, 1.0, 2.0, 3, 4, 5, False, [0.0, 1.0, 0.0])
+    any_store.upsert_segments([seg])
+    stale = Segment("s1", "alice", "about hiking", {"hiking": 1}, 1.0, 2.0, 3, 4, 5, False, [0.0, 1.0, 0.0])
+    seg.n_visit, seg.last_access = 9, 50.0
+    any_store.record_visits([seg])  # a retrieval, while an add holds the stale copy
+    stale.l_interaction, stale.summary = 0, "about hiking and boots"
+    any_store.update_segments([stale])
+    (got,) = any_store.list_segments("alice")
+    assert (got.n_visit, got.last_access, got.l_interaction, got.summary) == (9, 50.0, 0, "about hiking and boots")
