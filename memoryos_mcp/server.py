@@ -62,11 +62,9 @@ def build_server(settings: Settings, service_factory: Callable[[], MemoryService
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
+        # Nothing to close at exit: every call already left its data durable in Chroma.
         slot.lazy = LazyService(factory).start()
-        try:
-            yield None
-        finally:
-            slot.lazy.close()
+        yield None
 
     mcp = MCPServer(
         "memoryos",

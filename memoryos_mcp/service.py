@@ -88,14 +88,11 @@ class MemoryService:
         store: MemoryStore,
         embedder: Embedder,
         analyzer: MemoryAnalyzer,
-        *,
-        close: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.memory = MemoryOS(store, embedder, analyzer, params_from(settings))
         self.usage_total = LLMUsage()
-        self._close = close
         # Per user: adds are serialised with adds, retrievals with retrievals; an add and a retrieval may
         # overlap, so a retrieval never waits for an add's LLM work (the store keeps their writes apart).
         self._locks: dict[tuple[str, str], threading.Lock] = {}
@@ -119,10 +116,6 @@ class MemoryService:
 
             embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.embedding_device)
         return cls(settings, store, embedder, make_analyzer(settings))
-
-    def close(self) -> None:
-        if self._close is not None:
-            self._close()
 
     def _lock(self, user_id: str, kind: str) -> threading.Lock:
         with self._locks_guard:
@@ -258,7 +251,3 @@ class LazyService:
             raise StorageError(f"memory service failed to start: {self._error}")
         assert self._service is not None
         return self._service
-
-    def close(self) -> None:
-        if self._ready.is_set() and self._service is not None:
-            self._service.close()
