@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any, TypeVar
 
 from memoryos_mcp import validation
@@ -37,22 +38,8 @@ NO_LLM_NOTE = (
 
 
 def params_from(settings: Settings) -> MemoryParams:
-    return MemoryParams(
-        stm_capacity=settings.stm_capacity,
-        stm_evict_batch=settings.stm_evict_batch,
-        mtm_capacity=settings.mtm_capacity,
-        theta=settings.theta,
-        tau=settings.tau,
-        alpha=settings.alpha,
-        beta=settings.beta,
-        gamma=settings.gamma,
-        mu=settings.mu,
-        top_m=settings.top_m,
-        top_k=settings.top_k,
-        lpm_capacity=settings.lpm_capacity,
-        lpm_top_k=settings.lpm_top_k,
-        assistant_profile=settings.assistant_profile,
-    )
+    """The paper parameters of `settings` (same names); the rest of MemoryParams keeps its defaults."""
+    return MemoryParams(**{f.name: getattr(settings, f.name) for f in fields(MemoryParams) if f.name in Settings.model_fields})
 
 
 def peak_rss_mb() -> float:

@@ -243,24 +243,19 @@ class ChromaStore:
         return document, meta
 
     def upsert_segments(self, segments: Sequence[Segment]) -> None:
-        if not segments:
-            return
-        records = [self._segment_record(s, with_visits=True) for s in segments]
-        self.mtm.upsert(
-            ids=[s.id for s in segments],
-            embeddings=[s.embedding for s in segments],  # type: ignore[misc]
-            documents=[doc for doc, _ in records],
-            metadatas=[meta for _, meta in records],
-        )
+        self._write_segments(self.mtm.upsert, segments, with_visits=True)
 
     def update_segments(self, segments: Sequence[Segment]) -> None:
+        # update() merges metadata, so the visit fields that concurrent retrievals write are kept.
+        self._write_segments(self.mtm.update, segments, with_visits=False)
+
+    def _write_segments(self, write: Any, segments: Sequence[Segment], *, with_visits: bool) -> None:
         if not segments:
             return
-        # update() merges metadata, so the visit fields that concurrent retrievals write are kept.
-        records = [self._segment_record(s, with_visits=False) for s in segments]
-        self.mtm.update(
+        records = [self._segment_record(s, with_visits=with_visits) for s in segments]
+        write(
             ids=[s.id for s in segments],
-            embeddings=[s.embedding for s in segments],  # type: ignore[misc]
+            embeddings=[s.embedding for s in segments],
             documents=[doc for doc, _ in records],
             metadatas=[meta for _, meta in records],
         )

@@ -102,7 +102,7 @@ class Retrieval:
 def rank_segments(
     segments: Sequence[Segment], query_embedding: Sequence[float], query_keywords: Sequence[str], m: int
 ) -> list[tuple[Segment, float]]:
-    """Stage one of retrieval: the top-m segments by F_score = cos + Jaccard against the query."""
+    """The top-m segments by F_score = cos + Jaccard against a query or topic (core.scoring.f_score, vectorised)."""
     if not segments:
         return []
     matrix = np.asarray([s.embedding for s in segments], dtype=np.float32)
@@ -119,12 +119,10 @@ def rank_segments(
 
 def best_segment_match(
     segments: Sequence[Segment], embedding: Sequence[float], keywords: Sequence[str], theta: float
-) -> tuple[Segment | None, float]:
+) -> Segment | None:
     """The segment a topic merges into: best F_score, if it exceeds θ."""
     ranked = rank_segments(segments, embedding, keywords, 1)
-    if ranked and ranked[0][1] > theta:
-        return ranked[0]
-    return None, ranked[0][1] if ranked else 0.0
+    return ranked[0][0] if ranked and ranked[0][1] > theta else None
 
 
 class MemoryOS:
@@ -180,8 +178,10 @@ class MemoryOS:
         result = AddResult(page=page)
         result.usage.deadline = deadline
         self._move_overflow_to_mid_term(user_id, result)
-        self._archive_cold_segments(user_id, result)
-        self.promote_hot_segments(user_id, result, deadline)
+        # One read of the segments serves both archiving and the promotion check.
+        segments = self.store.list_segments(user_id)
+        segments = self._archive_cold_segments(segments, result)
+        self.promote_hot_segments(segments, result, deadline)
         return result
 
     def _next_added_at(self) -> int:
@@ -245,7 +245,7 @@ class MemoryOS:
             topic_pages = [pages[i] for i in topic.page_indexes]
             if not topic_pages:
                 continue
-            segment, _ = best_segment_match(segments, embedding, topic.keywords, self.params.theta)
+            segment = best_segment_match(segments, embedding, topic.keywords, self.params.theta)
             if segment is None:
                 segment = Segment(
                     id=f"seg_{uuid.uuid4().hex[:16]}",
@@ -331,26 +331,28 @@ class MemoryOS:
         p = self.params
         return heat(segment, self.clock() if now is None else now, alpha=p.alpha, beta=p.beta, gamma=p.gamma, mu=p.mu)
 
-    def _archive_cold_segments(self, user_id: str, result: AddResult) -> None:
-        """Above mtm_capacity, the lowest-heat segments are archived: kept, but out of retrieval."""
-        if not result.segments_created:
-            return
-        segments = self.store.list_segments(user_id)
+    def _archive_cold_segments(self, segments: list[Segment], result: AddResult) -> list[Segment]:
+        """Above mtm_capacity, the lowest-heat segments are archived: kept, but out of retrieval.
+
+        Returns the segments that stay active.
+        """
         excess = len(segments) - self.params.mtm_capacity
         if excess <= 0:
-            return
+            return segments
         now = self.clock()
         coldest = sorted(segments, key=lambda s: (self.heat_of(s, now), s.last_access))[:excess]
         for segment in coldest:
             segment.archived = True
         self.store.update_segments(coldest)
         result.segments_archived.extend(s.id for s in coldest)
+        return [s for s in segments if not s.archived]
 
     # ------------------------------------------------------------------ promotion MTM → LPM
 
-    def promote_hot_segments(self, user_id: str, result: AddResult, deadline: float | None = None) -> None:
+    def promote_hot_segments(
+        self, segments: Sequence[Segment], result: AddResult, deadline: float | None = None
+    ) -> None:
         """Every segment with heat ≥ τ has its unanalysed pages turned into profile, facts and traits."""
-        segments = self.store.list_segments(user_id)
         now = self.clock()
         hot = sorted(
             (s for s in segments if s.l_interaction > 0 and self.heat_of(s, now) >= self.params.tau),
