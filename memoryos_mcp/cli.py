@@ -14,10 +14,11 @@ from typing import TextIO
 
 from memoryos_mcp import __version__
 from memoryos_mcp.errors import MemoryOSError
+from memoryos_mcp.settings import Settings, load_settings
 
 
-def _configure_logging(verbosity: int, default: str = "WARNING") -> None:
-    level = {0: default, 1: "INFO"}.get(verbosity, "DEBUG")
+def _configure_logging(verbosity: int) -> None:
+    level = {0: "WARNING", 1: "INFO"}.get(verbosity, "DEBUG")
     logging.basicConfig(
         level=level,
         stream=sys.stderr,
@@ -52,9 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, **extra: object):  # noqa: ANN202 - Settings import is deferred
-    from memoryos_mcp.settings import load_settings
-
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
     fields = {k: getattr(args, k, None) for k in ("data_dir", "chroma_host", "chroma_port", "user_id")}
     return load_settings(args.config, **fields, **extra)
 
@@ -119,9 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["serve", *argv]  # desktop clients launch the bare command: serve on stdio
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose, default="INFO" if args.command == "demo" else "WARNING")
-    if args.command == "demo":
-        logging.getLogger().setLevel(logging.WARNING if args.verbose == 0 else logging.getLogger().level)
+    _configure_logging(args.verbose)
     try:
         code = demo(args) if args.command == "demo" else serve(args)
     except MemoryOSError as exc:
