@@ -61,15 +61,15 @@ class OpenAIChat:
 
     # ------------------------------------------------------------------ health
 
-    def _failed(self, error: str, *, cool_down: bool) -> LLMError:
+    def _failed(self, error: str) -> LLMError:
+        """Record a failure: log the first of a run once, and rest the model for cooldown_s."""
         with self._lock:
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
                 logger.error("LLM %s failed: %s — memory keeps working; the analysis is retried later", self.model, error)
             else:
                 logger.debug("LLM still failing: %s", error)
-            if cool_down:
-                self._retry_at = time.monotonic() + self.cooldown_s
+            self._retry_at = time.monotonic() + self.cooldown_s
             self._last_error = error
         return LLMError(error)
 
@@ -102,7 +102,7 @@ class OpenAIChat:
             except ValueError as second:
                 # A model that cannot produce the JSON twice in a row (small local models often can't) would
                 # make every add_memory wait for two useless answers: rest it like an unreachable one.
-                raise self._failed(f"invalid JSON from the model twice: {second}", cool_down=True) from None
+                raise self._failed(f"invalid JSON from the model twice: {second}") from None
         self._succeeded()
         return parsed
 
@@ -124,7 +124,7 @@ class OpenAIChat:
             except openai.APIStatusError as exc:
                 last = f"HTTP {exc.status_code} from {self._client.base_url}"
                 if exc.status_code not in (408, 409, 429) and exc.status_code < 500:
-                    raise self._failed(f"{last}: {exc.message}", cool_down=True) from None
+                    raise self._failed(f"{last}: {exc.message}") from None
                 continue
             except openai.APITimeoutError:
                 last = f"no answer within {min(self.timeout_s, remaining):.0f} s"
@@ -142,7 +142,7 @@ class OpenAIChat:
                 last = "answer had no choices"
                 continue
             return response.choices[0].message.content or ""
-        raise self._failed(last, cool_down=True)
+        raise self._failed(last)
 
 
 def _parse(content: str, schema: type[M], max_chars: int) -> M:
