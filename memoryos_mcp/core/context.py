@@ -35,10 +35,7 @@ def build_context(
     if assistant_profile.strip():
         sections.append(f"## Assistant profile\n{assistant_profile.strip()}")
     if profile is not None and not profile.is_empty:
-        lines = [f"- {key}: {value}" for key, value in profile.static.items()]
-        for group, dims in profile.traits.items():
-            lines.extend(f"- {group} / {dim}: {t.level} — {t.evidence}" for dim, t in dims.items())
-        sections.append("## User profile\n" + "\n".join(lines))
+        sections.append("## User profile\n" + "\n".join(f"- {line}" for line in profile.lines()))
     if user_facts:
         sections.append("## Known facts about the user\n" + "\n".join(f"- {f.fact.text}" for f in user_facts))
     if assistant_traits:

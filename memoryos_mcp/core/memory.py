@@ -526,7 +526,4 @@ def fact_id(user_id: str, kind: FactKind, text: str) -> str:
 
 
 def profile_text(profile: UserProfile) -> str:
-    lines = [f"{k}: {v}" for k, v in profile.static.items()]
-    for group, dims in profile.traits.items():
-        lines.extend(f"{group}/{dim}: {t.level} ({t.evidence})" for dim, t in dims.items())
-    return "\n".join(lines) or "(empty profile)"
+    return "\n".join(profile.lines()) or "(empty profile)"

@@ -88,6 +88,13 @@ class UserProfile:
     def is_empty(self) -> bool:
         return not self.static and not any(self.traits.values())
 
+    def lines(self) -> list[str]:
+        """One line per static fact and per trait, as shown to models and embedded."""
+        out = [f"{key}: {value}" for key, value in self.static.items()]
+        for group, dims in self.traits.items():
+            out.extend(f"{group} / {dim}: {t.level} ({t.evidence})" for dim, t in dims.items())
+        return out
+
 
 @dataclass
 class ScoredPage:

@@ -130,9 +130,7 @@ class PersonaAnswer(BaseModel):
 
 
 def persona_prompt(profile: UserProfile, pages: Sequence[Page]) -> str:
-    current = [f"{k}: {v}" for k, v in profile.static.items()]
-    for group, dims in profile.traits.items():
-        current.extend(f"{group} / {dim}: {t.level} ({t.evidence})" for dim, t in dims.items())
+    current = profile.lines()
     groups = "\n".join(f'- "{key}": {text}' for key, text in TRAIT_GROUPS.items())
     pages_text = "\n\n".join(_page_block(i + 1, p, limit=1000) for i, p in enumerate(pages))
     return f"""TASK: persona
