@@ -64,6 +64,7 @@ class MemoryParams:
     lpm_top_k: int = 10  # facts and traits retrieved
     fact_duplicate_cosine: float = 0.92  # a new fact this close to a kept one is a near-duplicate
     max_deferred_pages: int = 6  # STM overflow allowed to wait for a failing LLM before the local fallback
+    chain_threshold: float = 0.45  # local analysis: cosine to the previous page that continues a chain
     assistant_profile: str = ""
 
 
@@ -147,7 +148,7 @@ class MemoryOS:
         self.params = params or MemoryParams()
         self.clock = clock
         # What runs when the analyzer (an LLM) fails and the work cannot wait: extractive, always works.
-        self.fallback = LocalAnalyzer()
+        self.fallback = LocalAnalyzer(chain_threshold=self.params.chain_threshold)
         self.weights = weights or RetrievalWeights()
         self._page_indexes: dict[str, PageIndex] = {}
         self._last_added_at = 0
