@@ -1,4 +1,4 @@
-"""Lexical scoring for retrieval: a light stemmer and Okapi BM25 over a small in-memory corpus.
+"""Lexical scoring for retrieval: the Snowball English stemmer and Okapi BM25 over a small in-memory corpus.
 
 Dense similarity from a small embedding model misses exact names and rare words ("LGBTQ", "Sintra");
 BM25 catches them. Retrieval fuses the two.
@@ -6,26 +6,31 @@ BM25 catches them. Retrieval fuses the two.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import snowballstemmer
 
 from memoryos_mcp.core.text import STOPWORDS, tokenize
 
-_SUFFIXES = (("ingly", ""), ("edly", ""), ("ing", ""), ("ies", "y"), ("ed", ""), ("es", ""), ("s", ""), ("ly", ""))
+_local = threading.local()
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
-    """Strip one common English inflection ("hiking"→"hik", "parties"→"party"), keeping 3+ letters.
+    """The Snowball (Porter 2) English stem: "writes", "writing" → "write"; "parties" → "parti".
 
-    Crude on purpose: it only has to map a question's word forms onto the conversation's.
+    A query's word forms must meet the conversation's; a crude suffix stripper left "write" and
+    "writes" apart (LoCoMo dev, mid-term @10: +0.8 points with Snowball).
     """
-    for suffix, replacement in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)] + replacement
-    return word
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:  # one per thread: a Snowball stemmer keeps state while it works on a word
+        stemmer = _local.stemmer = snowballstemmer.stemmer("english")
+    return stemmer.stemWord(word)
 
 
 def index_terms(text: str) -> list[str]:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -18,9 +21,24 @@ def page(n: int, user_input: str, segment: str = "s1", response: str = "") -> Pa
 
 
 def test_stem_maps_word_forms_together() -> None:
-    assert stem("hiking") == stem("hikes") == "hik"
-    assert stem("parties") == "party"
-    assert stem("is") == "is"  # too short to strip
+    assert stem("hiking") == stem("hikes") == "hike"
+    assert stem("write") == stem("writes") == stem("writing")
+    assert stem("parties") == stem("party")
+    assert stem("is") == "is"
+
+
+def test_stem_is_safe_across_threads() -> None:
+    # Retrievals of different users run in parallel worker threads; a shared Snowball object would mix words.
+    words = [f"{base}{suffix}" for base in ("walk", "paint", "adopt", "camp", "read") for suffix in ("", "s", "ing", "ed")] * 1000
+    expected = [stem.__wrapped__(w) for w in words]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so that sharing one stemmer would show
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(stem.__wrapped__, words))
+    finally:
+        sys.setswitchinterval(interval)
+    assert results == expected
 
 
 def test_index_terms_drop_stop_words() -> None:
