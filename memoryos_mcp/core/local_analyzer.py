@@ -17,7 +17,7 @@ from memoryos_mcp.core.protocols import (
     TopicProposal,
 )
 from memoryos_mcp.core.scoring import cosine
-from memoryos_mcp.core.text import extract_keywords, extractive_summary
+from memoryos_mcp.core.text import exchange_text, extract_keywords, extractive_summary
 
 
 class LocalAnalyzer:
@@ -41,7 +41,7 @@ class LocalAnalyzer:
             assert page.embedding is not None, "pages reach the analyzer with their embeddings"
             linked = prev_embedding is not None and cosine(prev_embedding, page.embedding) >= self.chain_threshold
             continuous.append(linked)
-            text = _exchange(page)
+            text = exchange_text(page)
             running = extractive_summary([running, text] if linked else [text], max_sentences=3)
             summaries.append(running)
             if linked and runs:
@@ -58,7 +58,7 @@ class LocalAnalyzer:
         return BatchAnalysis(continuous=continuous, chain_summaries=summaries, topics=topics)
 
     def _topic(self, pages: Sequence[Page], indexes: list[int]) -> TopicProposal:
-        texts = [_exchange(p) for p in pages]
+        texts = [exchange_text(p) for p in pages]
         return TopicProposal(
             summary=extractive_summary(texts, max_sentences=3),
             keywords=extract_keywords(" ".join(texts), limit=8),
@@ -76,7 +76,3 @@ class LocalAnalyzer:
     def extract_persona(self, profile: UserProfile, pages: Sequence[Page], usage: LLMUsage) -> PersonaUpdate:
         raise NotImplementedError("profile and trait extraction needs an LLM; configure llm_base_url or an API key")
 
-
-def _exchange(page: Page) -> str:
-    parts = [page.user_input.strip(), page.agent_response.strip()]
-    return " ".join(p for p in parts if p)

@@ -40,7 +40,7 @@ from memoryos_mcp.core.protocols import (
 )
 from memoryos_mcp.core.retrieval import PageIndex, RetrievalWeights, rank_two_stage
 from memoryos_mcp.core.scoring import heat, jaccard
-from memoryos_mcp.core.text import extract_keywords, page_text
+from memoryos_mcp.core.text import exchange_text, extract_keywords, page_text
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class MemoryOS:
             added_at=self._next_added_at(),
             metadata=dict(metadata or {}),
         )
-        page.embedding = self.embedder.embed([page_text(page)])[0]
+        page.embedding = self.embedder.embed([exchange_text(page)])[0]
         self.store.add_stm_page(page)
         result = AddResult(page=page)
         result.usage.deadline = deadline

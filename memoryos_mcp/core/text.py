@@ -79,7 +79,15 @@ def extractive_summary(texts: Iterable[str], max_sentences: int = 3, max_chars: 
     return summary
 
 
+def exchange_text(page: Page) -> str:
+    """Both sides of the exchange: what a page is embedded by.
+
+    No date: in a short text the date's tokens pull every page of one day together and blur what was said
+    (LoCoMo dev, LLM-free: mid-term @5 +0.7 points, @10 +0.1). Retrieval's date cue matches dates instead.
+    """
+    return " ".join(part for part in (page.user_input.strip(), page.agent_response.strip()) if part)
+
+
 def page_text(page: Page) -> str:
-    """The text a page is embedded and searched by: its date, then both sides of the exchange."""
-    date = page.timestamp[:10]
-    return f"[{date}] {page.user_input} {page.agent_response}".strip()
+    """The text a page is searched by (BM25) and shown to an LLM as: its date, then the exchange."""
+    return f"[{page.timestamp[:10]}] {exchange_text(page)}".strip()

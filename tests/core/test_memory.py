@@ -151,3 +151,10 @@ def test_users_never_see_each_other(store: ChromaStore, embedder: HashEmbedder) 
         add(memory, TOPICS["hiking"], user="alice", n=i)
     result = memory.retrieve("bob", TOPICS["hiking"])
     assert result.short_term == [] and result.mid_term == [] and result.segments == []
+
+
+def test_a_page_is_embedded_by_what_was_said_not_its_date(store: ChromaStore, embedder: HashEmbedder) -> None:
+    memory = make(store, embedder)
+    embedder.calls.clear()
+    memory.add_page("u1", "I adopted a dog", "Congratulations!", "2023-05-08T13:56:00")
+    assert embedder.calls[0] == ["I adopted a dog Congratulations!"]  # the date is matched by retrieval's date cue
