@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from figures import report_figures  # noqa: E402
+from figures import percentile, report_figures  # noqa: E402
 
 TOPICS = {
     "hiking": ["trail", "summit", "boots", "ridge", "valley", "camping", "map", "forest"],
@@ -87,11 +87,6 @@ class RawStdio:
         self.proc.wait(30)
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=500, help="pages stored before timing warm calls")
@@ -137,10 +132,10 @@ def main() -> None:
         "launch_to_first_tool_result_s": round(t_ready, 2),
         "pages_stored": args.pages,
         "add_memory_ms_median": round(statistics.median(warm_add), 1),
-        "add_memory_ms_p95": round(_pct(warm_add, 0.95), 1),
+        "add_memory_ms_p95": round(percentile(warm_add, 95), 1),
         "add_memory_ms_median_all": round(statistics.median(add_ms), 1),
         "retrieve_memory_ms_median": round(statistics.median(retrieve_ms), 1),
-        "retrieve_memory_ms_p95": round(_pct(retrieve_ms, 0.95), 1),
+        "retrieve_memory_ms_p95": round(percentile(retrieve_ms, 95), 1),
         "segments": stats["segments"],
         "server_peak_rss_mb": stats["peak_rss_mb"],
     }

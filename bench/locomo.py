@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from figures import percentile
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -444,10 +445,6 @@ async def call_tool(client: Client, name: str, arguments: dict[str, Any]) -> dic
     if not isinstance(result.structured_content, dict):
         raise ToolFailed(f"{name} returned no structured content")
     return result.structured_content
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
 
 
 @dataclass

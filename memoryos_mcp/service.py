@@ -138,7 +138,8 @@ class MemoryService:
         result = self._run(
             uid, "add_memory", lambda: self.memory.add_page(uid, ui, ar, ts, meta, deadline), lock="add"
         )
-        self.usage_total.add(result.usage)
+        with self._locks_guard:  # adds of different users finish in parallel threads
+            self.usage_total.add(result.usage)
         return AddMemoryResult.of(result)
 
     def retrieve_memory(

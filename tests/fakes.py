@@ -1,9 +1,10 @@
-"""Test doubles: a deterministic embedder. (The fake LLM server lives in tests/fake_openai.py.)"""
+"""Test doubles: a deterministic embedder, a free port. (The fake LLM server lives in tests/fake_openai.py.)"""
 
 from __future__ import annotations
 
 import hashlib
 import math
+import socket
 from collections.abc import Sequence
 
 from memoryos_mcp.core.text import content_tokens
@@ -32,3 +33,10 @@ class HashEmbedder:
             vector[digest[2] % self.dimension] += 0.5
         norm = math.sqrt(sum(x * x for x in vector)) or 1.0
         return [x / norm for x in vector]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

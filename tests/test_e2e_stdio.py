@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
+from tests.fakes import free_port
+
 pytestmark = pytest.mark.slow
 
 HIKING = [
@@ -101,19 +103,11 @@ async def test_pages_survive_a_restart_and_come_back_with_metadata(tmp_path: Pat
         assert message.get("jsonrpc") == "2.0", line
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_streamable_http_transport_serves_the_tools(tmp_path: Path) -> None:
     import asyncio
     import subprocess
 
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
     proc = subprocess.Popen(
         [*_command(), "serve", "--transport", "streamable-http", "--port", str(port), "--data-dir", str(tmp_path)],

@@ -57,7 +57,7 @@ class LLMAnalyzer:
             if not indexes or not topic.summary.strip():
                 continue
             covered.update(indexes)
-            keywords = [k.strip().lower() for k in topic.keywords if k.strip()][:8]
+            keywords = _keywords(topic.keywords)
             topics.append(TopicProposal(topic.summary.strip(), keywords or extract_keywords(topic.summary), indexes))
         if not topics:
             raise LLMError("chain answer proposed no usable topic")
@@ -77,7 +77,7 @@ class LLMAnalyzer:
             got = by_id.get(f"S{n}")
             if got is None or not got.summary.strip():
                 raise LLMError(f"segment refresh answer is missing S{n}")
-            refreshed.append((got.summary.strip(), [k.strip().lower() for k in got.keywords if k.strip()][:8]))
+            refreshed.append((got.summary.strip(), _keywords(got.keywords)))
         return refreshed
 
     def extract_persona(self, profile: UserProfile, pages: Sequence[Page], usage: LLMUsage) -> PersonaUpdate:
@@ -104,6 +104,10 @@ class LLMAnalyzer:
             user_facts=_facts(answer.user_facts),
             assistant_traits=_facts(answer.assistant_traits),
         )
+
+
+def _keywords(items: Sequence[str], limit: int = 8) -> list[str]:
+    return [k.strip().lower() for k in items if k.strip()][:limit]
 
 
 def _facts(items: Sequence[str], limit: int = 400) -> list[str]:

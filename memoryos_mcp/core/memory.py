@@ -40,7 +40,7 @@ from memoryos_mcp.core.protocols import (
 )
 from memoryos_mcp.core.retrieval import PageIndex, RetrievalWeights, rank_two_stage
 from memoryos_mcp.core.scoring import heat, jaccard
-from memoryos_mcp.core.text import exchange_text, extract_keywords, page_text
+from memoryos_mcp.core.text import exchange_text, extract_keywords, page_text, topic_text
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class MemoryOS:
 
         segments = self.store.list_segments(user_id)
         now = self.clock()
-        topic_texts = [f"{t.summary} {' '.join(t.keywords)}" for t in analysis.topics]
+        topic_texts = [topic_text(t.summary, t.keywords) for t in analysis.topics]
         topic_embeddings = self.embedder.embed(topic_texts) if topic_texts else []
         touched: dict[str, Segment] = {}
         merged: dict[str, list[str]] = {}  # segment id -> summaries of the topics merged into it
@@ -261,8 +261,7 @@ class MemoryOS:
                 result.segments_created.append(segment.id)
             else:
                 merged.setdefault(segment.id, []).append(topic.summary)
-                for word in topic.keywords:
-                    segment.keyword_counts[word] = segment.keyword_counts.get(word, 0) + 1
+                segment.add_keywords(topic.keywords)
                 if segment.id not in result.segments_merged and segment.id not in result.segments_created:
                     result.segments_merged.append(segment.id)
             segment.l_interaction += len(topic_pages)
@@ -304,9 +303,8 @@ class MemoryOS:
             refreshed = self.fallback.merge_segments(work, result.usage)
         for (segment, _), (summary, keywords) in zip(work, refreshed, strict=True):
             segment.summary = summary
-            for word in keywords:
-                segment.keyword_counts[word] = segment.keyword_counts.get(word, 0) + 1
-        vectors = self.embedder.embed([f"{s.summary} {' '.join(s.keywords)}" for s, _ in work])
+            segment.add_keywords(keywords)
+        vectors = self.embedder.embed([topic_text(s.summary, s.keywords) for s, _ in work])
         for (segment, _), vector in zip(work, vectors, strict=True):
             segment.embedding = vector
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,6 +47,11 @@ class Segment:
     embedding: Vector | None = None
 
     KEYWORD_LIMIT = 20
+
+    def add_keywords(self, words: Iterable[str]) -> None:
+        """Count keywords a merged topic or a refresh contributed."""
+        for word in words:
+            self.keyword_counts[word] = self.keyword_counts.get(word, 0) + 1
 
     @property
     def keywords(self) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from memoryos_mcp.core.lexical import BM25, index_terms, zscore
 from memoryos_mcp.core.models import Page, Segment, Vector
-from memoryos_mcp.core.text import page_text
+from memoryos_mcp.core.text import exchange_text, page_text
 
 NEIGHBOUR_WEIGHT = 0.5  # share of a neighbour page's embedding in a page's context embedding
 CONTEXT_GAP_S = 3 * 3600  # pages further apart in time belong to different conversations: no shared context
@@ -103,7 +103,7 @@ def asks_about_time(query: str) -> bool:
 
 
 def mentions_time(page: Page) -> bool:
-    return _TIME_MENTION.search(f"{page.user_input} {page.agent_response}") is not None
+    return _TIME_MENTION.search(exchange_text(page)) is not None
 
 
 @dataclass(frozen=True)

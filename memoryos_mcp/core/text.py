@@ -90,4 +90,9 @@ def exchange_text(page: Page) -> str:
 
 def page_text(page: Page) -> str:
     """The text a page is searched by (BM25) and shown to an LLM as: its date, then the exchange."""
-    return f"[{page.timestamp[:10]}] {exchange_text(page)}".strip()
+    return f"[{page.timestamp[:10]}] {exchange_text(page)}"
+
+
+def topic_text(summary: str, keywords: Iterable[str]) -> str:
+    """What a topic or a segment is embedded by (its e_s in F_score): summary, then keywords."""
+    return f"{summary} {' '.join(keywords)}"

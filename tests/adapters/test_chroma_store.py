@@ -16,12 +16,7 @@ import pytest
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.core.models import Fact, Page, Segment, TraitLevel, UserProfile
 from memoryos_mcp.core.protocols import ChainHead
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.fakes import free_port
 
 
 def _chroma_executable() -> str:
@@ -35,7 +30,7 @@ def _chroma_executable() -> str:
 @pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """`chroma run` on a free loopback port for the whole session."""
-    port = _free_port()
+    port = free_port()
     path = tmp_path_factory.mktemp("chroma-server")
     log = open(path / "server.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
