@@ -78,7 +78,9 @@ class MemoryService:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.memory = MemoryOS(store, embedder, analyzer, params_from(settings))
+        self.memory = MemoryOS(
+            store, embedder, analyzer, params_from(settings), cache_budget_bytes=settings.index_cache_mb * 1024 * 1024
+        )
         self.usage_total = LLMUsage()
         # Per user: adds are serialised with adds, retrievals with retrievals; an add and a retrieval may
         # overlap, so a retrieval never waits for an add's LLM work (the store keeps their writes apart).
@@ -172,9 +174,10 @@ class MemoryService:
         uid = validation.user_id(user_id, self.settings.user_id)
 
         def read() -> UserProfileResult:
-            profile = self.store.get_profile(uid)
-            knowledge = self.store.list_facts(uid, "user_fact") if include_knowledge else None
-            traits = self.store.list_facts(uid, "assistant_trait") if include_assistant_traits else None
+            state = self.memory.state(uid)
+            profile = state.profile
+            knowledge = state.facts.get("user_fact", []) if include_knowledge else None
+            traits = state.facts.get("assistant_trait", []) if include_assistant_traits else None
             available = self.memory.analyzer.can_extract_persona
             return UserProfileResult(
                 user_id=uid,
@@ -189,11 +192,16 @@ class MemoryService:
 
     def stats(self, user_id: str | None = None) -> MemoryStats:
         uid = validation.user_id(user_id, self.settings.user_id)
-        counts = self._run(uid, "stats", lambda: self.store.count(uid))
+        state = self._run(uid, "stats", lambda: self.memory.state(uid))
         u = self.usage_total
         return MemoryStats(
             user_id=uid,
-            **counts,
+            short_term_pages=len(state.stm),
+            mid_term_pages=state.mid_term_pages,
+            segments=len(state.segments),
+            archived_segments=state.archived_segments,
+            user_facts=len(state.facts.get("user_fact", [])),
+            assistant_traits=len(state.facts.get("assistant_trait", [])),
             llm_configured=self.memory.analyzer.can_extract_persona,
             llm_calls_total=u.calls,
             prompt_tokens_total=u.prompt_tokens,

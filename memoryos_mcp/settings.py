@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     )
     assistant_profile: str = Field("", description="static agent profile shown in every retrieval")
 
+    # --- scale -----------------------------------------------------------------------------
+    index_cache_mb: int = Field(
+        512,
+        ge=16,
+        description="memory for cached per-user state and retrieval indexes; least recently used users are "
+        "evicted beyond it and reloaded on their next call",
+    )
+
     # --- input limits -----------------------------------------------------------------------
     max_text_chars: int = Field(20_000, ge=100, description="limit on user_input, agent_response and query")
     max_metadata_keys: int = Field(32, ge=0)

@@ -6,7 +6,11 @@ import hashlib
 import math
 import socket
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
+
+from memoryos_mcp.core.models import Page
 from memoryos_mcp.core.text import content_tokens
 
 
@@ -20,9 +24,9 @@ class HashEmbedder:
         self.dimension = dimension
         self.calls: list[list[str]] = []
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.calls.append(list(texts))
-        return [self._one(t) for t in texts]
+        return np.asarray([self._one(t) for t in texts], dtype=np.float32).reshape(len(texts), self.dimension)
 
     def _one(self, text: str) -> list[float]:
         vector = [0.0] * self.dimension
@@ -40,3 +44,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def mid_term_pages(store: Any, user_id: str) -> list[Page]:
+    """Every mid-term page record of a user, straight from a ChromaStore (a scan: tests only)."""
+    got = store.mtm.get(where={"user_id": user_id}, include=["documents", "metadatas", "embeddings"])
+    pages = [
+        store._page(pid, doc, meta, None)
+        for pid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        if meta.get("kind") == "page"
+    ]
+    return sorted(pages, key=lambda p: (p.added_at, p.id))

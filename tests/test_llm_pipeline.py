@@ -14,7 +14,7 @@ from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.service import MemoryService, make_analyzer
 from memoryos_mcp.settings import load_settings
 from tests.fake_openai import FakeOpenAIServer, Fault, free_port_refusing
-from tests.fakes import HashEmbedder
+from tests.fakes import HashEmbedder, mid_term_pages
 from tests.scripted_llm import good_answer
 
 TEXT = {
@@ -54,7 +54,7 @@ def add(service: MemoryService, topic: str, n: int, **kw: Any) -> Any:
 
 
 def mtm_pages(service: MemoryService) -> list[Any]:
-    return service.store.all_mtm_pages("default")  # type: ignore[attr-defined]
+    return mid_term_pages(service.store, "default")
 
 
 def test_one_call_per_batch_chains_form_and_break(tmp_path: Path, llm: FakeOpenAIServer) -> None:

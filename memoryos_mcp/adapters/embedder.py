@@ -9,7 +9,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from memoryos_mcp.core.models import Vector
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +48,15 @@ class SentenceTransformerEmbedder:
     def dimension(self) -> int:
         return int(self._model.get_sentence_embedding_dimension() or 0)
 
-    def embed(self, texts: Sequence[str]) -> list[Vector]:
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
-            return []
+            return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
             vectors = self._model.encode(
-                list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
             )
-        return [[float(x) for x in row] for row in vectors]
+        return np.asarray(vectors, dtype=np.float32)

@@ -37,6 +37,10 @@ class LLMAnalyzer:
     def can_extract_persona(self) -> bool:
         return True
 
+    @property
+    def writes_summaries(self) -> bool:
+        return True
+
     def analyze_batch(self, pages: Sequence[Page], head: ChainHead | None, usage: LLMUsage) -> BatchAnalysis:
         prompt = prompts.batch_prompt(
             pages, head.chain_summary if head else "", head.last_page_text if head else "", self.max_topics

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from memoryos_mcp.core.models import Page, Segment, UserProfile
 from memoryos_mcp.core.protocols import (
     BatchAnalysis,
@@ -29,6 +31,10 @@ class LocalAnalyzer:
 
     @property
     def can_extract_persona(self) -> bool:
+        return False
+
+    @property
+    def writes_summaries(self) -> bool:
         return False
 
     def analyze_batch(self, pages: Sequence[Page], head: ChainHead | None, usage: LLMUsage) -> BatchAnalysis:
@@ -59,10 +65,14 @@ class LocalAnalyzer:
 
     def _topic(self, pages: Sequence[Page], indexes: list[int]) -> TopicProposal:
         texts = [exchange_text(p) for p in pages]
+        total = np.sum([np.asarray(p.embedding, dtype=np.float64) for p in pages], axis=0)
+        norm = float(np.linalg.norm(total))
         return TopicProposal(
             summary=extractive_summary(texts, max_sentences=3),
             keywords=extract_keywords(" ".join(texts), limit=8),
             page_indexes=indexes,
+            # The summary is made of these pages' sentences: their centroid stands for it, with no model call.
+            embedding=(total / norm if norm else total).astype(np.float32),
         )
 
     def merge_segments(

@@ -6,13 +6,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 Scalar = str | int | float | bool
-Vector = list[float]
+Vector = np.ndarray  # float32, unit length (an embedding)
 
 FactKind = Literal["user_fact", "assistant_trait"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Page:
     """One exchange: what the user said, what the agent answered, when."""
 

@@ -6,13 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from memoryos_mcp.core.models import Fact, FactKind, Page, Segment, UserProfile, Vector
 
 
 class Embedder(Protocol):
-    """Turns texts into unit-length vectors of a fixed dimension."""
+    """Turns texts into unit-length vectors of a fixed dimension (rows of a float32 array)."""
 
-    def embed(self, texts: Sequence[str]) -> list[Vector]: ...
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @dataclass
@@ -27,27 +29,61 @@ class ChainHead:
     embedding: Vector
 
 
+@dataclass
+class Change:
+    """One entry of a user's change log: what a write did to the set of indexed mid-term pages.
+
+    Every add, import chunk or forget writes one, numbered in sequence; a process whose cached state is at
+    an older number replays the entries after it instead of reloading the user.
+    """
+
+    seq: int
+    pages_added: list[str] = field(default_factory=list)  # entered mid-term memory
+    pages_removed: list[str] = field(default_factory=list)
+    segments_removed: list[str] = field(default_factory=list)  # archived or deleted: their pages leave retrieval
+    mid_term_pages: int = 0  # counts after the change, for stats without a scan
+    archived_segments: int = 0
+
+
+@dataclass(frozen=True)
+class Version:
+    """The newest change of a user (seq 0: none yet) and the counts it left."""
+
+    seq: int
+    mid_term_pages: int | None = None  # None: written by a version without counts; count by scanning
+    archived_segments: int | None = None
+
+
 class MemoryStore(Protocol):
-    """Durable storage of the three tiers. Every read is filtered by user_id; every write is durable on return."""
+    """Durable storage of the three tiers. Reads return only the given user's records; writes are durable
+    on return. Reads and writes of any size are split under the backend's batch limit."""
+
+    @property
+    def shared(self) -> bool:
+        """True when other processes may write the same memory (a Chroma server): writers take a lease."""
+        ...
 
     # short-term memory
-    def add_stm_page(self, page: Page) -> None: ...
+    def put_stm_pages(self, pages: Sequence[Page]) -> None: ...
     def list_stm_pages(self, user_id: str) -> list[Page]: ...
     def delete_stm_pages(self, user_id: str, page_ids: Sequence[str]) -> None: ...
 
     # mid-term memory
-    def existing_mtm_page_ids(self, user_id: str, page_ids: Sequence[str]) -> set[str]: ...
-    def upsert_mtm_pages(self, pages: Sequence[Page]) -> None: ...
-    def get_mtm_pages(self, user_id: str, segment_ids: Sequence[str], *, analyzed: bool | None = None) -> list[Page]: ...
-    def mtm_page_ids(self, user_id: str) -> list[str]: ...
-    def get_mtm_pages_by_id(self, user_id: str, page_ids: Sequence[str]) -> list[Page]: ...
-    def list_segments(self, user_id: str, *, include_archived: bool = False) -> list[Segment]: ...
-    def upsert_segments(self, segments: Sequence[Segment]) -> None: ...
-    def update_segments(self, segments: Sequence[Segment]) -> None:
-        """Write existing segments but leave N_visit and last_access as stored: retrievals own those."""
+    def put_mtm_pages(self, pages: Sequence[Page]) -> None: ...
+    def find_pages(self, user_id: str, page_ids: Sequence[str]) -> dict[str, str]:
+        """Which of these pages exist, and in which tier ("short_term" or "mid_term"; a page an interrupted
+        move left in both counts as mid_term)."""
         ...
-    def record_visits(self, segments: Sequence[Segment]) -> None:
-        """Persist only N_visit and last_access (cheaper than a full upsert: no vector index work)."""
+    def get_mtm_pages(self, user_id: str, page_ids: Sequence[str]) -> list[Page]: ...
+    def pages_of_segments(self, user_id: str, segment_ids: Sequence[str]) -> list[Page]:
+        """Every mid-term page of these segments, in conversation order, with embeddings."""
+        ...
+    def list_segments(self, user_id: str, *, include_archived: bool = False) -> list[Segment]: ...
+    def put_segments(self, segments: Sequence[Segment], *, new: bool) -> None:
+        """Write segments. new=False leaves N_visit and last_access as stored: retrievals own those."""
+        ...
+    def record_visits(self, user_id: str, segment_ids: Sequence[str], now: float) -> dict[str, tuple[int, float]]:
+        """N_visit += 1 and last access = now on the stored segments; returns the values written."""
         ...
     def get_chain_head(self, user_id: str) -> ChainHead | None: ...
     def put_chain_head(self, head: ChainHead) -> None: ...
@@ -58,9 +94,20 @@ class MemoryStore(Protocol):
     def list_facts(self, user_id: str, kind: FactKind) -> list[Fact]: ...
     def add_facts(self, facts: Sequence[Fact]) -> None: ...
     def delete_facts(self, user_id: str, fact_ids: Sequence[str]) -> None: ...
-    def query_facts(self, user_id: str, kind: FactKind, embedding: Vector, n: int) -> list[tuple[Fact, float]]: ...
 
-    def count(self, user_id: str) -> dict[str, int]: ...
+    # change log: how processes sharing the store learn what changed
+    def read_version(self, user_id: str) -> Version: ...
+    def read_changes(self, user_id: str, after: int, upto: int) -> list[Change] | None:
+        """Entries after..upto in order; None when some are no longer kept (the reader reloads instead)."""
+        ...
+    def append_change(self, user_id: str, change: Change) -> None: ...
+    def count_mid_term(self, user_id: str) -> tuple[int, int]:
+        """(mid-term pages, archived segments) by scanning: for users whose version carries no counts."""
+        ...
+    def acquire_lease(self, user_id: str, owner: str, ttl_s: float) -> bool:
+        """Take the user's write lease if it is free or expired; True when `owner` holds it."""
+        ...
+    def release_lease(self, user_id: str, owner: str) -> None: ...
 
 
 @dataclass
@@ -87,6 +134,7 @@ class TopicProposal:
     summary: str
     keywords: list[str]
     page_indexes: list[int]
+    embedding: Vector | None = None  # e_p; None: the pipeline embeds summary and keywords
 
 
 @dataclass
@@ -113,6 +161,12 @@ class MemoryAnalyzer(Protocol):
 
     @property
     def can_extract_persona(self) -> bool: ...
+
+    @property
+    def writes_summaries(self) -> bool:
+        """True when summaries are written (an LLM): they are embedded. False when extractive: topics and
+        segments are then represented by the centroid of their pages' embeddings instead."""
+        ...
 
     def analyze_batch(self, pages: Sequence[Page], head: ChainHead | None, usage: LLMUsage) -> BatchAnalysis: ...
 

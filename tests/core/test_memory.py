@@ -10,7 +10,7 @@ from memoryos_mcp.adapters.chroma_store import ChromaStore
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams, rank_segments
 from memoryos_mcp.core.models import Segment
-from tests.fakes import HashEmbedder
+from tests.fakes import HashEmbedder, mid_term_pages
 
 TOPICS = {
     "hiking": "hiking trail mountains boots summit ridge",
@@ -42,7 +42,7 @@ def test_short_term_is_a_fifo_of_capacity_pages(store: ChromaStore, embedder: Ha
     ids = [add(memory, TOPICS["hiking"], n=i).page.id for i in range(5)]
     stm = sorted(store.list_stm_pages("u1"), key=lambda p: p.added_at)
     assert [p.id for p in stm] == ids[2:]
-    assert store.existing_mtm_page_ids("u1", ids) == set(ids[:2])
+    assert {pid for pid, tier in store.find_pages("u1", ids).items() if tier == "mid_term"} == set(ids[:2])
 
 
 def test_overflow_moves_a_batch_of_oldest_pages(store: ChromaStore, embedder: HashEmbedder) -> None:
@@ -71,7 +71,7 @@ def test_pages_carry_chain_summaries_and_chains_break_on_topic_change(store: Chr
     memory = make(store, embedder, stm_capacity=1)
     for i, topic in enumerate(["hiking", "hiking", "taxes", "taxes"]):
         add(memory, TOPICS[topic], n=i)
-    pages = sorted(store.all_mtm_pages("u1"), key=lambda p: p.added_at)
+    pages = mid_term_pages(store, "u1")
     assert len(pages) == 3
     assert pages[0].chain_id == pages[1].chain_id != pages[2].chain_id
     assert all(p.chain_summary for p in pages)
@@ -129,11 +129,12 @@ def test_interrupted_move_is_repaired_without_duplicates(store: ChromaStore, emb
     page = store.list_stm_pages("u1")[0] if store.list_stm_pages("u1")[0].id == first.page.id else None
     assert page is not None
     page.segment_id = "seg_crashed"
-    store.upsert_mtm_pages([page])
+    store.put_mtm_pages([page])
+    memory = make(store, embedder, stm_capacity=2)  # the process that crashed restarts
     result = add(memory, TOPICS["hiking"], n=2)
     assert any("repaired" in note for note in result.notes)
     assert first.page.id not in {p.id for p in store.list_stm_pages("u1")}
-    assert [p.id for p in store.all_mtm_pages("u1")].count(first.page.id) == 1
+    assert [p.id for p in mid_term_pages(store, "u1")].count(first.page.id) == 1
 
 
 def test_without_llm_hot_segments_wait_for_promotion(store: ChromaStore, embedder: HashEmbedder) -> None:

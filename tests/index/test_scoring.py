@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from memoryos_mcp.core.lexical import BM25, index_terms, stem, zscore
 from memoryos_mcp.core.models import Page, Segment
-from memoryos_mcp.core.retrieval import PageIndex, RetrievalWeights, asks_about_time, rank_two_stage
+from memoryos_mcp.core.text import page_text
+from memoryos_mcp.index.cues import asks_about_time, calendar_date, date_cues, date_match
+from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights
+from memoryos_mcp.index.terms import index_terms, stem, zscore
 from tests.fakes import HashEmbedder
+from tests.index.reference import ReferenceBM25
 
 EMBED = HashEmbedder()
 
@@ -18,6 +22,19 @@ def page(n: int, user_input: str, segment: str = "s1", response: str = "") -> Pa
     p = Page(f"p{n}", "u", user_input, response, "2024-05-08T10:00:00", added_at=n, segment_id=segment)
     p.embedding = EMBED.embed([f"{user_input} {response}"])[0]
     return p
+
+
+def build(pages: list[Page], context_window: int = 1) -> PageIndex:
+    index = PageIndex(context_window)
+    index.add(pages)
+    return index
+
+
+def scores_by_page(index: PageIndex, query: str, weights: RetrievalWeights | None = None) -> list[float]:
+    """Scores in conversation order."""
+    slots, scores = index.scores(query, EMBED.embed([query])[0], weights or RetrievalWeights())
+    by_id = {index._pages[s].id: x for s, x in zip(slots.tolist(), scores.tolist(), strict=True)}  # type: ignore[union-attr]
+    return [by_id[p.id] for p in index.pages()]
 
 
 def test_stem_maps_word_forms_together() -> None:
@@ -46,9 +63,12 @@ def test_index_terms_drop_stop_words() -> None:
 
 
 def test_bm25_prefers_rare_matching_terms() -> None:
-    docs = [{"cat": 1, "dog": 1}, {"dog": 2}, {"bird": 1}]
-    scores = BM25(docs).scores(["cat", "dog"])
+    pages = [page(0, "cat dog"), page(1, "dog dog"), page(2, "bird")]
+    index = build(pages, context_window=0)
+    scores = index._bm25(["cat", "dog"], index._derived())
     assert scores.argmax() == 0 and scores[2] == 0.0
+    docs = [Counter(index_terms(page_text(p))) for p in pages]
+    assert np.allclose(scores, ReferenceBM25(docs).scores(["cat", "dog"]))
 
 
 def test_zscore_handles_constant_input() -> None:
@@ -62,11 +82,10 @@ def test_a_page_is_found_through_its_neighbours_words() -> None:
         page(1, "Yes, with my sister, it was lovely!"),
         page(2, "The weather was rainy all week."),
     ]
-    index = PageIndex(pages, context_window=1)
     query = "who went to the pottery class"
-    scores = index.scores(query, EMBED.embed([query])[0], RetrievalWeights())
+    scores = scores_by_page(build(pages, context_window=1), query)
     assert scores[1] > scores[2]  # page 1 answers the question, though only page 0 says "pottery"
-    alone = PageIndex(pages, context_window=0).scores(query, EMBED.embed([query])[0], RetrievalWeights())
+    alone = scores_by_page(build(pages, context_window=0), query)
     assert alone[1] <= alone[2] + 1e-9 or alone[1] < scores[1]
 
 
@@ -75,42 +94,36 @@ def test_questions_about_time_favour_pages_that_mention_time() -> None:
     assert asks_about_time("How long ago was the trip?")
     assert not asks_about_time("Where does Maya live?")
     pages = [page(0, "I moved to Lisbon for work"), page(1, "I moved to Lisbon last month")]
-    index = PageIndex(pages)
+    index = build(pages)
     q = "When did Maya move to Lisbon?"
-    with_cue = index.scores(q, EMBED.embed([q])[0], RetrievalWeights(time_cue=0.5))
-    without = index.scores(q, EMBED.embed([q])[0], RetrievalWeights(time_cue=0.0))
+    with_cue = scores_by_page(index, q, RetrievalWeights(time_cue=0.5))
+    without = scores_by_page(index, q, RetrievalWeights(time_cue=0.0))
     assert with_cue[1] - with_cue[0] == pytest.approx(without[1] - without[0] + 0.5)
 
 
 def test_two_stage_returns_pages_only_from_the_chosen_segments() -> None:
-    pages = [page(0, "hiking trail", "s1"), page(1, "hiking boots", "s1"), page(2, "bread oven", "s2")]
-    segments = [
-        Segment("s1", "u", "", {}, 0.0, 0.0, embedding=[1.0]),
-        Segment("s2", "u", "", {}, 0.0, 0.0, embedding=[1.0]),
-    ]
-    index = PageIndex(pages)
-    scores = np.array([1.0, 0.5, 2.0])
-    chosen, hits = rank_two_stage(index, scores, segments, [0.0, 0.0], top_m=1, top_k=5, segment_weight=0.2)
+    pages = [page(0, "hiking trail", "s1"), page(1, "hiking boots", "s1"), page(2, "bread oven sourdough", "s2")]
+    segments = [Segment("s1", "u", "", {}, 0.0, 0.0), Segment("s2", "u", "", {}, 0.0, 0.0)]
+    index = build(pages, context_window=0)
+    q = "sourdough bread"
+    weights = RetrievalWeights(segment_f_score=0.2)
+    chosen, hits = index.rank(q, EMBED.embed([q])[0], segments, [0.0, 0.0], top_m=1, top_k=5, weights=weights)
     assert [s.id for s, _ in chosen] == ["s2"] and [p.id for p, _ in hits] == ["p2"]
     # A strong enough F_score lifts a segment whose pages score lower.
-    chosen, hits = rank_two_stage(index, scores, segments, [5.0, 0.0], top_m=1, top_k=5, segment_weight=0.9)
-    assert [s.id for s, _ in chosen] == ["s1"] and [p.id for p, _ in hits] == ["p0", "p1"]
-
-
-def test_empty_index_scores_nothing() -> None:
-    index = PageIndex([])
-    assert index.scores("anything", EMBED.embed(["anything"])[0], RetrievalWeights()).size == 0
-    assert rank_two_stage(index, np.zeros(0), [], [], top_m=5, top_k=10, segment_weight=0.2) == ([], [])
+    weights = RetrievalWeights(segment_f_score=0.9)
+    chosen, hits = index.rank(q, EMBED.embed([q])[0], segments, [5.0, 0.0], top_m=1, top_k=5, weights=weights)
+    assert [s.id for s, _ in chosen] == ["s1"] and {p.id for p, _ in hits} == {"p0", "p1"}
 
 
 def test_pages_hours_apart_do_not_lend_each_other_context() -> None:
     first = page(0, "Did you go to the pottery class?")
     later = page(1, "Yes, with my sister, it was lovely!")
     later.timestamp = "2024-05-09T10:00:00"  # the next day: another conversation
-    index = PageIndex([first, later], context_window=1)
-    assert index.bm25.scores(index_terms("pottery"))[1] == 0.0
+    index = build([first, later], context_window=1)
+    assert index._bm25(index_terms("pottery"), index._derived())[1] == 0.0
     later.timestamp = "2024-05-08T10:20:00"
-    assert PageIndex([first, later], context_window=1).bm25.scores(index_terms("pottery"))[1] > 0.0
+    index = build([first, later], context_window=1)
+    assert index._bm25(index_terms("pottery"), index._derived())[1] > 0.0
 
 
 @pytest.mark.parametrize(
@@ -126,21 +139,20 @@ def test_pages_hours_apart_do_not_lend_each_other_context() -> None:
     ],
 )
 def test_date_cues_in_queries(query: str, cues: list[tuple[int | None, int, int | None]]) -> None:
-    from memoryos_mcp.core.retrieval import date_cues
-
     assert date_cues(query) == cues
 
 
 def test_pages_dated_as_the_query_says_rank_higher() -> None:
-    from memoryos_mcp.core.retrieval import date_match
+    def one(timestamp: str, cue: tuple[int | None, int, int | None]) -> float:
+        return float(date_match(np.asarray([calendar_date(timestamp)]), cue)[0])
 
-    assert date_match("2023-05-03T10:00:00", (2023, 5, 3)) == 1.0
-    assert date_match("2023-05-04T10:00:00", (2023, 5, 3)) == 0.5
-    assert date_match("2024-05-03T10:00:00", (2023, 5, 3)) == 0.0
-    assert date_match("2024-06-30T10:00:00", (None, 6, None)) == 1.0
+    assert one("2023-05-03T10:00:00", (2023, 5, 3)) == 1.0
+    assert one("2023-05-04T10:00:00", (2023, 5, 3)) == 0.5
+    assert one("2024-05-03T10:00:00", (2023, 5, 3)) == 0.0
+    assert one("2024-06-30T10:00:00", (None, 6, None)) == 1.0
+    assert one("not a date", (None, 6, None)) == 0.0
     early, late = page(0, "I volunteered at the shelter"), page(1, "I volunteered at the shelter")
     early.timestamp, late.timestamp = "2023-05-03T10:00:00", "2023-12-01T10:00:00"
-    index = PageIndex([early, late], context_window=0)
     q = "Where did I volunteer in December 2023?"
-    scores = index.scores(q, EMBED.embed([q])[0], RetrievalWeights())
+    scores = scores_by_page(build([early, late], context_window=0), q)
     assert scores[1] == pytest.approx(scores[0] + 1.0)

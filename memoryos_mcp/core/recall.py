@@ -1,0 +1,140 @@
+"""Retrieval: all short-term pages, two-stage mid-term (top-m segments, then top-k pages), persona facts.
+
+No LLM call. Reads the user's cached state; the only store calls are the visit write (what makes a
+segment hot) and, for include_archived, the slow read of the whole history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from memoryos_mcp.core.context import build_context
+from memoryos_mcp.core.models import Fact, Page, ScoredFact, ScoredPage, ScoredSegment, Segment, UserProfile
+from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
+from memoryos_mcp.core.protocols import Embedder, MemoryStore
+from memoryos_mcp.core.state import UserState
+from memoryos_mcp.core.text import extract_keywords
+from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights
+
+
+@dataclass
+class Retrieval:
+    """Everything retrieve_memory returns, plus the assembled context text."""
+
+    query: str
+    short_term: list[Page]
+    mid_term: list[ScoredPage]
+    segments: list[ScoredSegment]
+    user_facts: list[ScoredFact]
+    assistant_traits: list[ScoredFact]
+    profile: UserProfile | None
+    assistant_profile: str
+    context: str
+
+
+def top_facts(facts: list[Fact], query_embedding: np.ndarray, n: int) -> list[ScoredFact]:
+    """The n facts most similar to the query (cosine; embeddings are unit length)."""
+    usable = [f for f in facts if f.embedding is not None]
+    if n <= 0 or not usable:
+        return []
+    matrix = np.asarray([f.embedding for f in usable], dtype=np.float32)
+    scores = matrix @ np.asarray(query_embedding, dtype=np.float32)
+    order = np.argsort(-scores, kind="stable")[:n]
+    return [ScoredFact(usable[i], float(scores[i])) for i in order]
+
+
+class Recall:
+    """The retrieval side of MemoryOS over a user's cached state."""
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        embedder: Embedder,
+        params: MemoryParams,
+        weights: RetrievalWeights,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.params = params
+        self.weights = weights
+        self.clock = clock
+
+    def retrieve(
+        self,
+        state: UserState,
+        query: str,
+        *,
+        top_k: int | None = None,
+        top_m: int | None = None,
+        include_short_term: bool = True,
+        include_archived: bool = False,
+    ) -> Retrieval:
+        top_k = top_k or self.params.top_k
+        top_m = top_m or self.params.top_m
+        query_embedding = np.asarray(self.embedder.embed([query])[0], dtype=np.float32)
+        query_keywords = extract_keywords(query, limit=12)
+        with state.lock:
+            if include_archived:  # the whole history: reads every archived segment and its pages (slow)
+                segments = self.store.list_segments(state.user_id, include_archived=True)
+                index = PageIndex(self.weights.context_window)
+                index.add(self.store.pages_of_segments(state.user_id, [s.id for s in segments]))
+            else:
+                segments, index = list(state.segments.values()), state.index
+            by_f_score = rank_segments(segments, query_embedding, query_keywords, len(segments))
+            ranked, hits = index.rank(
+                query,
+                query_embedding,
+                [s for s, _ in by_f_score],
+                [f for _, f in by_f_score],
+                top_m=top_m,
+                top_k=top_k,
+                weights=self.weights,
+            )
+            short_term = list(state.stm) if include_short_term else []
+            facts = {kind: list(items) for kind, items in state.facts.items()}
+            profile = state.profile
+        # Retrieval is what heats a segment: N_visit and last access move for every segment returned.
+        now = self.clock()
+        written = self.store.record_visits(state.user_id, [s.id for s, _ in ranked], now) if ranked else {}
+        with state.lock:
+            for segment, _ in ranked:
+                n_visit, last_access = written.get(segment.id, (segment.n_visit + 1, now))
+                for copy in _same_segment(state, segment):
+                    copy.n_visit = max(copy.n_visit, n_visit)
+                    copy.last_access = max(copy.last_access, last_access)
+        scored_segments = [
+            ScoredSegment(segment=s, score=score, heat=self.params.heat(s, now)) for s, score in ranked
+        ]
+        mid_term = [ScoredPage(page=p, score=score, tier="mid_term") for p, score in hits]
+        user_facts = top_facts(facts.get("user_fact", []), query_embedding, self.params.lpm_top_k)
+        traits = top_facts(facts.get("assistant_trait", []), query_embedding, self.params.lpm_top_k)
+        context = build_context(
+            user_id=state.user_id,
+            short_term=short_term,
+            mid_term=mid_term,
+            user_facts=user_facts,
+            assistant_traits=traits,
+            profile=profile,
+            assistant_profile=self.params.assistant_profile,
+        )
+        return Retrieval(
+            query=query,
+            short_term=short_term,
+            mid_term=mid_term,
+            segments=scored_segments,
+            user_facts=user_facts,
+            assistant_traits=traits,
+            profile=profile,
+            assistant_profile=self.params.assistant_profile,
+            context=context,
+        )
+
+
+def _same_segment(state: UserState, segment: Segment) -> list[Segment]:
+    """The returned segment and the cached copy (they differ for include_archived reads)."""
+    cached = state.segments.get(segment.id)
+    return [segment] if cached is None or cached is segment else [segment, cached]

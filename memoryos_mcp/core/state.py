@@ -1,0 +1,233 @@
+"""The hot state of one user — what every add and retrieve reads — and how it stays true to the store.
+
+A `UserState` holds short-term pages, active segments, the chain head, the persona and the page index of
+the active segments: bounded by stm_capacity, mtm_capacity and lpm_capacity, never by the length of the
+user's history. It is loaded once, then kept current through the user's change log: a call compares the
+state's sequence number with the stored version (one read by id) and replays the few entries it missed.
+
+A write works on a `Draft` (copies), commits it to the store in an order that never loses a page, appends
+one change-log entry, and only then adopts the draft into the cached state.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from dataclasses import dataclass, field, replace
+
+from memoryos_mcp.core.models import Fact, FactKind, Page, Segment, UserProfile, Vector
+from memoryos_mcp.core.protocols import ChainHead, Change, MemoryStore, Version
+from memoryos_mcp.index.page_index import PageIndex
+
+logger = logging.getLogger(__name__)
+
+FACT_KINDS: tuple[FactKind, ...] = ("user_fact", "assistant_trait")
+
+
+def copy_segment(segment: Segment) -> Segment:
+    return replace(segment, keyword_counts=dict(segment.keyword_counts))
+
+
+@dataclass
+class UserState:
+    """One user's short-term pages, active segments, chain head, persona and page index."""
+
+    user_id: str
+    seq: int  # the change-log entry this state includes up to
+    stm: list[Page]  # oldest first, with embeddings
+    segments: dict[str, Segment]  # active segments by id, oldest first, with embeddings
+    chain_head: ChainHead | None
+    profile: UserProfile | None
+    facts: dict[FactKind, list[Fact]]  # oldest first, with embeddings
+    index: PageIndex  # the pages of the active segments
+    mid_term_pages: int
+    archived_segments: int
+    in_both_tiers: set[str] = field(default_factory=set)  # STM pages an interrupted move left in MTM too
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    nbytes: int = 0
+
+    def measure(self) -> int:
+        """Approximate memory held, kept in `nbytes` for the registry's budget."""
+        vector = 4 * (self.index._dim or 384)
+        segments = sum(vector + 700 + len(s.summary) + 60 * len(s.keyword_counts) for s in self.segments.values())
+        pages = sum(vector + 700 + len(p.user_input) + len(p.agent_response) for p in self.stm)
+        facts = sum(vector + 300 + len(f.text) for kind in self.facts.values() for f in kind)
+        self.nbytes = self.index.nbytes + segments + pages + facts + 2000
+        return self.nbytes
+
+    def adopt(self, draft: Draft, change: Change) -> None:
+        """Take over what a committed draft changed (visits recorded meanwhile are kept)."""
+        with self.lock:
+            for sid, segment in draft.segments.items():
+                live = self.segments.get(sid)
+                if live is not None:
+                    segment.n_visit = max(segment.n_visit, live.n_visit)
+                    segment.last_access = max(segment.last_access, live.last_access)
+            self.stm = draft.stm
+            self.segments = draft.segments
+            self.chain_head = draft.chain_head
+            self.profile = draft.profile
+            self.facts = draft.facts
+            self.mid_term_pages = draft.mid_term_pages
+            self.archived_segments = draft.archived_segments
+            self.in_both_tiers -= draft.stm_deleted
+            self.index.remove_segments([s.id for s in draft.archived])
+            self.index.add([p for p in draft.to_mid_term if p.segment_id in self.segments])
+            self.seq = change.seq
+            self.measure()
+
+
+class Draft:
+    """What one add (or one import chunk) changes, worked out on copies of a user's state."""
+
+    def __init__(self, state: UserState) -> None:
+        self.user_id = state.user_id
+        self.base_seq = state.seq
+        self.stm = list(state.stm)
+        self.segments = {sid: copy_segment(s) for sid, s in state.segments.items()}
+        self.chain_head = state.chain_head
+        self.profile = copy.deepcopy(state.profile)
+        self.facts = {kind: list(state.facts.get(kind, [])) for kind in FACT_KINDS}
+        self.mid_term_pages = state.mid_term_pages
+        self.archived_segments = state.archived_segments
+        self.in_both_tiers = set(state.in_both_tiers)
+        # What the commit writes:
+        self.stm_durable = {p.id for p in state.stm}  # already in the store's short-term tier
+        self.stm_deleted: set[str] = set()
+        self.new_segments: set[str] = set()
+        self.changed_segments: set[str] = set()
+        self.archived: list[Segment] = []
+        self.to_mid_term: list[Page] = []
+        self.pages_updated: list[Page] = []  # mid-term pages rewritten (analyzed by a promotion)
+        self.head_changed = False
+        self.profile_embedding: Vector | None = None  # set when the profile changed
+        self.facts_added: list[Fact] = []
+        self.facts_deleted: list[str] = []
+
+    def segment(self, segment_id: str) -> Segment:
+        return self.segments[segment_id]
+
+    def add_segment(self, segment: Segment) -> None:
+        self.segments[segment.id] = segment
+        self.new_segments.add(segment.id)
+
+    def touch(self, segment_id: str) -> None:
+        if segment_id not in self.new_segments:
+            self.changed_segments.add(segment_id)
+
+    def pending_pages_of(self, segment_id: str) -> list[Page]:
+        return [p for p in self.to_mid_term if p.segment_id == segment_id]
+
+    def commit(self, store: MemoryStore) -> Change:
+        """Write everything, destination before source, then one change-log entry; returns that entry.
+
+        A crash part-way leaves at worst a page in two tiers (repaired by the next add) or counts slightly
+        high; never a lost page.
+        """
+        every = {**self.segments, **{s.id: s for s in self.archived}}
+        store.put_segments([every[sid] for sid in sorted(self.new_segments) if sid in every], new=True)
+        store.put_segments([every[sid] for sid in sorted(self.changed_segments) if sid in every], new=False)
+        moved = {p.id for p in self.to_mid_term}
+        store.put_mtm_pages(self.to_mid_term + [p for p in self.pages_updated if p.id not in moved])
+        store.put_stm_pages([p for p in self.stm if p.id not in self.stm_durable])
+        store.delete_stm_pages(self.user_id, sorted(self.stm_deleted))
+        if self.head_changed and self.chain_head is not None:
+            store.put_chain_head(self.chain_head)
+        if self.profile is not None and self.profile_embedding is not None:
+            store.put_profile(self.profile, self.profile_embedding)
+        store.add_facts(self.facts_added)
+        store.delete_facts(self.user_id, self.facts_deleted)
+        change = Change(
+            seq=self.base_seq + 1,
+            pages_added=[p.id for p in self.to_mid_term],
+            segments_removed=[s.id for s in self.archived],
+            mid_term_pages=self.mid_term_pages,
+            archived_segments=self.archived_segments,
+        )
+        store.append_change(self.user_id, change)
+        return change
+
+
+class StateLoader:
+    """Reads a user's state from the store, and brings a cached one up to date from the change log."""
+
+    def __init__(self, store: MemoryStore, context_window: int = 1) -> None:
+        self.store = store
+        self.context_window = context_window
+
+    def load(self, user_id: str) -> UserState:
+        # The version first: a change landing while we read is replayed by the next freshness check.
+        version = self.store.read_version(user_id)
+        state = UserState(
+            user_id=user_id,
+            seq=version.seq,
+            stm=[],
+            segments={},
+            chain_head=None,
+            profile=None,
+            facts={},
+            index=PageIndex(self.context_window),
+            mid_term_pages=0,
+            archived_segments=0,
+        )
+        self._read_bounded(state)
+        state.index.add(self.store.pages_of_segments(user_id, list(state.segments)))
+        if version.mid_term_pages is None or version.archived_segments is None:
+            state.mid_term_pages, state.archived_segments = self.store.count_mid_term(user_id)
+        else:
+            state.mid_term_pages, state.archived_segments = version.mid_term_pages, version.archived_segments
+        found = self.store.find_pages(user_id, [p.id for p in state.stm]) if state.stm else {}
+        state.in_both_tiers = {pid for pid, tier in found.items() if tier == "mid_term"}
+        state.measure()
+        return state
+
+    def refresh(self, state: UserState, version: Version) -> UserState:
+        """The state brought to `version`: entries replayed, or a fresh load when the log cannot say."""
+        changes = (
+            self.store.read_changes(state.user_id, state.seq, version.seq) if version.seq > state.seq else None
+        )
+        if changes is None:
+            return self.load(state.user_id)
+        with state.lock:
+            self._read_bounded(state)
+            added: dict[str, None] = {}
+            for change in changes:
+                for pid in change.pages_removed:
+                    added.pop(pid, None)
+                state.index.remove(change.pages_removed)
+                state.index.remove_segments(change.segments_removed)
+                added.update(dict.fromkeys(change.pages_added))
+            active = set(state.segments)
+            state.index.remove_segments(state.index.segment_ids() - active)
+            fetched = self.store.get_mtm_pages(state.user_id, [pid for pid in added if pid not in state.index])
+            state.index.add([p for p in fetched if p.segment_id in active])
+            # A segment active again (or written by a process that crashed before logging): read it whole.
+            indexed = state.index.segment_ids()
+            unseen = [sid for sid, s in state.segments.items() if s.page_count > 0 and sid not in indexed]
+            if unseen:
+                state.index.add(self.store.pages_of_segments(state.user_id, unseen))
+            last = changes[-1]
+            state.mid_term_pages, state.archived_segments = last.mid_term_pages, last.archived_segments
+            state.seq = version.seq
+            state.measure()
+        return state
+
+    def _read_bounded(self, state: UserState) -> None:
+        """Everything but the page index: bounded by the capacities, so re-read whole."""
+        uid = state.user_id
+        stm = self.store.list_stm_pages(uid)
+        segments = self.store.list_segments(uid)
+        head = self.store.get_chain_head(uid)
+        profile = self.store.get_profile(uid)
+        facts = {kind: self.store.list_facts(uid, kind) for kind in FACT_KINDS}
+        with state.lock:
+            visits = {sid: (s.n_visit, s.last_access) for sid, s in state.segments.items()}
+            for segment in segments:  # a visit this process recorded may not be readable yet elsewhere
+                seen = visits.get(segment.id)
+                if seen is not None:
+                    segment.n_visit = max(segment.n_visit, seen[0])
+                    segment.last_access = max(segment.last_access, seen[1])
+            state.stm = sorted(stm, key=lambda p: (p.added_at, p.id))
+            state.segments = {s.id: s for s in segments}
+            state.chain_head, state.profile, state.facts = head, profile, facts

@@ -1,0 +1,88 @@
+"""Cues about time in a query: questions that ask "when", and dates the query names.
+
+A question about time ("When did…", "How long ago…") is answered by a page that says when something
+happened, and the date of the exchange alone rarely matches the question's words. A query that names a
+date ("in May 2023") is answered by pages of that day or month.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from memoryos_mcp.core.models import Page
+from memoryos_mcp.core.text import exchange_text
+
+_TIME_QUESTION = re.compile(
+    r"\b(when|what (year|month|day|date|time)|which (year|month|day)|how long|how many (years|months|weeks|days))\b",
+    re.IGNORECASE,
+)
+_TIME_MENTION = re.compile(
+    r"\b(yesterday|today|tonight|tomorrow|ago|recently|weekend|week|month|year|"
+    r"last (night|morning|evening)|(this|next|last) (spring|summer|fall|autumn|winter)|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+    r"january|february|march|april|may|june|july|august|september|october|november|december|"
+    r"(19|20)\d\d)\b",
+    re.IGNORECASE,
+)
+
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        "january february march april may june july august september october november december".split(), 1
+    )
+}
+_NAMED_DATE = re.compile(
+    r"\b(?:(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?)?"
+    r"(january|february|march|april|may|june|july|august|september|october|november|december)"
+    r"(?:\s+(\d{1,2})(?:st|nd|rd|th)?)?(?:,?\s+(\d{4}))?\b",
+    re.IGNORECASE,
+)
+_ALSO_WORDS = {"may", "march"}
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})(?:-(\d{2}))?\b")
+
+DateCue = tuple[int | None, int, int | None]  # (year or None, month, day or None)
+
+
+def date_cues(query: str) -> list[DateCue]:
+    """Dates a query names: "on May 3, 2023", "in December 2023", "3 June", "2023-05-08"."""
+    cues: list[DateCue] = []
+    for m in _NAMED_DATE.finditer(query):
+        day = m.group(1) or m.group(3)
+        if m.group(2).lower() in _ALSO_WORDS and not (day or m.group(4)):
+            continue  # "may I…", "march on": a verb unless a day or year comes with it
+        cues.append(
+            (int(m.group(4)) if m.group(4) else None, _MONTHS[m.group(2).lower()], int(day) if day else None)
+        )
+    for m in _ISO_DATE.finditer(query):
+        cues.append((int(m.group(1)), int(m.group(2)), int(m.group(3)) if m.group(3) else None))
+    return [(y, mo, d) for y, mo, d in cues if 1 <= mo <= 12]
+
+
+def calendar_date(timestamp: str) -> tuple[int, int, int]:
+    """(year, month, day) of an ISO timestamp; zeros when it has none."""
+    try:
+        return int(timestamp[0:4]), int(timestamp[5:7]), int(timestamp[8:10])
+    except ValueError:
+        return 0, 0, 0
+
+
+def date_match(dates: np.ndarray, cue: DateCue) -> np.ndarray:
+    """Per page (rows of year, month, day): 1 on the day (or month) the cue names, 0.5 in the month of a
+    named day, else 0."""
+    cue_year, cue_month, cue_day = cue
+    in_month = dates[:, 1] == cue_month
+    if cue_year is not None:
+        in_month &= dates[:, 0] == cue_year
+    if cue_day is None:
+        return in_month.astype(np.float64)
+    return np.where(in_month, np.where(dates[:, 2] == cue_day, 1.0, 0.5), 0.0)
+
+
+def asks_about_time(query: str) -> bool:
+    return _TIME_QUESTION.search(query) is not None
+
+
+def mentions_time(page: Page) -> bool:
+    return _TIME_MENTION.search(exchange_text(page)) is not None

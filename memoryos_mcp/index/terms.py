@@ -1,0 +1,43 @@
+"""What BM25 indexes: Snowball-stemmed words without stop words; and standardisation of scores.
+
+Dense similarity from a small embedding model misses exact names and rare words ("LGBTQ", "Sintra");
+BM25 over these terms catches them. Retrieval fuses the two.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import numpy as np
+import snowballstemmer
+
+from memoryos_mcp.core.text import STOPWORDS, tokenize
+
+_local = threading.local()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def stem(word: str) -> str:
+    """The Snowball (Porter 2) English stem: "writes", "writing" → "write"; "parties" → "parti".
+
+    A query's word forms must meet the conversation's; a crude suffix stripper left "write" and
+    "writes" apart (LoCoMo dev, mid-term @10: +0.8 points with Snowball).
+    """
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:  # one per thread: a Snowball stemmer keeps state while it works on a word
+        stemmer = _local.stemmer = snowballstemmer.stemmer("english")
+    return stemmer.stemWord(word)
+
+
+def index_terms(text: str) -> list[str]:
+    """Stemmed tokens without stop words: what BM25 indexes and queries with."""
+    return [stem(t) for t in tokenize(text) if len(t) > 1 and t not in STOPWORDS]
+
+
+def zscore(values: np.ndarray) -> np.ndarray:
+    """Standardise scores so that two scorers of different scale can be added."""
+    if values.size == 0:
+        return values
+    spread = float(values.std())
+    return (values - float(values.mean())) / spread if spread > 1e-12 else np.zeros_like(values)

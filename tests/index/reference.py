@@ -1,0 +1,131 @@
+"""The fresh-build page scorer as it was before the incremental index: the oracle of the property test.
+
+Simple on purpose: every page's dialogue context is assembled from scratch, BM25 is computed over Counter
+documents, and the two-stage ranking sorts Python lists. The incremental PageIndex must rank the same.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from memoryos_mcp.core.models import Page, Segment
+from memoryos_mcp.core.text import page_text
+from memoryos_mcp.index.cues import asks_about_time, date_cues, mentions_time
+from memoryos_mcp.index.page_index import CONTEXT_GAP_S, NEIGHBOUR_WEIGHT, RetrievalWeights, parse_epoch
+from memoryos_mcp.index.terms import index_terms, zscore
+
+
+class ReferenceBM25:
+    def __init__(self, documents: Sequence[Mapping[str, int]], k1: float = 1.2, b: float = 0.75) -> None:
+        self.k1, self.b = k1, b
+        self.tf = list(documents)
+        lengths = np.asarray([sum(tf.values()) for tf in self.tf], dtype=np.float64)
+        average = float(lengths.mean()) if len(lengths) and lengths.mean() > 0 else 1.0
+        self.norm = k1 * (1.0 - b + b * lengths / average)
+        df = Counter(term for tf in self.tf for term in tf)
+        n = len(documents)
+        self.idf = {t: math.log(1.0 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+
+    def scores(self, query_terms: Sequence[str]) -> np.ndarray:
+        out = np.zeros(len(self.tf), dtype=np.float64)
+        for term in set(query_terms):
+            idf = self.idf.get(term)
+            if idf is None:
+                continue
+            for i, tf in enumerate(self.tf):
+                if term in tf:
+                    out[i] += idf * tf[term] * (self.k1 + 1.0) / (tf[term] + self.norm[i])
+        return out
+
+
+def _date_match(timestamp: str, cue: tuple[int | None, int, int | None]) -> float:
+    try:
+        year, month, day = int(timestamp[0:4]), int(timestamp[5:7]), int(timestamp[8:10])
+    except ValueError:
+        return 0.0
+    cue_year, cue_month, cue_day = cue
+    if cue_month != month or (cue_year is not None and cue_year != year):
+        return 0.0
+    return 1.0 if cue_day is None or cue_day == day else 0.5
+
+
+class ReferenceIndex:
+    """All given pages in conversation order, scored from scratch."""
+
+    def __init__(self, pages: Sequence[Page], context_window: int = 1) -> None:
+        self.pages = sorted(pages, key=lambda p: (p.added_at, p.id))
+        n = len(self.pages)
+        times = [parse_epoch(p.timestamp) for p in self.pages]
+
+        def same(i: int, j: int) -> bool:
+            gap = abs(times[i] - times[j])
+            return math.isnan(gap) or gap <= CONTEXT_GAP_S
+
+        own = [Counter(index_terms(page_text(p))) for p in self.pages]
+        self.neighbours = [
+            [j for j in range(max(0, i - context_window), min(n, i + context_window + 1)) if j != i and same(i, j)]
+            for i in range(n)
+        ]
+        documents = []
+        for i in range(n):
+            terms: Counter[str] = Counter(own[i])
+            for j in self.neighbours[i]:
+                terms.update(own[j])
+            documents.append(terms)
+        self.bm25 = ReferenceBM25(documents)
+        self.time_mask = np.asarray([mentions_time(p) for p in self.pages], dtype=np.float64)
+        if n:
+            vectors = np.asarray([p.embedding for p in self.pages], dtype=np.float32)
+            context = vectors.copy()
+            for i in range(n):
+                for j in self.neighbours[i]:
+                    context[i] += NEIGHBOUR_WEIGHT * vectors[j]
+            norms = np.linalg.norm(context, axis=1, keepdims=True)
+            self.embeddings = context / np.where(norms == 0, 1.0, norms)
+
+    def scores(self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights) -> np.ndarray:
+        if not self.pages:
+            return np.zeros(0)
+        lexical = self.bm25.scores(index_terms(query))
+        dense = (self.embeddings @ np.asarray(query_embedding, dtype=np.float32)).astype(np.float64)
+        scores = weights.lexical * zscore(lexical) + (1.0 - weights.lexical) * zscore(dense)
+        if weights.time_cue and asks_about_time(query):
+            scores = scores + weights.time_cue * self.time_mask
+        cues = date_cues(query) if weights.date_cue else []
+        if cues:
+            matches = [max(_date_match(p.timestamp, c) for c in cues) for p in self.pages]
+            scores = scores + weights.date_cue * np.asarray(matches)
+        return scores
+
+    def rank(
+        self,
+        query: str,
+        query_embedding: np.ndarray,
+        segments: Sequence[Segment],
+        f_scores: Sequence[float],
+        *,
+        top_m: int,
+        top_k: int,
+        weights: RetrievalWeights,
+    ) -> tuple[list[tuple[Segment, float]], list[tuple[Page, float]]]:
+        if not segments:
+            return [], []
+        page_scores = self.scores(query, query_embedding, weights)
+        by_segment: dict[str, list[int]] = {}
+        for i, page in enumerate(self.pages):
+            by_segment.setdefault(page.segment_id, []).append(i)
+        floor = float(page_scores.min()) if len(page_scores) else 0.0
+        best = np.asarray(
+            [max((page_scores[i] for i in by_segment.get(s.id, [])), default=floor) for s in segments]
+        )
+        w = weights.segment_f_score
+        combined = w * zscore(np.asarray(f_scores, dtype=np.float64)) + (1 - w) * zscore(best)
+        order = np.argsort(-combined, kind="stable")[:top_m]
+        chosen = [(segments[i], float(combined[i])) for i in order]
+        candidates = [i for s, _ in chosen for i in by_segment.get(s.id, [])]
+        candidates.sort(key=lambda i: -page_scores[i])
+        return chosen, [(self.pages[i], float(page_scores[i])) for i in candidates[:top_k]]

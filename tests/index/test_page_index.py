@@ -1,0 +1,162 @@
+"""PageIndex: incremental changes rank exactly as a fresh build, and as the from-scratch reference."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from memoryos_mcp.core.models import Page, Segment
+from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights
+from tests.index.reference import ReferenceIndex
+
+WORDS = (
+    "pottery class sister lovely weather rainy hiking trail boots summit bread oven dough guitar chords "
+    "concert taxes invoice adopted dog puppy shelter paint sunset lake camping tent museum flight hotel "
+    "yesterday week month birthday party cake garden roses tomatoes novel library poem swim marathon"
+).split()
+QUERIES = [
+    "who went to the pottery class",
+    "When did I adopt the dog?",
+    "what did we bake in the oven in May 2023",
+    "camping trip by the lake last week",
+    "guitar concert tickets",
+    "nothing matches zzzz",
+]
+DIM = 16
+
+
+def _page(rng: random.Random, n: int, segments: list[str]) -> Page:
+    day = rng.choice([1, 1, 2, 3, 10])
+    hour = rng.choice([9, 9, 10, 18])
+    words = rng.sample(WORDS, rng.randint(2, 9))
+    vector = np.asarray([rng.gauss(0, 1) for _ in range(DIM)], dtype=np.float32)
+    return Page(
+        id=f"p{n}",
+        user_id="u",
+        user_input=" ".join(words[: len(words) // 2 + 1]),
+        agent_response=" ".join(words[len(words) // 2 + 1 :]),
+        timestamp=f"2023-05-{day:02d}T{hour:02d}:{rng.randint(0, 59):02d}:00",
+        # Mostly increasing, sometimes older than the newest: pages can land in the middle of the order.
+        added_at=n * 10 + (rng.randint(-40, 0) if rng.random() < 0.2 else 0),
+        segment_id=rng.choice(segments),
+        embedding=vector / np.linalg.norm(vector),
+    )
+
+
+def _segments(ids: list[str]) -> list[Segment]:
+    return [Segment(sid, "u", "", {}, 0.0, 0.0) for sid in ids]
+
+
+def _query_vector(rng: random.Random) -> np.ndarray:
+    vector = np.asarray([rng.gauss(0, 1) for _ in range(DIM)], dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def _check(index: PageIndex, live: dict[str, Page], rng: random.Random, segment_ids: list[str], window: int) -> None:
+    reference = ReferenceIndex(list(live.values()), context_window=window)
+    fresh = PageIndex(context_window=window)
+    fresh.add(list(live.values()))
+    assert len(index) == len(live) == len(fresh)
+    assert [p.id for p in index.pages()] == [p.id for p in reference.pages]
+    weights = RetrievalWeights(context_window=window)
+    segments = _segments(segment_ids)
+    for query in QUERIES:
+        vector = _query_vector(rng)
+        slots, scores = index.scores(query, vector, weights)
+        got = {index._pages[s].id: score for s, score in zip(slots.tolist(), scores.tolist(), strict=True)}  # type: ignore[union-attr]
+        expected = dict(zip([p.id for p in reference.pages], reference.scores(query, vector, weights).tolist(), strict=True))
+        assert got.keys() == expected.keys()
+        assert np.allclose([got[k] for k in expected], list(expected.values()), atol=1e-5)
+        f_scores = [rng.random() for _ in segments]
+        top_m, top_k = rng.randint(1, 4), rng.randint(1, 12)
+        ranked = index.rank(query, vector, segments, f_scores, top_m=top_m, top_k=top_k, weights=weights)
+        again = fresh.rank(query, vector, segments, f_scores, top_m=top_m, top_k=top_k, weights=weights)
+        oracle = reference.rank(query, vector, segments, f_scores, top_m=top_m, top_k=top_k, weights=weights)
+        for other in (again, oracle):
+            assert [s.id for s, _ in ranked[0]] == [s.id for s, _ in other[0]]
+            assert [p.id for p, _ in ranked[1]] == [p.id for p, _ in other[1]]
+            assert np.allclose([x for _, x in ranked[1]], [x for _, x in other[1]], atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("window", [1, 2])
+def test_incremental_changes_rank_as_a_fresh_build(seed: int, window: int) -> None:
+    rng = random.Random(seed)
+    segment_ids = [f"s{i}" for i in range(6)]
+    index = PageIndex(context_window=window)
+    live: dict[str, Page] = {}
+    n = 0
+    for step in range(40):
+        action = rng.random()
+        if action < 0.55 or not live:
+            batch = [_page(rng, n + i, segment_ids) for i in range(rng.choice([1, 1, 3, 3, 25]))]
+            n += len(batch)
+            index.add(batch)
+            live.update((p.id, p) for p in batch)
+        elif action < 0.85:
+            gone = rng.sample(sorted(live), min(len(live), rng.randint(1, 4)))
+            assert index.remove(gone + ["never-indexed"]) == len(gone)
+            for pid in gone:
+                del live[pid]
+        else:
+            segment = rng.choice(segment_ids)
+            expected = [pid for pid, p in live.items() if p.segment_id == segment]
+            assert index.remove_segments([segment]) == len(expected)
+            for pid in expected:
+                del live[pid]
+        if step % 8 == 7:
+            _check(index, live, rng, segment_ids, window)
+    _check(index, live, rng, segment_ids, window)
+
+
+def test_compaction_after_many_removals_keeps_the_ranking() -> None:
+    rng = random.Random(7)
+    segment_ids = ["a", "b", "c"]
+    index = PageIndex()
+    pages = [_page(rng, i, segment_ids) for i in range(900)]
+    index.add(pages)
+    live = {p.id: p for p in pages}
+    for chunk in range(0, 700, 50):  # enough dead slots to compact at least once
+        gone = [p.id for p in pages[chunk : chunk + 50]]
+        index.remove(gone)
+        for pid in gone:
+            del live[pid]
+    assert index._n < 900  # compacted
+    more = [_page(rng, 1000 + i, segment_ids) for i in range(10)]
+    index.add(more)
+    live.update((p.id, p) for p in more)
+    _check(index, live, rng, segment_ids, 1)
+
+
+def test_re_adding_a_page_replaces_it() -> None:
+    rng = random.Random(3)
+    first = _page(rng, 1, ["s"])
+    index = PageIndex()
+    index.add([first, _page(rng, 2, ["s"])])
+    changed = replace(first, user_input="completely different words", segment_id="t")
+    index.add([changed])
+    assert len(index) == 2
+    assert index.get(first.id).user_input == "completely different words"  # type: ignore[union-attr]
+    assert index.segment_ids() == {"s", "t"}
+
+
+def test_index_keeps_no_second_copy_of_embeddings_and_reports_its_size() -> None:
+    rng = random.Random(4)
+    index = PageIndex()
+    pages = [_page(rng, i, ["s"]) for i in range(100)]
+    index.add(pages)
+    assert all(p.embedding is None for p in index.pages())
+    assert pages[0].embedding is not None  # the caller's pages are not changed
+    assert 100 * DIM * 4 < index.nbytes < 100 * 4000
+
+
+def test_empty_index_ranks_nothing() -> None:
+    index = PageIndex()
+    slots, scores = index.scores("anything", np.ones(DIM, dtype=np.float32), RetrievalWeights())
+    assert slots.size == 0 and scores.size == 0
+    assert index.rank("x", np.ones(DIM), [], [], top_m=5, top_k=10, weights=RetrievalWeights()) == ([], [])
+    chosen, hits = index.rank("x", np.ones(DIM), _segments(["s"]), [1.0], top_m=5, top_k=10, weights=RetrievalWeights())
+    assert [s.id for s, _ in chosen] == ["s"] and hits == []

@@ -1,0 +1,114 @@
+"""The per-user state cache: changes by another process are seen on the next call, replays equal reloads,
+and the memory budget evicts least recently used users, who then answer the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
+from memoryos_mcp.core.local_analyzer import LocalAnalyzer
+from memoryos_mcp.core.memory import MemoryOS, MemoryParams
+from memoryos_mcp.core.state import UserState
+from tests.fakes import HashEmbedder
+
+TOPICS = [
+    "hiking trail mountains boots summit",
+    "recipe oven bread flour dough",
+    "guitar chords strings melody practice",
+    "taxes invoice accountant deduction receipts",
+    "garden tomatoes roses compost watering",
+]
+
+
+def make(store: ChromaStore, budget: int = 64 * 1024 * 1024) -> MemoryOS:
+    params = MemoryParams(stm_capacity=3, stm_evict_batch=2)
+    return MemoryOS(store, HashEmbedder(), LocalAnalyzer(chain_threshold=0.5), params, cache_budget_bytes=budget)
+
+
+def fill(memory: MemoryOS, user: str, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        memory.add_page(user, f"{TOPICS[i % 5]} entry{i}", f"noted {i}", f"2024-01-{1 + i % 27:02d}T10:00:00")
+
+
+def summary(state: UserState) -> tuple[object, ...]:
+    return (
+        state.seq,
+        [p.id for p in state.stm],
+        sorted(state.segments),
+        sorted((s.id, s.page_count, s.l_interaction) for s in state.segments.values()),
+        [p.id for p in state.index.pages()],
+        state.mid_term_pages,
+        state.archived_segments,
+    )
+
+
+def found(memory: MemoryOS, user: str, query: str) -> list[tuple[str, float]]:
+    return [(sp.page.id, round(sp.score, 6)) for sp in memory.retrieve(user, query, top_k=8, top_m=3).mid_term]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ChromaStore:
+    return ChromaStore(make_client(data_dir=tmp_path / "data"))
+
+
+def test_a_change_by_another_process_is_seen_on_the_next_call(store: ChromaStore) -> None:
+    writer, reader = make(store), make(store)
+    fill(writer, "alice", 6)
+    assert reader.retrieve("alice", "guitar chords").short_term  # loads alice
+    assert reader.states.loads == 1
+    fill(writer, "alice", 9, start=6)
+    result = reader.retrieve("alice", "taxes invoice entry13")
+    assert "entry13" in " ".join(p.user_input for p in result.short_term + [sp.page for sp in result.mid_term])
+    assert reader.states.loads == 1 and reader.states.replays == 1  # caught up from the log, no reload
+    assert summary(reader.state("alice")) == summary(make(store).state("alice"))  # same as a fresh load
+
+
+def test_a_reader_behind_a_trimmed_log_reloads(store: ChromaStore) -> None:
+    writer, reader = make(store), make(store)
+    fill(writer, "alice", 5)
+    reader.state("alice")
+    fill(writer, "alice", 5, start=5)
+    seq = store.read_version("alice").seq
+    store.meta.delete(ids=[f"log:alice:{seq - 1}"])  # as if trimmed
+    assert summary(reader.state("alice")) == summary(make(store).state("alice"))
+    assert reader.states.loads == 2
+
+
+def test_archived_segments_leave_the_index_of_every_reader(store: ChromaStore) -> None:
+    params = MemoryParams(stm_capacity=1, stm_evict_batch=1, mtm_capacity=2, theta=5.0)  # θ: never merge
+    writer = MemoryOS(store, HashEmbedder(), LocalAnalyzer(chain_threshold=2.0), params)
+    reader = MemoryOS(store, HashEmbedder(), LocalAnalyzer(chain_threshold=2.0), params)
+    fill(writer, "alice", 3)
+    reader.state("alice")
+    fill(writer, "alice", 3, start=3)
+    state = reader.state("alice")
+    assert state.archived_segments == 3 and len(state.segments) == 2
+    assert state.index.segment_ids() == set(state.segments)
+    assert summary(state) == summary(writer.state("alice"))
+
+
+def test_users_beyond_the_budget_are_evicted_and_answer_the_same(store: ChromaStore) -> None:
+    roomy = make(store)
+    users = [f"user{i}" for i in range(4)]
+    for user in users:
+        fill(roomy, user, 12)
+    before = {user: found(roomy, user, "bread dough oven") for user in users}
+    one_user = roomy.state(users[0]).nbytes
+    tight = make(store, budget=int(one_user * 2.5))
+    for user in users:
+        tight.state(user)
+        assert tight.states.nbytes <= int(one_user * 2.5) * 1.2
+    assert len(tight.states.cached_users()) < len(users)
+    assert tight.states.cached_users()[-1] == users[-1]  # the most recent stays
+    for user in users:  # evicted users reload and rank exactly as before (visits differ, scores do not)
+        assert found(tight, user, "bread dough oven") == before[user]
+    assert tight.states.loads > len(users)
+
+
+def test_a_single_user_larger_than_the_budget_is_still_served(store: ChromaStore) -> None:
+    memory = make(store, budget=1)
+    fill(memory, "alice", 8)
+    assert memory.retrieve("alice", "hiking boots").mid_term
+    assert memory.states.cached_users() == ["alice"]
