@@ -1,4 +1,5 @@
-"""Console script `memoryos-mcp`: serve (default) over stdio or streamable HTTP, or run a terminal demo.
+"""Console script `memoryos-mcp`: serve (default) over stdio or streamable HTTP, run a terminal demo, or import
+JSON Lines.
 
 Logging goes to stderr only: on stdio, stdout is the MCP protocol channel.
 """
@@ -6,14 +7,16 @@ Logging goes to stderr only: on stdio, stdout is the MCP protocol channel.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 import tempfile
 import time
 from typing import TextIO
 
 from memoryos_mcp import __version__
-from memoryos_mcp.errors import MemoryOSError
+from memoryos_mcp.errors import ConfigurationError, MemoryOSError
 from memoryos_mcp.settings import Settings, load_settings
 
 
@@ -50,6 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port for streamable HTTP (default 8765)")
     demo = sub.add_parser("demo", help="store a short conversation and search it, in this terminal")
     _add_common(demo)
+    bulk = sub.add_parser(
+        "import",
+        help="import JSON Lines (one add_memory-shaped object per line) through the memory model, batched",
+        description="Import JSON Lines: one object per line with user_input, agent_response and optionally "
+        "timestamp, metadata, user_id, idempotency_key. Re-running imports nothing twice. Exit status: 0 when "
+        "every line was imported or already present, 1 when some lines failed (the rest are imported), 2 on "
+        "an error that stopped the import.",
+    )
+    _add_common(bulk)
+    bulk.add_argument("file", help="JSON Lines file, or - for standard input")
+    bulk.add_argument("--chunk-size", type=int, default=256, help="pages per embedding call and write (default 256)")
     return parser
 
 
@@ -113,6 +127,32 @@ def demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return 0
 
 
+def import_file(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from tqdm import tqdm
+
+    from memoryos_mcp.bulk import import_lines
+    from memoryos_mcp.service import MemoryService
+
+    if args.chunk_size < 1:
+        raise ConfigurationError("--chunk-size must be at least 1")
+    settings = _settings(args)
+    source = sys.stdin if args.file == "-" else None
+    if source is None and not os.path.isfile(args.file):
+        raise ConfigurationError(f"{args.file} is not a file")
+    total = None
+    if source is None:
+        with open(args.file, "rb") as counting:
+            total = sum(1 for line in counting if line.strip())
+    service = MemoryService.create(settings)
+    with (
+        open(args.file, encoding="utf-8") if source is None else contextlib.nullcontext(source) as lines,
+        tqdm(total=total, desc="importing", unit="line", file=sys.stderr, smoothing=0.05) as bar,
+    ):
+        report = import_lines(service, lines, default_user=settings.user_id, chunk_size=args.chunk_size, progress=bar.update)
+    out.write(report.summary() + "\n")
+    return 1 if report.failed else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
@@ -120,7 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     try:
-        code = demo(args) if args.command == "demo" else serve(args)
+        if args.command == "demo":
+            code = demo(args)
+        elif args.command == "import":
+            code = import_file(args)
+        else:
+            code = serve(args)
     except MemoryOSError as exc:
         logging.getLogger("memoryos_mcp").error("%s", exc)
         code = 2

@@ -8,14 +8,15 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from memoryos_mcp import validation
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams
 from memoryos_mcp.core.protocols import Embedder, LLMUsage, MemoryAnalyzer, MemoryStore
+from memoryos_mcp.core.text import exchange_text
 from memoryos_mcp.errors import MemoryOSError, StorageError
 from memoryos_mcp.schemas import (
     AddMemoryResult,
@@ -26,6 +27,9 @@ from memoryos_mcp.schemas import (
     UserProfileResult,
 )
 from memoryos_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    from memoryos_mcp.bulk import ImportLine
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,6 +147,28 @@ class MemoryService:
         with self._locks_guard:  # adds of different users finish in parallel threads
             self.usage_total.add(result.usage)
         return AddMemoryResult.of(result)
+
+    def import_chunk(self, user_id: str, lines: Sequence[ImportLine]) -> tuple[int, int]:
+        """Store, as one write, the lines of one user not stored yet (by page id). Returns (imported, skipped)."""
+
+        def run() -> tuple[int, int]:
+            present = self.store.find_pages(user_id, [line.page_id for line in lines])
+            new = [line for line in lines if line.page_id not in present]
+            if not new:
+                return 0, len(lines)
+            pages = [
+                self.memory.new_page(user_id, ln.user_input, ln.agent_response, ln.timestamp, ln.metadata, page_id=ln.page_id)
+                for ln in new
+            ]
+            vectors = self.memory.embedder.embed([exchange_text(p) for p in pages])
+            for page, vector in zip(pages, vectors, strict=True):
+                page.embedding = vector
+            result = self.memory.add_pages(user_id, pages)
+            with self._locks_guard:
+                self.usage_total.add(result.usage)
+            return len(new), len(lines) - len(new)
+
+        return self._run(user_id, "import", run, lock="add")
 
     def retrieve_memory(
         self,

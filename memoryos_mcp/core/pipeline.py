@@ -121,7 +121,7 @@ class UpdatePipeline:
         for page in pages:
             draft.stm.append(page)
             self._move_overflow(draft, result)
-        self._archive_cold_segments(draft, result)
+            self._archive_cold_segments(draft, result)
 
     def _move_overflow(self, draft: Draft, result: AddResult) -> None:
         overflow = len(draft.stm) - self.params.stm_capacity

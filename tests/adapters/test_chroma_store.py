@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,44 +15,6 @@ import pytest
 from memoryos_mcp.adapters.chroma_store import LOG_KEEP, ChromaStore, make_client
 from memoryos_mcp.core.models import Fact, Page, Segment, TraitLevel, UserProfile
 from memoryos_mcp.core.protocols import ChainHead, Change, Version
-from tests.fakes import free_port
-
-
-def _chroma_executable() -> str:
-    local = Path(sys.executable).with_name("chroma")
-    found = str(local) if local.exists() else shutil.which("chroma")
-    if not found:
-        pytest.fail("the `chroma` command (shipped with chromadb) is not installed")
-    return found
-
-
-@pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """`chroma run` on a free loopback port for the whole session."""
-    port = free_port()
-    path = tmp_path_factory.mktemp("chroma-server")
-    log = open(path / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [_chroma_executable(), "run", "--path", str(path / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"chroma run exited: {(path / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("chroma run did not listen within 30 s")
-    yield port
-    proc.terminate()
-    proc.wait(10)
-    log.close()
 
 
 @pytest.fixture(params=["embedded", "server"])

@@ -1,0 +1,149 @@
+"""Bulk import of JSON Lines: one add_memory-shaped object per line, through the same memory model, batched.
+
+Each line becomes a page with a deterministic id (from the user and the line's content, or its
+`idempotency_key`), so a re-run — after a crash, or of an overlapping file — skips what is already stored
+and imports nothing twice. Lines are grouped per user into chunks: one embedding call and one commit
+per chunk. A line counts as done when its chunk's commit returned: that is what the progress reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from memoryos_mcp import validation
+from memoryos_mcp.errors import InvalidInputError
+from memoryos_mcp.service import MemoryService
+from memoryos_mcp.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+LINE_KEYS = {"user_input", "agent_response", "timestamp", "metadata", "user_id", "idempotency_key"}
+DEFAULT_CHUNK = 256  # pages per embedding call and commit: big enough to batch, small enough to lose little
+
+
+@dataclass
+class ImportLine:
+    """One valid line, ready to store."""
+
+    number: int
+    user_id: str
+    page_id: str
+    user_input: str
+    agent_response: str
+    timestamp: str
+    metadata: dict[str, Any]
+
+
+@dataclass
+class ImportReport:
+    """What an import did: counts, and each failed line's number and reason."""
+
+    imported: int = 0
+    skipped: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    users: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+
+    @property
+    def lines(self) -> int:
+        return self.imported + self.skipped + len(self.failed)
+
+    def summary(self, shown: int = 20) -> str:
+        rate = self.imported / self.seconds if self.seconds > 0 else 0.0
+        text = (
+            f"imported {self.imported}, skipped {self.skipped} already present, failed {len(self.failed)} "
+            f"(of {self.lines} lines, {len(self.users)} user(s), {self.seconds:.1f} s, {rate:.1f} pages/s)"
+        )
+        for number, reason in self.failed[:shown]:
+            text += f"\n  line {number}: {reason}"
+        if len(self.failed) > shown:
+            text += f"\n  … and {len(self.failed) - shown} more failed lines"
+        return text
+
+
+def page_id_for(user_id: str, key: str) -> str:
+    return "pg_" + hashlib.sha256(f"{user_id}\x1f{key}".encode()).hexdigest()[:32]
+
+
+def parse_line(number: int, raw: str, settings: Settings, default_user: str) -> ImportLine:
+    """A validated line, or InvalidInputError saying what is wrong with it."""
+    try:
+        item = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(item, dict):
+        raise InvalidInputError(f"a line must be a JSON object, not {type(item).__name__}")
+    unknown = sorted(set(item) - LINE_KEYS)
+    if unknown:
+        raise InvalidInputError(f"unknown key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(LINE_KEYS))}")
+    for key in ("user_input", "agent_response", "timestamp", "user_id", "idempotency_key"):
+        if item.get(key) is not None and not isinstance(item[key], str):
+            raise InvalidInputError(f"{key} must be a string")
+    s = settings
+    uid = validation.user_id(item.get("user_id"), default_user)
+    user_input, agent_response = validation.exchange(item.get("user_input"), item.get("agent_response"), s.max_text_chars)
+    stamp = validation.timestamp(item.get("timestamp"))
+    metadata = validation.metadata(item.get("metadata"), max_keys=s.max_metadata_keys, max_value_chars=s.max_metadata_value_chars)
+    key = item.get("idempotency_key")
+    if not key:
+        # The content decides the id; a missing timestamp (imported as "now") must not make a re-run differ.
+        content = {k: item.get(k) for k in ("user_input", "agent_response", "timestamp", "metadata")}
+        key = "content:" + json.dumps(content, sort_keys=True, ensure_ascii=False)
+    return ImportLine(number, uid, page_id_for(uid, key), user_input, agent_response, stamp, metadata)
+
+
+def import_lines(
+    service: MemoryService,
+    lines: Iterable[str],
+    *,
+    default_user: str,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import JSON Lines; `progress(n)` is told each time n more lines are done (stored, skipped or failed)."""
+    report = ImportReport()
+    started = time.monotonic()
+    pending: dict[str, list[ImportLine]] = {}
+    seen: set[str] = set()  # page ids met in this run: a line repeated in the file is skipped too
+
+    def tick(n: int) -> None:
+        if progress is not None and n:
+            progress(n)
+
+    def flush(user: str) -> None:
+        chunk = pending.pop(user, [])
+        if not chunk:
+            return
+        imported, skipped = service.import_chunk(user, chunk)
+        report.imported += imported
+        report.skipped += skipped
+        tick(len(chunk))
+
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = parse_line(number, raw, service.settings, default_user)
+        except InvalidInputError as exc:
+            report.failed.append((number, str(exc)))
+            tick(1)
+            continue
+        report.users.add(line.user_id)
+        if line.page_id in seen:
+            report.skipped += 1
+            tick(1)
+            continue
+        seen.add(line.page_id)
+        pending.setdefault(line.user_id, []).append(line)
+        if len(pending[line.user_id]) >= chunk_size:
+            flush(line.user_id)
+    for user in list(pending):
+        flush(user)
+    report.seconds = time.monotonic() - started
+    return report
