@@ -219,8 +219,11 @@ class MemoryStats(BaseModel):
     mid_term_pages: int
     segments: int
     archived_segments: int
+    indexed_pages: int = Field(description="mid-term pages of the active segments: what retrieval searches")
     user_facts: int
     assistant_traits: int
+    cache_mb: float = Field(description="server-wide memory of cached user state and indexes (budget: index_cache_mb)")
+    cached_users: int = Field(description="users whose state is cached now")
     llm_configured: bool
     llm_calls_total: int
     prompt_tokens_total: int

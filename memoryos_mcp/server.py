@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
@@ -62,9 +63,15 @@ def build_server(settings: Settings, service_factory: Callable[[], MemoryService
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
-        # Nothing to close at exit: every call already left its data durable in Chroma.
+        # Nothing to flush at exit: every call already left its data durable in Chroma. Index snapshots of
+        # large users are saved as they change; a last one at exit makes the next start faster still.
         slot.lazy = LazyService(factory).start()
-        yield None
+        try:
+            yield None
+        finally:
+            service = slot.lazy.ready()
+            if service is not None:
+                await anyio.to_thread.run_sync(service.memory.save_snapshots)
 
     mcp = MCPServer(
         "memoryos",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from memoryos_mcp import validation
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams
-from memoryos_mcp.core.protocols import Embedder, LLMUsage, MemoryAnalyzer, MemoryStore
+from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, LLMUsage, MemoryAnalyzer, MemoryStore
 from memoryos_mcp.core.text import exchange_text
 from memoryos_mcp.errors import MemoryOSError, StorageError
 from memoryos_mcp.schemas import (
@@ -70,6 +70,21 @@ def make_analyzer(settings: Settings) -> MemoryAnalyzer:
     return LLMAnalyzer(chat)
 
 
+def make_snapshots(settings: Settings) -> IndexSnapshots | None:
+    """Where index snapshots of this store live: under the data dir, one folder per Chroma location."""
+    if not settings.index_snapshots:
+        return None
+    from memoryos_mcp.adapters.snapshots import SnapshotStore
+
+    if settings.chroma_host:
+        location = f"{settings.chroma_host}:{settings.chroma_port}"
+        folder = settings.data_dir / "index-snapshots" / f"{settings.chroma_host}_{settings.chroma_port}_{settings.collection_prefix}"
+    else:
+        location = str(settings.data_dir.resolve())
+        folder = settings.data_dir / "index-snapshots" / settings.collection_prefix
+    return SnapshotStore(folder, identity=f"{settings.collection_prefix}@{location}")
+
+
 class MemoryService:
     """Validated, serialised-per-user access to one MemoryOS instance."""
 
@@ -79,11 +94,17 @@ class MemoryService:
         store: MemoryStore,
         embedder: Embedder,
         analyzer: MemoryAnalyzer,
+        snapshots: IndexSnapshots | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.memory = MemoryOS(
-            store, embedder, analyzer, params_from(settings), cache_budget_bytes=settings.index_cache_mb * 1024 * 1024
+            store,
+            embedder,
+            analyzer,
+            params_from(settings),
+            cache_budget_bytes=settings.index_cache_mb * 1024 * 1024,
+            snapshots=snapshots,
         )
         self.usage_total = LLMUsage()
         # Per user: adds are serialised with adds, retrievals with retrievals; an add and a retrieval may
@@ -108,7 +129,7 @@ class MemoryService:
             from memoryos_mcp.adapters.embedder import SentenceTransformerEmbedder
 
             embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.embedding_device)
-        return cls(settings, store, embedder, make_analyzer(settings))
+        return cls(settings, store, embedder, make_analyzer(settings), make_snapshots(settings))
 
     def _lock(self, user_id: str, kind: str) -> threading.Lock:
         with self._locks_guard:
@@ -226,8 +247,11 @@ class MemoryService:
             mid_term_pages=state.mid_term_pages,
             segments=len(state.segments),
             archived_segments=state.archived_segments,
+            indexed_pages=len(state.index),
             user_facts=len(state.facts.get("user_fact", [])),
             assistant_traits=len(state.facts.get("assistant_trait", [])),
+            cache_mb=round(self.memory.states.nbytes / (1024 * 1024), 1),
+            cached_users=len(self.memory.states.cached_users()),
             llm_configured=self.memory.analyzer.can_extract_persona,
             llm_calls_total=u.calls,
             prompt_tokens_total=u.prompt_tokens,
@@ -262,6 +286,10 @@ class LazyService:
             self._error = exc
         finally:
             self._ready.set()
+
+    def ready(self) -> MemoryService | None:
+        """The service if it started, without waiting."""
+        return self._service if self._ready.is_set() else None
 
     def get(self) -> MemoryService:
         """The service, waiting for start-up if it is still under way."""

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         "evicted beyond it and reloaded on their next call",
     )
 
+    index_snapshots: bool = Field(
+        True,
+        description="save the page index of users with many pages to <data_dir>/index-snapshots, so that their "
+        "first retrieval after a restart reads a file instead of every page from Chroma (a cache: safe to delete)",
+    )
+
     # --- input limits -----------------------------------------------------------------------
     max_text_chars: int = Field(20_000, ge=100, description="limit on user_input, agent_response and query")
     max_metadata_keys: int = Field(32, ge=0)

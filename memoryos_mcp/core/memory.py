@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from memoryos_mcp.core.models import Page, Scalar
 from memoryos_mcp.core.persona import Promotion, fact_id, profile_text
 from memoryos_mcp.core.pipeline import AddResult, MemoryParams, UpdatePipeline, rank_segments
-from memoryos_mcp.core.protocols import Embedder, MemoryAnalyzer, MemoryStore
+from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, MemoryAnalyzer, MemoryStore
 from memoryos_mcp.core.recall import Recall, Retrieval
 from memoryos_mcp.core.state import Draft, StateLoader, UserState
 from memoryos_mcp.core.text import exchange_text
@@ -54,6 +55,9 @@ class MemoryOS:
         cache_budget_bytes: int = DEFAULT_CACHE_BYTES,
         lease_ttl_s: float = 120.0,
         lease_wait_s: float = 90.0,
+        snapshots: IndexSnapshots | None = None,
+        snapshot_min_pages: int = 2000,
+        snapshot_every: int = 500,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -63,7 +67,13 @@ class MemoryOS:
         self.pipeline = UpdatePipeline(embedder, analyzer, self.params, clock)
         self.promotion = Promotion(store, embedder, analyzer, self.params, clock)
         self.recall = Recall(store, embedder, self.params, self.weights, clock)
-        self.states = StateRegistry(store, StateLoader(store, self.weights.context_window), cache_budget_bytes)
+        self.states = StateRegistry(store, StateLoader(store, self.weights.context_window, snapshots), cache_budget_bytes)
+        # Index snapshots let a user with a large index start fast; small ones load from the store quickly anyway.
+        self.snapshots = snapshots
+        self.snapshot_min_pages = snapshot_min_pages
+        self.snapshot_every = snapshot_every
+        self._snapshotting: set[str] = set()
+        self._snapshot_guard = threading.Lock()
         self.lease_ttl_s = lease_ttl_s
         self.lease_wait_s = lease_wait_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -137,6 +147,52 @@ class MemoryOS:
             raise
         state.adopt(draft, change)
         self.states.account(state)
+        if self.snapshots is not None and len(state.index) >= self.snapshot_min_pages:
+            if state.seq - state.snapshot_seq >= self.snapshot_every:
+                self._snapshot_in_background(state)
+
+    # ------------------------------------------------------------------ index snapshots
+
+    def save_snapshot(self, state: UserState) -> bool:
+        """Save the state's index now (if it changed since the last snapshot). True when one was written."""
+        if self.snapshots is None or state.seq == state.snapshot_seq:
+            return False
+        with state.lock:  # copies of the arrays: the slow part (serialising) runs without the lock
+            exported, seq = state.index.export(), state.seq
+        self.snapshots.save(state.user_id, seq, exported)
+        state.snapshot_seq = seq
+        return True
+
+    def save_snapshots(self, min_pages: int | None = None) -> int:
+        """Snapshot every cached state with at least `min_pages` indexed pages that changed since its last
+        snapshot (at shutdown, after an import). Returns how many were written."""
+        floor = self.snapshot_min_pages if min_pages is None else min_pages
+        written = 0
+        for user in self.states.cached_users():
+            state = self.states.peek(user)
+            if state is not None and len(state.index) >= floor:
+                try:
+                    written += self.save_snapshot(state)
+                except OSError as exc:
+                    logger.warning("could not save the index snapshot of %s: %s", user, exc)
+        return written
+
+    def _snapshot_in_background(self, state: UserState) -> None:
+        with self._snapshot_guard:
+            if state.user_id in self._snapshotting:
+                return
+            self._snapshotting.add(state.user_id)
+
+        def run() -> None:
+            try:
+                self.save_snapshot(state)
+            except Exception as exc:  # a cache: failing to save it only costs a slower start later
+                logger.warning("could not save the index snapshot of %s: %s", state.user_id, exc)
+            finally:
+                with self._snapshot_guard:
+                    self._snapshotting.discard(state.user_id)
+
+        threading.Thread(target=run, name=f"snapshot-{state.user_id}", daemon=True).start()
 
     @contextmanager
     def _writing(self, user_id: str) -> Iterator[UserState]:

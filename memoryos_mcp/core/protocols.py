@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -108,6 +108,13 @@ class MemoryStore(Protocol):
         """Take the user's write lease if it is free or expired; True when `owner` holds it."""
         ...
     def release_lease(self, user_id: str, owner: str) -> None: ...
+
+
+class IndexSnapshots(Protocol):
+    """Saved page indexes (a cache on local disk): export() of an index and the change-log seq it reflects."""
+
+    def save(self, user_id: str, seq: int, exported: dict[str, Any]) -> None: ...
+    def load(self, user_id: str, context_window: int) -> tuple[dict[str, Any], int] | None: ...
 
 
 @dataclass

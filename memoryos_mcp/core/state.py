@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field, replace
 
 from memoryos_mcp.core.models import Fact, FactKind, Page, Segment, UserProfile, Vector
-from memoryos_mcp.core.protocols import ChainHead, Change, MemoryStore, Version
+from memoryos_mcp.core.protocols import ChainHead, Change, IndexSnapshots, MemoryStore, Version
 from memoryos_mcp.index.page_index import PageIndex
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class UserState:
     mid_term_pages: int
     archived_segments: int
     in_both_tiers: set[str] = field(default_factory=set)  # STM pages an interrupted move left in MTM too
+    snapshot_seq: int = -1  # the seq of the newest index snapshot saved or loaded; -1: none
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     nbytes: int = 0
 
@@ -150,45 +151,69 @@ class Draft:
 
 
 class StateLoader:
-    """Reads a user's state from the store, and brings a cached one up to date from the change log."""
+    """Reads a user's state from the store — starting from an index snapshot when there is a usable one —
+    and brings a cached state up to date from the change log."""
 
-    def __init__(self, store: MemoryStore, context_window: int = 1) -> None:
+    def __init__(self, store: MemoryStore, context_window: int = 1, snapshots: IndexSnapshots | None = None) -> None:
         self.store = store
         self.context_window = context_window
+        self.snapshots = snapshots
 
     def load(self, user_id: str) -> UserState:
-        # The version first: a change landing while we read is replayed by the next freshness check.
-        version = self.store.read_version(user_id)
-        state = UserState(
+        saved = self.snapshots.load(user_id, self.context_window) if self.snapshots is not None else None
+        if saved is not None:
+            exported, seq = saved
+            version = self.store.read_version(user_id)
+            if seq <= version.seq:
+                state = self._empty(user_id, seq, PageIndex.restore(exported))
+                state.snapshot_seq = seq
+                refreshed = self.refresh(state, version)
+                self._check_both_tiers(refreshed)
+                return refreshed
+        return self._load_from_store(user_id)
+
+    def _empty(self, user_id: str, seq: int, index: PageIndex) -> UserState:
+        return UserState(
             user_id=user_id,
-            seq=version.seq,
+            seq=seq,
             stm=[],
             segments={},
             chain_head=None,
             profile=None,
             facts={},
-            index=PageIndex(self.context_window),
+            index=index,
             mid_term_pages=0,
             archived_segments=0,
         )
+
+    def _load_from_store(self, user_id: str) -> UserState:
+        # The version first: a change landing while we read is replayed by the next freshness check.
+        version = self.store.read_version(user_id)
+        state = self._empty(user_id, version.seq, PageIndex(self.context_window))
         self._read_bounded(state)
         state.index.add(self.store.pages_of_segments(user_id, list(state.segments)))
-        if version.mid_term_pages is None or version.archived_segments is None:
-            state.mid_term_pages, state.archived_segments = self.store.count_mid_term(user_id)
-        else:
-            state.mid_term_pages, state.archived_segments = version.mid_term_pages, version.archived_segments
-        found = self.store.find_pages(user_id, [p.id for p in state.stm]) if state.stm else {}
-        state.in_both_tiers = {pid for pid, tier in found.items() if tier == "mid_term"}
+        self._set_counts(state, version, None)
+        self._check_both_tiers(state)
         state.measure()
         return state
 
+    def _set_counts(self, state: UserState, version: Version, last: Change | None) -> None:
+        if version.mid_term_pages is not None and version.archived_segments is not None:
+            state.mid_term_pages, state.archived_segments = version.mid_term_pages, version.archived_segments
+        elif last is not None:
+            state.mid_term_pages, state.archived_segments = last.mid_term_pages, last.archived_segments
+        else:  # written before versions carried counts
+            state.mid_term_pages, state.archived_segments = self.store.count_mid_term(state.user_id)
+
+    def _check_both_tiers(self, state: UserState) -> None:
+        found = self.store.find_pages(state.user_id, [p.id for p in state.stm]) if state.stm else {}
+        state.in_both_tiers = {pid for pid, tier in found.items() if tier == "mid_term"}
+
     def refresh(self, state: UserState, version: Version) -> UserState:
         """The state brought to `version`: entries replayed, or a fresh load when the log cannot say."""
-        changes = (
-            self.store.read_changes(state.user_id, state.seq, version.seq) if version.seq > state.seq else None
-        )
+        changes = self.store.read_changes(state.user_id, state.seq, version.seq) if version.seq >= state.seq else None
         if changes is None:
-            return self.load(state.user_id)
+            return self._load_from_store(state.user_id)
         with state.lock:
             self._read_bounded(state)
             added: dict[str, None] = {}
@@ -207,8 +232,7 @@ class StateLoader:
             unseen = [sid for sid, s in state.segments.items() if s.page_count > 0 and sid not in indexed]
             if unseen:
                 state.index.add(self.store.pages_of_segments(state.user_id, unseen))
-            last = changes[-1]
-            state.mid_term_pages, state.archived_segments = last.mid_term_pages, last.archived_segments
+            self._set_counts(state, version, changes[-1] if changes else None)
             state.seq = version.seq
             state.measure()
         return state

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
@@ -388,6 +389,91 @@ class PageIndex:
         self._key_slots = [int(renumber[s]) for s in self._key_slots]
         self._seg_slots = [{int(renumber[s]) for s in members} for members in self._seg_slots]
         self._live = None
+
+    # ------------------------------------------------------------------ persistence
+
+    def export(self) -> dict[str, Any]:
+        """The live pages' arrays, terms and records, renumbered densely: what a snapshot saves.
+
+        The arrays are copies and the page records are never changed in place, so the caller may serialise
+        the result without holding the owner's lock."""
+        live = np.flatnonzero(self._alive[: self._n])
+        renumber = np.full(self._n + 1, -1, dtype=np.int32)
+        renumber[live] = np.arange(len(live), dtype=np.int32)
+        counts = self._term_cnt[live].astype(np.int64)
+        starts = np.cumsum(counts) - counts
+        positions = np.repeat(self._term_off[live] - starts, counts) + np.arange(int(counts.sum()), dtype=np.int64)
+        code_names = [""] * len(self._seg_slots)
+        for sid, code in self._seg_code.items():
+            code_names[code] = sid
+        pages = [self._pages[s] for s in live.tolist()]
+        return {
+            "context_window": self.context_window,
+            "dim": self._dim,
+            "emb": self._emb[live],
+            "added_at": self._added_at[live],
+            "epoch": self._epoch[live],
+            "dates": self._dates[live],
+            "time": self._time[live],
+            "seg": self._seg[live],
+            "len_own": self._len_own[live],
+            "len_ctx": self._len_ctx[live],
+            "norm": self._norm[live],
+            "nbrs": renumber[self._nbrs[live]],
+            "term_off": starts,
+            "term_cnt": counts.astype(np.int32),
+            "term_buf": self._term_buf[positions],
+            "tf_buf": self._tf_buf[positions],
+            "vocab": list(self._vocab),  # in id order: ids were given in insertion order
+            "segments": code_names,
+            "pages": pages,
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> PageIndex:
+        """An index from what export() returned (read back from a snapshot)."""
+        index = cls(int(data["context_window"]))
+        pages: list[Page] = list(data["pages"])
+        n = len(pages)
+        index._n, index._dim = n, int(data["dim"])
+        for name in ("emb", "added_at", "epoch", "dates", "time", "seg", "len_own", "len_ctx", "norm", "nbrs"):
+            setattr(index, f"_{name}", np.array(data[name]))
+        index._alive = np.ones(n, dtype=bool)
+        index._term_off = np.array(data["term_off"], dtype=np.int64)
+        index._term_cnt = np.array(data["term_cnt"], dtype=np.int32)
+        index._term_buf = np.array(data["term_buf"], dtype=np.int32)
+        index._tf_buf = np.array(data["tf_buf"], dtype=np.float32)
+        index._term_used = len(index._term_buf)
+        index._pages = pages  # type: ignore[assignment]
+        index._slot_of = {page.id: slot for slot, page in enumerate(pages)}
+        order = sorted(range(n), key=lambda slot: (int(index._added_at[slot]), pages[slot].id))
+        index._key_slots = order
+        index._keys = [(int(index._added_at[slot]), pages[slot].id) for slot in order]
+        index._vocab = {term: tid for tid, term in enumerate(data["vocab"])}
+        # Postings: every (term, slot) pair grouped by term, slots ascending within a term.
+        slots_of_terms = np.repeat(np.arange(n, dtype=np.int32), index._term_cnt)
+        by_term = np.argsort(index._term_buf, kind="stable")
+        terms, slots, tfs = index._term_buf[by_term], slots_of_terms[by_term], index._tf_buf[by_term]
+        bounds = np.searchsorted(terms, np.arange(len(index._vocab) + 1))
+        postings = []
+        for tid in range(len(index._vocab)):
+            posting = _Postings()
+            a, b = int(bounds[tid]), int(bounds[tid + 1])
+            if b > a:
+                posting.slots, posting.tf, posting.n = slots[a:b].copy(), tfs[a:b].copy(), b - a
+            postings.append(posting)
+        index._postings = postings
+        index._postings_bytes = sum(p.nbytes for p in postings) + sum(sys.getsizeof(t) + 100 for t in index._vocab)
+        names = list(data["segments"])
+        index._seg_code = {sid: code for code, sid in enumerate(names)}
+        members: list[set[int]] = [set() for _ in names]
+        by_code = np.argsort(index._seg, kind="stable")
+        code_bounds = np.searchsorted(index._seg[by_code], np.arange(len(names) + 1))
+        for code in range(len(names)):
+            members[code] = set(by_code[code_bounds[code] : code_bounds[code + 1]].tolist())
+        index._seg_slots = members
+        index._text_bytes = sum(_text_size(p) for p in pages)
+        return index
 
     # ------------------------------------------------------------------ scoring
 

@@ -59,6 +59,11 @@ class StateRegistry:
             self._keep(state)
         return state
 
+    def peek(self, user_id: str) -> UserState | None:
+        """The cached state as it is (no freshness check), or None."""
+        with self._guard:
+            return self._states.get(user_id)
+
     def drop(self, user_id: str) -> None:
         """Forget the cached state (after a write failed part-way: the next call reloads from the store)."""
         with self._guard:

@@ -160,3 +160,30 @@ def test_empty_index_ranks_nothing() -> None:
     assert index.rank("x", np.ones(DIM), [], [], top_m=5, top_k=10, weights=RetrievalWeights()) == ([], [])
     chosen, hits = index.rank("x", np.ones(DIM), _segments(["s"]), [1.0], top_m=5, top_k=10, weights=RetrievalWeights())
     assert [s.id for s, _ in chosen] == ["s"] and hits == []
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_an_exported_and_restored_index_ranks_the_same_and_keeps_changing_correctly(seed: int) -> None:
+    rng = random.Random(100 + seed)
+    segment_ids = [f"s{i}" for i in range(5)]
+    index = PageIndex()
+    pages = [_page(rng, i, segment_ids) for i in range(80)]
+    index.add(pages)
+    live = {p.id: p for p in pages}
+    gone = rng.sample(sorted(live), 15)  # dead slots: the export must leave them out
+    index.remove(gone)
+    for pid in gone:
+        del live[pid]
+    restored = PageIndex.restore(index.export())
+    _check(restored, live, rng, segment_ids, 1)
+    more = [_page(rng, 200 + i, segment_ids) for i in range(12)]
+    restored.add(more)
+    live.update((p.id, p) for p in more)
+    dropped = rng.sample(sorted(live), 10)
+    restored.remove(dropped)
+    for pid in dropped:
+        del live[pid]
+    segment = rng.choice(segment_ids)
+    restored.remove_segments([segment])
+    live = {pid: p for pid, p in live.items() if p.segment_id != segment}
+    _check(restored, live, rng, segment_ids, 1)

@@ -1,0 +1,256 @@
+"""Memory at scale: bulk import, cold start, the agent loop and memory use at 1k / 10k / 100k pages a user,
+and many users within a cache budget.
+
+    .venv/bin/python bench/scale.py                                   # everything (about 1 h on 2 cores)
+    .venv/bin/python bench/scale.py --sizes 1000,10000 --no-users     # a quicker look
+
+For each size N (one user, a synthetic year of chat from bench/synth.py, ~265 characters a page):
+  - the raw batched-embedding rate of the same page texts, measured in this process (a sample of up to
+    --raw-sample pages, one encode call), and the import rate of `memoryos-mcp import` over all N lines
+    (the import phase itself, from the command's summary; the model load is not counted);
+  - a server started over stdio on that data: the first retrieve_memory of the user after the start (timed
+    once the service is up: the embedding model loads in the background from launch), then --cycles
+    cycles of add_memory + retrieve_memory, as an agent does; peak RSS of the server.
+With --users U --pages-per-user P: U users of P pages imported in one file, served with
+index_cache_mb = --budget-mb (smaller than their total): each user's first retrieval, the cache size and
+RSS after all of them, and whether users evicted and reloaded answer exactly as they did first.
+
+LLM-free; embedded Chroma in a temporary directory. Writes one table and, with --json, the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from figures import percentile  # noqa: E402
+from stdio import RawStdio  # noqa: E402
+from synth import QUERIES, conversation, write_jsonl  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+EXE = Path(sys.executable).with_name("memoryos-mcp")
+USER = "bench"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+    env.update(extra)
+    return env
+
+
+def raw_embedding_rate(path: Path, sample: int) -> tuple[float, int]:
+    """Pages per second of one batched encode call over the first `sample` page texts of the file."""
+    from memoryos_mcp.adapters.embedder import SentenceTransformerEmbedder
+
+    texts = []
+    with path.open() as lines:
+        for line in lines:
+            item = json.loads(line)
+            texts.append(" ".join(part for part in (item["user_input"], item["agent_response"]) if part))
+            if len(texts) >= sample:
+                break
+    embedder = SentenceTransformerEmbedder()
+    embedder.embed(texts[:64])  # warm up
+    started = time.perf_counter()
+    embedder.embed(texts)
+    return len(texts) / (time.perf_counter() - started), len(texts)
+
+
+def run_import(path: Path, data_dir: Path, log: Path, budget_mb: int | None = None) -> dict[str, float]:
+    started = time.perf_counter()
+    with log.open("ab") as err:
+        done = subprocess.run(
+            [str(EXE), "import", str(path), "--data-dir", str(data_dir)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            check=False,
+        )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"import failed ({done.returncode}): {done.stdout}\nsee {log}")
+    match = re.search(r"imported (\d+), skipped (\d+).*?, ([\d.]+) s, ([\d.]+) pages/s", done.stdout)
+    assert match, done.stdout
+    return {
+        "imported": int(match.group(1)),
+        "import_s": float(match.group(3)),
+        "import_pages_per_s": float(match.group(4)),
+        "import_wall_s": round(wall, 1),
+    }
+
+
+class Server:
+    """`memoryos-mcp serve` over stdio on a data dir; waits until the service is up."""
+
+    def __init__(self, data_dir: Path, log: Path, **env: str) -> None:
+        self.err = log.open("ab")
+        self.rpc = RawStdio([str(EXE), "serve", "--data-dir", str(data_dir)], _env(**env), stderr=self.err)
+        self.rpc.request(
+            "initialize",
+            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "scale-bench", "version": "0"}},
+        )
+        self.rpc.notify("notifications/initialized")
+        self.rpc.call_tool("memory_stats", {"user_id": "nobody"})  # returns once the model and Chroma are loaded
+        self.ready_s = time.perf_counter() - self.rpc.started
+
+    def call(self, tool: str, **arguments: Any) -> tuple[dict[str, Any], float]:
+        started = time.perf_counter()
+        result = self.rpc.call_tool(tool, arguments)
+        return result, (time.perf_counter() - started) * 1000
+
+    def close(self) -> None:
+        self.rpc.close()
+        self.err.close()
+
+
+def one_user(size: int, cycles: int, raw_sample: int, tmp: Path) -> dict[str, Any]:
+    source = write_jsonl(tmp / f"history-{size}.jsonl", size, seed=size, user_id=USER)
+    raw_rate, raw_n = raw_embedding_rate(source, min(size, raw_sample))
+    data_dir = tmp / f"data-{size}"
+    log = tmp / f"server-{size}.log"
+    figures: dict[str, Any] = {"pages": size, "raw_embed_pages_per_s": round(raw_rate, 1), "raw_embed_sample": raw_n}
+    figures.update(run_import(source, data_dir, log))
+    figures["import_vs_raw"] = round(figures["import_pages_per_s"] / raw_rate, 2)
+
+    server = Server(data_dir, log)
+    figures["server_ready_s"] = round(server.ready_s, 1)
+    _, first = server.call("retrieve_memory", query=QUERIES[0], user_id=USER)
+    figures["first_retrieve_ms"] = round(first, 1)
+    more = conversation(cycles, seed=size + 1)
+    add_ms, retrieve_ms = [], []
+    for i, item in enumerate(tqdm(more, total=cycles, desc=f"{size} pages: add+retrieve", file=sys.stderr)):
+        item["timestamp"] = f"2025-06-{1 + i % 28:02d}T20:{i % 60:02d}:00"
+        _, ms = server.call("add_memory", user_id=USER, **item)
+        add_ms.append(ms)
+        _, ms = server.call("retrieve_memory", query=QUERIES[i % len(QUERIES)], user_id=USER)
+        retrieve_ms.append(ms)
+    stats, _ = server.call("memory_stats", user_id=USER)
+    server.close()
+    figures.update(
+        retrieve_p50_ms=round(statistics.median(retrieve_ms), 1),
+        retrieve_p95_ms=round(percentile(retrieve_ms, 95), 1),
+        add_p50_ms=round(statistics.median(add_ms), 1),
+        add_p95_ms=round(percentile(add_ms, 95), 1),
+        peak_rss_mb=stats["peak_rss_mb"],
+        segments=stats["segments"],
+        archived_segments=stats["archived_segments"],
+        indexed_pages=stats["indexed_pages"],
+        cache_mb=stats["cache_mb"],
+    )
+    return figures
+
+
+def many_users(users: int, pages_per_user: int, budget_mb: int, tmp: Path) -> dict[str, Any]:
+    source = tmp / "users.jsonl"
+    with source.open("w") as out:
+        for u in range(users):
+            for item in conversation(pages_per_user, seed=10_000 + u):
+                item["user_id"] = f"user{u:03d}"
+                out.write(json.dumps(item) + "\n")
+    data_dir, log = tmp / "data-users", tmp / "server-users.log"
+    figures: dict[str, Any] = {"users": users, "pages_per_user": pages_per_user, "budget_mb": budget_mb}
+    figures.update(run_import(source, data_dir, log))
+    server = Server(data_dir, log, MEMORYOS_INDEX_CACHE_MB=str(budget_mb))
+    first: dict[str, list[tuple[str, float]]] = {}
+    load_ms, cache_mb = [], []
+    names = [f"user{u:03d}" for u in range(users)]
+    for name in tqdm(names, desc="users: first retrieval", file=sys.stderr):
+        result, ms = server.call("retrieve_memory", query=QUERIES[2], user_id=name, include_short_term=False)
+        load_ms.append(ms)
+        first[name] = [(p["id"], p["score"]) for p in result["mid_term"]]
+        stats, _ = server.call("memory_stats", user_id=name)
+        cache_mb.append(stats["cache_mb"])
+    cached_after = stats["cached_users"]
+    again = names[: min(20, users)]  # the least recently used: evicted long ago
+    same = 0
+    for name in again:
+        result, _ = server.call("retrieve_memory", query=QUERIES[2], user_id=name, include_short_term=False)
+        same += [(p["id"], p["score"]) for p in result["mid_term"]] == first[name]
+    stats, _ = server.call("memory_stats", user_id=again[-1])
+    server.close()
+    figures.update(
+        user_load_retrieve_p50_ms=round(statistics.median(load_ms), 1),
+        user_load_retrieve_p95_ms=round(percentile(load_ms, 95), 1),
+        cache_mb_max=max(cache_mb),
+        cached_users_at_end=cached_after,
+        reloaded_users_answering_the_same=f"{same}/{len(again)}",
+        peak_rss_mb=stats["peak_rss_mb"],
+    )
+    return figures
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    keys = [
+        ("pages", "pages"),
+        ("raw_embed_pages_per_s", "raw embed/s"),
+        ("import_pages_per_s", "import/s"),
+        ("import_vs_raw", "import÷raw"),
+        ("import_s", "import s"),
+        ("first_retrieve_ms", "1st retrieve ms"),
+        ("retrieve_p50_ms", "retr p50"),
+        ("retrieve_p95_ms", "retr p95"),
+        ("add_p50_ms", "add p50"),
+        ("add_p95_ms", "add p95"),
+        ("indexed_pages", "indexed"),
+        ("segments", "segments"),
+        ("archived_segments", "archived"),
+        ("peak_rss_mb", "RSS MB"),
+    ]
+    head = " | ".join(label for _, label in keys)
+    lines = [f"| {head} |", "|" + "---|" * len(keys)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(key, "")) for key, _ in keys) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,100000", help="pages of the one-user runs, comma-separated")
+    parser.add_argument("--cycles", type=int, default=50, help="add_memory + retrieve_memory cycles per size")
+    parser.add_argument("--raw-sample", type=int, default=4000, help="pages embedded to measure the raw rate")
+    parser.add_argument("--users", type=int, default=100, help="users of the many-users run")
+    parser.add_argument("--pages-per-user", type=int, default=1000)
+    parser.add_argument("--budget-mb", type=int, default=64, help="index_cache_mb of the many-users run")
+    parser.add_argument("--no-users", action="store_true", help="skip the many-users run")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "scale.json")
+    parser.add_argument("--keep-dir", type=Path, help="work here and keep the data (default: a temporary dir)")
+    args = parser.parse_args()
+
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    results: dict[str, Any] = {"sizes": [], "users": None}
+    with tempfile.TemporaryDirectory(prefix="memoryos-scale-") as scratch:
+        tmp = args.keep_dir or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
+        for size in sizes:
+            row = one_user(size, args.cycles, args.raw_sample, tmp)
+            results["sizes"].append(row)
+            print(json.dumps(row), file=sys.stderr)
+        if not args.no_users:
+            results["users"] = many_users(args.users, args.pages_per_user, args.budget_mb, tmp)
+    print(table(results["sizes"]))
+    if results["users"]:
+        print()
+        for key, value in results["users"].items():
+            print(f"{key:<36} {value}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"\nfigures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
