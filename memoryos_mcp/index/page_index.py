@@ -85,18 +85,6 @@ class _Postings:
         return self.slots.nbytes + self.tf.nbytes + 120
 
 
-@dataclass
-class _Live:
-    """Arrays over the live pages, derived once per change and reused by every query until the next one."""
-
-    slots: np.ndarray  # live slot numbers, ascending
-    codes: np.ndarray  # segment code of each live slot
-    by_code: np.ndarray  # positions into `slots` sorted by segment code
-    code_values: np.ndarray  # distinct segment codes, ascending
-    code_starts: np.ndarray  # where each distinct code starts in by_code
-    bm25_norm: np.ndarray  # k1·(1 − b + b·|context doc| / average), per slot
-
-
 class PageIndex:
     """The mid-term pages of one user in conversation order, scored against queries; changed in place.
 
@@ -135,7 +123,7 @@ class PageIndex:
         self._seg_slots: list[set[int]] = []
         self._text_bytes = 0
         self._postings_bytes = 0  # kept up to date so that measuring the index costs nothing
-        self._live: _Live | None = None
+        self._members: dict[int, np.ndarray] = {}  # segment code -> its live slots in conversation order
 
     # ------------------------------------------------------------------ reading
 
@@ -182,7 +170,6 @@ class PageIndex:
         unique = list({p.id: p for p in pages}.values())
         self._reserve(self._n + len(unique), len(np.asarray(unique[0].embedding)))
         new_slots = [self._put(page) for page in unique]
-        self._live = None
         if len(unique) * 4 >= len(self._keys):  # many at once (a cold load): sort once, refresh all
             pairs = sorted(zip(self._keys + [self._key(s) for s in new_slots], self._key_slots + new_slots, strict=True))
             self._keys = [k for k, _ in pairs]
@@ -215,9 +202,9 @@ class PageIndex:
             self._pages[slot] = None
             self._alive[slot] = False
             self._seg_slots[self._seg[slot]].discard(slot)
+            self._members.pop(int(self._seg[slot]), None)
             removed += 1
         if removed:
-            self._live = None
             self._refresh_slots(sorted(s for s in touched if self._alive[s]))
             dead = self._n - len(self._slot_of)
             if dead > max(256, len(self._slot_of)):
@@ -253,6 +240,7 @@ class PageIndex:
             self._seg_slots.append(set())
         self._seg[slot] = code
         self._seg_slots[code].add(slot)
+        self._members.pop(code, None)
         terms = Counter(index_terms(page_text(page)))
         ids = np.fromiter((self._term_id(t) for t in terms), dtype=np.int32, count=len(terms))
         counts = np.fromiter(terms.values(), dtype=np.float32, count=len(terms))
@@ -388,7 +376,7 @@ class PageIndex:
         self._slot_of = {page.id: slot for slot, page in enumerate(self._pages) if page is not None}
         self._key_slots = [int(renumber[s]) for s in self._key_slots]
         self._seg_slots = [{int(renumber[s]) for s in members} for members in self._seg_slots]
-        self._live = None
+        self._members.clear()
 
     # ------------------------------------------------------------------ persistence
 
@@ -477,30 +465,26 @@ class PageIndex:
 
     # ------------------------------------------------------------------ scoring
 
-    def _derived(self) -> _Live:
-        if self._live is None:
-            slots = np.flatnonzero(self._alive[: self._n])
-            codes = self._seg[slots]
-            by_code = np.argsort(codes, kind="stable")
-            sorted_codes = codes[by_code]
-            starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]) if len(slots) else slots
-            lengths = self._len_ctx[: self._n]
-            average = float(lengths[slots].mean()) if len(slots) else 0.0
-            average = average if average > 0 else 1.0
-            self._live = _Live(
-                slots=slots,
-                codes=codes,
-                by_code=by_code,
-                code_values=sorted_codes[starts] if len(slots) else slots,
-                code_starts=starts,
-                bm25_norm=_BM25_K1 * (1.0 - _BM25_B + _BM25_B * lengths / average),
-            )
-        return self._live
+    def _segment_slots(self, code: int) -> np.ndarray:
+        """Live slots of a segment in conversation order (cached until the segment's pages change)."""
+        members = self._members.get(code)
+        if members is None:
+            slots = np.fromiter(self._seg_slots[code], dtype=np.int64, count=len(self._seg_slots[code]))
+            order = np.lexsort((slots, self._added_at[slots])) if len(slots) else slots
+            members = self._members[code] = slots[order]
+        return members
 
-    def _bm25(self, terms: Sequence[str], live: _Live) -> np.ndarray:
-        """BM25 of every slot's context document (its terms plus its neighbours')."""
-        out = np.zeros(self._n, dtype=np.float64)
-        n_docs = len(live.slots)
+    def _bm25(self, terms: Sequence[str]) -> np.ndarray:
+        """BM25 of every slot's context document (its terms plus its neighbours'); 0 for dead slots."""
+        n = self._n
+        out = np.zeros(n, dtype=np.float64)
+        live = self._alive[:n]
+        n_docs = len(self._slot_of)
+        if not n_docs:
+            return out
+        lengths = self._len_ctx[:n]
+        average = float(lengths[live].mean())
+        norm = _BM25_K1 * (1.0 - _BM25_B + _BM25_B * lengths / (average if average > 0 else 1.0))
         for term in dict.fromkeys(terms):
             tid = self._vocab.get(term)
             if tid is None:
@@ -508,7 +492,7 @@ class PageIndex:
             postings = self._postings[tid]
             slots = postings.slots[: postings.n]
             tf = postings.tf[: postings.n].astype(np.float64)
-            keep = self._alive[slots]
+            keep = live[slots]
             slots, tf = slots[keep], tf[keep]
             if not len(slots):
                 continue
@@ -517,11 +501,16 @@ class PageIndex:
             has = neighbours >= 0
             targets = np.concatenate([slots, neighbours[has]])
             weights = np.concatenate([tf, np.broadcast_to(tf[:, None], neighbours.shape)[has]])
-            docs, inverse = np.unique(targets, return_inverse=True)
-            counts = np.bincount(inverse, weights=weights)
+            if len(targets) * 16 > n:  # a common term: counting over all slots beats sorting the targets
+                counts = np.bincount(targets, weights=weights, minlength=n)
+                docs = np.flatnonzero(counts)
+                counts = counts[docs]
+            else:
+                docs, inverse = np.unique(targets, return_inverse=True)
+                counts = np.bincount(inverse, weights=weights)
             df = len(docs)
             idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-            out[docs] += idf * counts * (_BM25_K1 + 1.0) / (counts + live.bm25_norm[docs])
+            out[docs] += idf * counts * (_BM25_K1 + 1.0) / (counts + norm[docs])
         return out
 
     def _dense(self, query_embedding: np.ndarray) -> np.ndarray:
@@ -534,22 +523,29 @@ class PageIndex:
         norm = self._norm[: self._n].astype(np.float64)
         return context / np.where(norm == 0, 1.0, norm)
 
-    def scores(self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights) -> tuple[np.ndarray, np.ndarray]:
-        """(live slots, hybrid score of each): standardised, so only the order and the gaps mean something."""
-        live = self._derived()
-        if not len(live.slots):
-            return live.slots, np.zeros(0)
-        lexical = self._bm25(index_terms(query), live)[live.slots]
-        dense = self._dense(query_embedding)[live.slots]
-        scores = weights.lexical * zscore(lexical) + (1.0 - weights.lexical) * zscore(dense)
+    def _all_scores(self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights) -> np.ndarray:
+        """Hybrid score of every slot (dead slots: -inf), standardised over the live pages."""
+        n = self._n
+        live = self._alive[:n]
+        scores = np.full(n, -np.inf)
+        if not live.any():
+            return scores
+        lexical = self._bm25(index_terms(query))[live]
+        dense = self._dense(query_embedding)[live]
+        mixed = weights.lexical * zscore(lexical) + (1.0 - weights.lexical) * zscore(dense)
         if weights.time_cue and asks_about_time(query):
-            scores = scores + weights.time_cue * self._time[live.slots]
+            mixed = mixed + weights.time_cue * self._time[:n][live]
         cues = date_cues(query) if weights.date_cue else []
         if cues:
-            dates = self._dates[live.slots]
-            best = np.max([date_match(dates, cue) for cue in cues], axis=0)
-            scores = scores + weights.date_cue * best
-        return live.slots, scores
+            dates = self._dates[:n][live]
+            mixed = mixed + weights.date_cue * np.max([date_match(dates, cue) for cue in cues], axis=0)
+        scores[live] = mixed
+        return scores
+
+    def scores(self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights) -> tuple[np.ndarray, np.ndarray]:
+        """(live slots, hybrid score of each): standardised, so only the order and the gaps mean something."""
+        slots = np.flatnonzero(self._alive[: self._n])
+        return slots, self._all_scores(query, query_embedding, weights)[slots]
 
     def rank(
         self,
@@ -566,34 +562,26 @@ class PageIndex:
         inside them. Returns (segment, stage-one score) and (page, page score), best first."""
         if not segments:
             return [], []
-        live = self._derived()
-        slots, scores = self.scores(query, query_embedding, weights)
-        floor = float(scores.min()) if len(scores) else 0.0
-        best_of_code = np.full(len(self._seg_slots), -np.inf)
-        if len(scores):
-            best_of_code[live.code_values] = np.maximum.reduceat(scores[live.by_code], live.code_starts)
-        codes = np.asarray([self._seg_code.get(s.id, -1) for s in segments], dtype=np.int64)
-        best = np.full(len(segments), -np.inf)
-        known = codes >= 0
-        best[known] = best_of_code[codes[known]]
-        best = np.where(np.isfinite(best), best, floor)  # a segment without pages ranks with the worst page
+        scores = self._all_scores(query, query_embedding, weights)
+        floor = float(scores[np.isfinite(scores)].min()) if len(self._slot_of) else 0.0
+        members = []
+        for segment in segments:
+            code = self._seg_code.get(segment.id)
+            members.append(self._segment_slots(code) if code is not None else np.zeros(0, dtype=np.int64))
+        # A segment without pages ranks with the worst page.
+        best = np.asarray([float(scores[m].max()) if len(m) else floor for m in members])
         w = weights.segment_f_score
         combined = w * zscore(np.asarray(f_scores, dtype=np.float64)) + (1 - w) * zscore(best)
         order = np.argsort(-combined, kind="stable")[:top_m]
         chosen = [(segments[i], float(combined[i])) for i in order]
         # Candidates in the order a stable sort needs: by segment rank, then conversation order.
-        rank_of_code = np.full(len(self._seg_slots) + 1, len(order), dtype=np.int64)
-        for rank, i in enumerate(order.tolist()):
-            if codes[i] >= 0:
-                rank_of_code[codes[i]] = rank
-        candidate = np.flatnonzero(rank_of_code[live.codes] < len(order)) if len(slots) else slots
-        candidate = candidate[np.lexsort((self._added_at[slots[candidate]], rank_of_code[live.codes[candidate]]))]
+        candidate = np.concatenate([members[i] for i in order]) if len(order) else np.zeros(0, dtype=np.int64)
         top = candidate[np.argsort(-scores[candidate], kind="stable")[:top_k]]
         hits = []
-        for i in top.tolist():
-            page = self._pages[int(slots[i])]
+        for slot in top.tolist():
+            page = self._pages[slot]
             assert page is not None
-            hits.append((page, float(scores[i])))
+            hits.append((page, float(scores[slot])))
         return chosen, hits
 
 

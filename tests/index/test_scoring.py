@@ -65,7 +65,7 @@ def test_index_terms_drop_stop_words() -> None:
 def test_bm25_prefers_rare_matching_terms() -> None:
     pages = [page(0, "cat dog"), page(1, "dog dog"), page(2, "bird")]
     index = build(pages, context_window=0)
-    scores = index._bm25(["cat", "dog"], index._derived())
+    scores = index._bm25(["cat", "dog"])
     assert scores.argmax() == 0 and scores[2] == 0.0
     docs = [Counter(index_terms(page_text(p))) for p in pages]
     assert np.allclose(scores, ReferenceBM25(docs).scores(["cat", "dog"]))
@@ -120,10 +120,10 @@ def test_pages_hours_apart_do_not_lend_each_other_context() -> None:
     later = page(1, "Yes, with my sister, it was lovely!")
     later.timestamp = "2024-05-09T10:00:00"  # the next day: another conversation
     index = build([first, later], context_window=1)
-    assert index._bm25(index_terms("pottery"), index._derived())[1] == 0.0
+    assert index._bm25(index_terms("pottery"))[1] == 0.0
     later.timestamp = "2024-05-08T10:20:00"
     index = build([first, later], context_window=1)
-    assert index._bm25(index_terms("pottery"), index._derived())[1] > 0.0
+    assert index._bm25(index_terms("pottery"))[1] > 0.0
 
 
 @pytest.mark.parametrize(
