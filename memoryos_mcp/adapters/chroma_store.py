@@ -228,6 +228,10 @@ class ChromaStore:
     def get_mtm_pages(self, user_id: str, page_ids: Sequence[str]) -> list[Page]:
         return self._pages(self._get_ids(self.mtm, page_ids, _PAGE), user_id) if page_ids else []
 
+    def mark_analyzed(self, user_id: str, page_ids: Sequence[str]) -> None:
+        owned = [i for i, _, m, _ in self._get_ids(self.mtm, page_ids, {"metadatas"}) if m.get("user_id") == user_id]
+        self._write(self.mtm.update, owned, metadatas=[{"analyzed": True}] * len(owned))
+
     def pages_of_segments(self, user_id: str, segment_ids: Sequence[str]) -> list[Page]:
         rows = []
         for chunk in _chunks(list(dict.fromkeys(segment_ids)), _SEGMENT_CHUNK):
@@ -475,6 +479,13 @@ class ChromaStore:
             if float(meta.get("expires", 0)) < now:  # its holder died: clear it; the next try may take it
                 logger.warning("write lease of %s held by %s expired; taking over", user_id, meta.get("owner"))
                 self.meta.delete(ids=[lease_id])
+        return False
+
+    def renew_lease(self, user_id: str, owner: str, ttl_s: float) -> bool:
+        for _, _, meta, _ in self._get_ids(self.meta, [f"lease:{user_id}"], {"metadatas"}):
+            if meta.get("owner") == owner:
+                self.meta.update(ids=[f"lease:{user_id}"], metadatas=[{"expires": time.time() + ttl_s}])
+                return True
         return False
 
     def release_lease(self, user_id: str, owner: str) -> None:

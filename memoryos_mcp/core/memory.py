@@ -65,7 +65,7 @@ class MemoryOS:
         self.clock = clock
         self.weights = weights or RetrievalWeights()
         self.pipeline = UpdatePipeline(embedder, analyzer, self.params, clock)
-        self.promotion = Promotion(store, embedder, analyzer, self.params, clock)
+        self.promotion = Promotion(embedder, analyzer, self.params, clock)
         self.recall = Recall(store, embedder, self.params, self.weights, clock)
         self.states = StateRegistry(store, StateLoader(store, self.weights.context_window, snapshots), cache_budget_bytes)
         # Index snapshots let a user with a large index start fast; small ones load from the store quickly anyway.
@@ -196,23 +196,39 @@ class MemoryOS:
 
     @contextmanager
     def _writing(self, user_id: str) -> Iterator[UserState]:
-        """The user's fresh state, under the user's write lease when other processes share the store."""
-        leased = False
-        if self.store.shared:
-            give_up = time.monotonic() + self.lease_wait_s
-            while not self.store.acquire_lease(user_id, self.owner, self.lease_ttl_s):
-                if time.monotonic() > give_up:
-                    raise StorageError(
-                        f"another server process has been writing the memory of user {user_id!r} for over "
-                        f"{self.lease_wait_s:.0f} s; try again shortly"
-                    )
-                time.sleep(0.02 + random.random() * 0.05)
-            leased = True
+        """The user's fresh state, under the user's write lease when other processes share the store.
+
+        The lease is renewed while the write runs (an import chunk with an LLM can outlast its ttl)."""
+        if not self.store.shared:
+            yield self.states.fresh(user_id)
+            return
+        give_up = time.monotonic() + self.lease_wait_s
+        while not self.store.acquire_lease(user_id, self.owner, self.lease_ttl_s):
+            if time.monotonic() > give_up:
+                raise StorageError(
+                    f"another server process has been writing the memory of user {user_id!r} for over "
+                    f"{self.lease_wait_s:.0f} s; try again shortly"
+                )
+            time.sleep(0.02 + random.random() * 0.05)
+        done = threading.Event()
+
+        def heartbeat() -> None:
+            while not done.wait(self.lease_ttl_s / 3):
+                try:
+                    if not self.store.renew_lease(user_id, self.owner, self.lease_ttl_s):
+                        logger.warning("lost the write lease of %s while writing", user_id)
+                        return
+                except Exception as exc:  # the write itself reports store failures
+                    logger.warning("could not renew the write lease of %s: %s", user_id, exc)
+
+        beat = threading.Thread(target=heartbeat, name=f"lease-{user_id}", daemon=True)
+        beat.start()
         try:
             yield self.states.fresh(user_id)
         finally:
-            if leased:
-                self.store.release_lease(user_id, self.owner)
+            done.set()
+            beat.join()
+            self.store.release_lease(user_id, self.owner)
 
     def _next_added_at(self) -> int:
         # Strictly increasing even when two pages arrive within one clock tick: it orders the FIFO.

@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from memoryos_mcp.core.models import Fact, FactKind, Page, Segment, TraitLevel, UserProfile
+from memoryos_mcp.core.models import Fact, FactKind, Segment, TraitLevel, UserProfile
 from memoryos_mcp.core.pipeline import AddResult, MemoryParams
-from memoryos_mcp.core.protocols import Embedder, MemoryAnalyzer, MemoryStore, PersonaUpdate
+from memoryos_mcp.core.protocols import Embedder, MemoryAnalyzer, PersonaUpdate
 from memoryos_mcp.core.state import Draft
 
 logger = logging.getLogger(__name__)
@@ -32,13 +32,11 @@ class Promotion:
 
     def __init__(
         self,
-        store: MemoryStore,
         embedder: Embedder,
         analyzer: MemoryAnalyzer,
         params: MemoryParams,
         clock: Callable[[], float],
     ) -> None:
-        self.store = store
         self.embedder = embedder
         self.analyzer = analyzer
         self.params = params
@@ -66,14 +64,8 @@ class Promotion:
                 return
             result.segments_promoted.append(segment.id)
 
-    def _unanalysed_pages(self, draft: Draft, segment: Segment) -> list[Page]:
-        stored = {p.id: p for p in self.store.pages_of_segments(draft.user_id, [segment.id])}
-        stored.update((p.id, p) for p in draft.pages_updated if p.segment_id == segment.id)
-        stored.update((p.id, p) for p in draft.pending_pages_of(segment.id))  # moved in this draft, not yet written
-        return sorted((p for p in stored.values() if not p.analyzed), key=lambda p: (p.added_at, p.id))
-
     def _promote(self, draft: Draft, segment: Segment, result: AddResult) -> bool:
-        pages = self._unanalysed_pages(draft, segment)
+        pages = draft.unanalysed_pages(segment.id)
         if pages:
             profile = draft.profile or UserProfile(user_id=draft.user_id)
             try:
@@ -83,11 +75,7 @@ class Promotion:
                 result.notes.append(f"promotion of {segment.id} deferred: {exc}")
                 return False
             self._merge_persona(draft, profile, update, segment, result)
-            pending = {p.id for p in draft.to_mid_term}
-            for page in pages:
-                page.analyzed = True
-                if page.id not in pending:
-                    draft.pages_updated.append(page)
+            draft.analyzed.update(p.id for p in pages)
         # L_interaction counts pages since the last promotion (paper), so it restarts here.
         segment.l_interaction = 0
         draft.touch(segment.id)

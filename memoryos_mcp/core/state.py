@@ -73,6 +73,7 @@ class UserState:
             self.mid_term_pages = draft.mid_term_pages
             self.archived_segments = draft.archived_segments
             self.in_both_tiers -= draft.stm_deleted
+            self.index.mark_analyzed(draft.analyzed)
             self.index.remove_segments([s.id for s in draft.archived])
             self.index.add([p for p in draft.to_mid_term if p.segment_id in self.segments])
             self.seq = change.seq
@@ -100,7 +101,9 @@ class Draft:
         self.changed_segments: set[str] = set()
         self.archived: list[Segment] = []
         self.to_mid_term: list[Page] = []
-        self.pages_updated: list[Page] = []  # mid-term pages rewritten (analyzed by a promotion)
+        self.index = state.index  # read under state.lock only: retrievals use it meanwhile
+        self.lock = state.lock
+        self.analyzed: set[str] = set()  # mid-term pages a promotion read
         self.head_changed = False
         self.profile_embedding: Vector | None = None  # set when the profile changed
         self.facts_added: list[Fact] = []
@@ -117,8 +120,12 @@ class Draft:
         if segment_id not in self.new_segments:
             self.changed_segments.add(segment_id)
 
-    def pending_pages_of(self, segment_id: str) -> list[Page]:
-        return [p for p in self.to_mid_term if p.segment_id == segment_id]
+    def unanalysed_pages(self, segment_id: str) -> list[Page]:
+        """Pages of a segment no promotion has read yet: indexed ones, and ones this draft moved in."""
+        with self.lock:
+            indexed = self.index.segment_pages(segment_id)
+        pending = [p for p in self.to_mid_term if p.segment_id == segment_id]
+        return [p for p in indexed + pending if not p.analyzed and p.id not in self.analyzed]
 
     def commit(self, store: MemoryStore) -> Change:
         """Write everything, destination before source, then one change-log entry; returns that entry.
@@ -130,7 +137,10 @@ class Draft:
         store.put_segments([every[sid] for sid in sorted(self.new_segments) if sid in every], new=True)
         store.put_segments([every[sid] for sid in sorted(self.changed_segments) if sid in every], new=False)
         moved = {p.id for p in self.to_mid_term}
-        store.put_mtm_pages(self.to_mid_term + [p for p in self.pages_updated if p.id not in moved])
+        for page in self.to_mid_term:
+            page.analyzed = page.analyzed or page.id in self.analyzed
+        store.put_mtm_pages(self.to_mid_term)
+        store.mark_analyzed(self.user_id, sorted(self.analyzed - moved))
         store.put_stm_pages([p for p in self.stm if p.id not in self.stm_durable])
         store.delete_stm_pages(self.user_id, sorted(self.stm_deleted))
         if self.head_changed and self.chain_head is not None:

@@ -144,6 +144,20 @@ class PageIndex:
             assert page is not None
             yield page
 
+    def segment_pages(self, segment_id: str) -> list[Page]:
+        """The live pages of a segment in conversation order."""
+        code = self._seg_code.get(segment_id)
+        if code is None:
+            return []
+        return [page for slot in self._segment_slots(code).tolist() if (page := self._pages[slot]) is not None]
+
+    def mark_analyzed(self, page_ids: Iterable[str]) -> None:
+        for page_id in page_ids:
+            slot = self._slot_of.get(page_id)
+            page = None if slot is None else self._pages[slot]
+            if page is not None:
+                page.analyzed = True
+
     def segment_ids(self) -> set[str]:
         return {sid for sid, code in self._seg_code.items() if self._seg_slots[code]}
 

@@ -220,3 +220,18 @@ def test_records_of_schema_1_get_the_selective_keys(tmp_path: Path) -> None:
     migrated = ChromaStore(store.client)
     assert [s.id for s in migrated.list_segments("alice")] == ["s1"]
     assert [f.id for f in migrated.list_facts("alice", "user_fact")] == ["f1"]
+
+
+def test_a_lease_is_renewed_only_by_its_holder(any_store: ChromaStore) -> None:
+    assert any_store.acquire_lease("alice", "one", ttl_s=0.2)
+    assert any_store.renew_lease("alice", "one", ttl_s=60)
+    assert not any_store.renew_lease("alice", "two", ttl_s=60)
+    time.sleep(0.3)  # past the first expiry: the renewal keeps it
+    assert not any_store.acquire_lease("alice", "two", ttl_s=60)
+
+
+def test_pages_are_marked_analyzed_without_rewriting_them(any_store: ChromaStore) -> None:
+    any_store.put_mtm_pages([_page("a", segment_id="s1"), _page("b", n=1, segment_id="s1")])
+    any_store.mark_analyzed("bob", ["a"])  # not bob's
+    any_store.mark_analyzed("alice", ["b", "zzz"])
+    assert [(p.id, p.analyzed) for p in any_store.pages_of_segments("alice", ["s1"])] == [("a", False), ("b", True)]
