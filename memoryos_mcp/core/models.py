@@ -47,6 +47,8 @@ class Segment:
     page_count: int = 0
     archived: bool = False
     embedding: Vector | None = None
+    _keywords: list[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _keyword_set: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     KEYWORD_LIMIT = 20
 
@@ -54,12 +56,23 @@ class Segment:
         """Count keywords a merged topic or a refresh contributed."""
         for word in words:
             self.keyword_counts[word] = self.keyword_counts.get(word, 0) + 1
+        self._keywords = self._keyword_set = None
 
     @property
     def keywords(self) -> list[str]:
-        """K_segment: the most contributed keywords (capped so Jaccard stays meaningful as segments grow)."""
-        ranked = sorted(self.keyword_counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [word for word, _ in ranked[: self.KEYWORD_LIMIT]]
+        """K_segment: the most contributed keywords (capped so Jaccard stays meaningful as segments grow).
+
+        Cached: every topic of every eviction is matched against every active segment's keywords."""
+        if self._keywords is None:
+            ranked = sorted(self.keyword_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            self._keywords = [word for word, _ in ranked[: self.KEYWORD_LIMIT]]
+        return self._keywords
+
+    @property
+    def keyword_set(self) -> frozenset[str]:
+        if self._keyword_set is None:
+            self._keyword_set = frozenset(self.keywords)
+        return self._keyword_set
 
 
 @dataclass

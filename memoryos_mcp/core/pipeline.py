@@ -74,7 +74,9 @@ def f_scores(segments: Sequence[Segment], embedding: Vector, keywords: Sequence[
     q = np.asarray(embedding, dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1) * (float(np.linalg.norm(q)) or 1.0)
     cosines = (matrix @ q) / np.where(norms == 0, 1.0, norms)
-    return np.asarray([float(c) + jaccard(s.keywords, keywords) for s, c in zip(segments, cosines, strict=True)])
+    wanted = frozenset(keywords)
+    overlap = [jaccard(s.keyword_set, wanted) for s in segments]
+    return cosines.astype(np.float64) + np.asarray(overlap, dtype=np.float64)
 
 
 def rank_segments(

@@ -21,9 +21,10 @@ def cosine(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> 
 
 def jaccard(a: Iterable[str], b: Iterable[str]) -> float:
     """|K_a ∩ K_b| / |K_a ∪ K_b|; 0.0 when both sets are empty."""
-    sa, sb = set(a), set(b)
-    union = sa | sb
-    return len(sa & sb) / len(union) if union else 0.0
+    sa = a if isinstance(a, frozenset | set) else set(a)
+    sb = b if isinstance(b, frozenset | set) else set(b)
+    union = len(sa | sb)
+    return len(sa & sb) / union if union else 0.0
 
 
 def f_score(
