@@ -9,7 +9,6 @@ temporary name and renamed, so a crash never leaves half a snapshot; nothing her
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -18,13 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from memoryos_mcp.core.models import Page
+from memoryos_mcp.index.page_index import pack_snapshot
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
-_ARRAYS = ("emb", "added_at", "epoch", "dates", "time", "seg", "len_own", "len_ctx", "norm", "nbrs", "term_off", "term_cnt", "term_buf", "tf_buf")
-_PAGE_FIELDS = ("id", "user_id", "user_input", "agent_response", "timestamp", "added_at", "metadata", "chain_id", "chain_summary", "segment_id", "analyzed")
+FORMAT = 2
+_ARRAYS = (
+    "emb", "added_at", "epoch", "dates", "time", "seg", "textlen", "len_own", "len_ctx", "norm", "nbrs",
+    "term_cnt", "term_buf", "tf_buf", "order", "post_ptr", "post_slots", "post_tf", "page_blob", "page_offsets",
+)  # fmt: skip
+_LISTS = ("ids", "vocab", "segments")
 
 
 def _text(value: Any) -> np.ndarray:
@@ -46,30 +48,28 @@ class SnapshotStore:
         return self.directory / f"user-{user_id}.npz"
 
     def save(self, user_id: str, seq: int, exported: dict[str, Any]) -> None:
-        """Write a snapshot of an index at change-log position `seq` (export() of the index)."""
+        """Write a snapshot of an index at change-log position `seq` (from PageIndex.export())."""
+        packed = pack_snapshot(exported)
         self.directory.mkdir(parents=True, exist_ok=True)
-        pages = [[getattr(p, f) for f in _PAGE_FIELDS] for p in exported["pages"]]
         header = {
             "format": FORMAT,
             "identity": self.identity,
             "user_id": user_id,
             "seq": seq,
-            "context_window": exported["context_window"],
-            "dim": exported["dim"],
+            "context_window": packed["context_window"],
+            "dim": packed["dim"],
         }
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            header=_text(header),
-            vocab=_text(exported["vocab"]),
-            segments=_text(exported["segments"]),
-            pages=_text(pages),
-            **{name: exported[name] for name in _ARRAYS},
-        )
         target = self.path(user_id)
-        temporary = target.with_suffix(f".tmp{os.getpid()}")
+        for stale in self.directory.glob(f"{target.name}.tmp*"):  # left by a process killed while saving
+            stale.unlink(missing_ok=True)
+        temporary = target.with_name(f"{target.name}.tmp{os.getpid()}")
         with temporary.open("wb") as out:
-            out.write(buffer.getbuffer())
+            np.savez(
+                out,
+                header=_text(header),
+                **{name: _text(packed[name]) for name in _LISTS},
+                **{name: packed[name] for name in _ARRAYS},
+            )
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, target)
@@ -89,15 +89,10 @@ class SnapshotStore:
                     or header.get("context_window") != context_window
                 ):
                     return None
-                exported: dict[str, Any] = {name: data[name] for name in _ARRAYS}
-                exported.update(
-                    context_window=header["context_window"],
-                    dim=header["dim"],
-                    vocab=_untext(data["vocab"]),
-                    segments=_untext(data["segments"]),
-                    pages=[Page(**dict(zip(_PAGE_FIELDS, row, strict=True))) for row in _untext(data["pages"])],
-                )
-                return exported, int(header["seq"])
+                packed: dict[str, Any] = {name: data[name] for name in _ARRAYS}
+                packed.update({name: _untext(data[name]) for name in _LISTS})
+                packed.update(context_window=header["context_window"], dim=header["dim"])
+                return packed, int(header["seq"])
         except Exception as exc:  # a cache: any damage only costs a slower start
             logger.warning("ignoring the index snapshot %s: %s", path, exc)
             return None

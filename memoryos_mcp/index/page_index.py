@@ -15,6 +15,7 @@ from-scratch reference over random sequences of changes).
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import sys
 from collections import Counter
@@ -85,6 +86,69 @@ class _Postings:
         return self.slots.nbytes + self.tf.nbytes + 120
 
 
+class _Rows:
+    """Float32 vectors in blocks: growing never copies what is stored, so memory never doubles.
+
+    Blocks double in size up to BLOCK rows, then stay at BLOCK: small users stay small."""
+
+    BLOCK = 8192
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.blocks: list[np.ndarray] = []
+        self.starts: list[int] = []
+        self.capacity = 0
+
+    def reserve(self, n: int) -> None:
+        while self.capacity < n:
+            size = min(self.BLOCK, max(256, self.capacity))
+            self.blocks.append(np.zeros((size, self.dim), dtype=np.float32))
+            self.starts.append(self.capacity)
+            self.capacity += size
+
+    def adopt(self, array: np.ndarray) -> None:
+        """Take an existing array as the first block (no copy)."""
+        self.blocks, self.starts, self.capacity = [array], [0], len(array)
+
+    def set(self, slot: int, vector: np.ndarray) -> None:
+        block = bisect.bisect_right(self.starts, slot) - 1
+        self.blocks[block][slot - self.starts[block]] = vector
+
+    def take(self, slots: np.ndarray) -> np.ndarray:
+        slots = np.asarray(slots, dtype=np.int64)
+        out = np.empty((len(slots), self.dim), dtype=np.float32)
+        if len(self.blocks) == 1:
+            out[:] = self.blocks[0][slots]
+            return out
+        which = np.searchsorted(np.asarray(self.starts), slots, side="right") - 1
+        for block in np.unique(which).tolist():
+            rows = which == block
+            out[rows] = self.blocks[block][slots[rows] - self.starts[block]]
+        return out
+
+    def dot(self, vector: np.ndarray, n: int) -> np.ndarray:
+        """Row · vector for the first n rows."""
+        parts = [block[: n - start] @ vector for block, start in zip(self.blocks, self.starts, strict=True) if start < n]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for b in self.blocks)
+
+
+_LAZY = object()  # a restored page not decoded yet: its record is read from the snapshot's bytes when needed
+_PAGE_FIELDS = ("id", "user_id", "user_input", "agent_response", "timestamp", "added_at", "metadata", "chain_id", "chain_summary", "segment_id", "analyzed")
+
+
+def page_payload(page: Page) -> bytes:
+    """A page record as a snapshot stores it."""
+    return json.dumps([getattr(page, f) for f in _PAGE_FIELDS], ensure_ascii=False).encode()
+
+
+def _page_from_payload(payload: bytes) -> Page:
+    return Page(**dict(zip(_PAGE_FIELDS, json.loads(payload), strict=True)))
+
+
 class PageIndex:
     """The mid-term pages of one user in conversation order, scored against queries; changed in place.
 
@@ -96,7 +160,7 @@ class PageIndex:
         self._width = 2 * context_window
         self._n = 0  # slots used (live and dead)
         self._dim = 0
-        self._emb = np.zeros((0, 0), dtype=np.float32)
+        self._emb = _Rows(0)
         self._added_at = np.zeros(0, dtype=np.int64)
         self._epoch = np.zeros(0, dtype=np.float64)
         self._dates = np.zeros((0, 3), dtype=np.int32)
@@ -113,7 +177,11 @@ class PageIndex:
         self._term_buf = np.zeros(0, dtype=np.int32)
         self._tf_buf = np.zeros(0, dtype=np.float32)
         self._term_used = 0
-        self._pages: list[Page | None] = []
+        self._pages: list[Any] = []  # Page, _LAZY (restored, not decoded yet) or None (removed)
+        self._ids: list[str] = []  # page id of each slot
+        self._textlen = np.zeros(0, dtype=np.int32)
+        self._lazy_blob = b""  # restored page records, decoded on first use
+        self._lazy_offsets = np.zeros(1, dtype=np.int64)
         self._slot_of: dict[str, int] = {}
         self._keys: list[tuple[int, str]] = []  # (added_at, id) of live pages, sorted: conversation order
         self._key_slots: list[int] = []  # slot of each key
@@ -133,30 +201,36 @@ class PageIndex:
     def __contains__(self, page_id: object) -> bool:
         return page_id in self._slot_of
 
+    def _page(self, slot: int) -> Page:
+        page = self._pages[slot]
+        if page is _LAZY:
+            page = self._pages[slot] = _page_from_payload(
+                self._lazy_blob[self._lazy_offsets[slot] : self._lazy_offsets[slot + 1]]
+            )
+        assert page is not None, "a removed page was read"
+        return page  # type: ignore[no-any-return]
+
     def get(self, page_id: str) -> Page | None:
         slot = self._slot_of.get(page_id)
-        return None if slot is None else self._pages[slot]
+        return None if slot is None else self._page(slot)
 
     def pages(self) -> Iterator[Page]:
         """Live pages in conversation order."""
         for slot in self._key_slots:
-            page = self._pages[slot]
-            assert page is not None
-            yield page
+            yield self._page(slot)
 
     def segment_pages(self, segment_id: str) -> list[Page]:
         """The live pages of a segment in conversation order."""
         code = self._seg_code.get(segment_id)
         if code is None:
             return []
-        return [page for slot in self._segment_slots(code).tolist() if (page := self._pages[slot]) is not None]
+        return [self._page(slot) for slot in self._segment_slots(code).tolist()]
 
     def mark_analyzed(self, page_ids: Iterable[str]) -> None:
         for page_id in page_ids:
             slot = self._slot_of.get(page_id)
-            page = None if slot is None else self._pages[slot]
-            if page is not None:
-                page.analyzed = True
+            if slot is not None:
+                self._page(slot).analyzed = True
 
     def segment_ids(self) -> set[str]:
         return {sid for sid, code in self._seg_code.items() if self._seg_slots[code]}
@@ -165,12 +239,13 @@ class PageIndex:
     def nbytes(self) -> int:
         """Approximate memory held: arrays, postings, page records and texts."""
         arrays = (
-            self._emb, self._added_at, self._epoch, self._dates, self._time, self._seg, self._alive,
+            self._added_at, self._epoch, self._dates, self._time, self._seg, self._alive, self._textlen,
             self._len_own, self._len_ctx, self._norm, self._nbrs, self._term_off, self._term_cnt,
-            self._term_buf, self._tf_buf,
+            self._term_buf, self._tf_buf, self._lazy_offsets,
         )  # fmt: skip
         per_page = 600  # the Page record, its id in two maps and the order keys
-        return sum(a.nbytes for a in arrays) + self._postings_bytes + per_page * len(self._pages) + self._text_bytes
+        pages = per_page * len(self._pages) + self._text_bytes + len(self._lazy_blob)
+        return sum(a.nbytes for a in arrays) + self._emb.nbytes + self._postings_bytes + pages
 
     # ------------------------------------------------------------------ changing
 
@@ -210,9 +285,7 @@ class PageIndex:
             del self._keys[position]
             del self._key_slots[position]
             touched.update(self._key_slots[max(0, position - w) : position + w])
-            page = self._pages[slot]
-            assert page is not None
-            self._text_bytes -= _text_size(page)
+            self._text_bytes -= int(self._textlen[slot])
             self._pages[slot] = None
             self._alive[slot] = False
             self._seg_slots[self._seg[slot]].discard(slot)
@@ -231,18 +304,16 @@ class PageIndex:
         for sid in segment_ids:
             code = self._seg_code.get(sid)
             if code is not None:
-                ids.extend(p.id for s in self._seg_slots[code] if (p := self._pages[s]) is not None)
+                ids.extend(self._ids[s] for s in self._seg_slots[code])
         return self.remove(ids)
 
     def _key(self, slot: int) -> tuple[int, str]:
-        page = self._pages[slot]
-        assert page is not None
-        return int(self._added_at[slot]), page.id
+        return int(self._added_at[slot]), self._ids[slot]
 
     def _put(self, page: Page) -> int:
         slot = self._n
         self._n += 1
-        self._emb[slot] = np.asarray(page.embedding, dtype=np.float32)
+        self._emb.set(slot, np.asarray(page.embedding, dtype=np.float32))
         self._added_at[slot] = page.added_at
         self._epoch[slot] = parse_epoch(page.timestamp)
         self._dates[slot] = calendar_date(page.timestamp)
@@ -264,8 +335,10 @@ class PageIndex:
         self._len_own[slot] = float(counts.sum())
         stored = replace(page, embedding=None)  # the vector lives in _emb; keep one copy
         self._pages.append(stored)
+        self._ids.append(page.id)
         self._slot_of[page.id] = slot
-        self._text_bytes += _text_size(stored)
+        self._textlen[slot] = _text_size(stored)
+        self._text_bytes += int(self._textlen[slot])
         return slot
 
     def _term_id(self, term: str) -> int:
@@ -291,19 +364,20 @@ class PageIndex:
     def _reserve(self, slots: int, dim: int) -> None:
         if self._dim == 0:
             self._dim = dim
-            self._emb = np.zeros((0, dim), dtype=np.float32)
+            self._emb = _Rows(dim)
         elif dim != self._dim:
             raise ValueError(f"embedding dimension {dim} does not match the index's {self._dim}")
+        self._emb.reserve(slots)
         if slots <= len(self._alive):
             return
-        size = max(slots, 2 * len(self._alive), 64)
+        size = max(slots, len(self._alive) + len(self._alive) // 4, 64)  # small per-slot arrays: cheap to copy
 
         def grow(a: np.ndarray, fill: float | int | bool = 0) -> np.ndarray:
             out = np.full((size, *a.shape[1:]), fill, dtype=a.dtype)
             out[: len(a)] = a
             return out
 
-        self._emb = grow(self._emb)
+        self._textlen = grow(self._textlen)
         self._added_at, self._epoch, self._dates = grow(self._added_at), grow(self._epoch), grow(self._dates)
         self._time, self._seg, self._alive = grow(self._time), grow(self._seg), grow(self._alive)
         self._len_own, self._len_ctx, self._norm = grow(self._len_own), grow(self._len_ctx), grow(self._norm)
@@ -351,12 +425,12 @@ class PageIndex:
             filled[rows] += 1
         self._nbrs[slots] = neighbours
         length = self._len_own[slots].copy()
-        context = self._emb[slots].copy()
+        context = self._emb.take(slots)
         for column in range(self._width):
             rows = np.flatnonzero(neighbours[:, column] >= 0)
             other = neighbours[rows, column]
             length[rows] += self._len_own[other]
-            context[rows] += NEIGHBOUR_WEIGHT * self._emb[other]
+            context[rows] += NEIGHBOUR_WEIGHT * self._emb.take(other)
         self._len_ctx[slots] = length
         self._norm[slots] = np.linalg.norm(context, axis=1)
 
@@ -369,7 +443,13 @@ class PageIndex:
         term_ids = [self._term_buf[o : o + c] for o, c in zip(offsets.tolist(), counts.tolist(), strict=True)]
         term_tfs = [self._tf_buf[o : o + c] for o, c in zip(offsets.tolist(), counts.tolist(), strict=True)]
         nbrs = self._nbrs[live]
-        self._emb, self._added_at, self._epoch = self._emb[live], self._added_at[live], self._epoch[live]
+        pages = [self._page(s) for s in live.tolist()]
+        rows = _Rows(self._dim)
+        rows.adopt(self._emb.take(live))
+        self._emb = rows
+        self._textlen = self._textlen[live]
+        self._lazy_blob, self._lazy_offsets = b"", np.zeros(1, dtype=np.int64)
+        self._added_at, self._epoch = self._added_at[live], self._epoch[live]
         self._dates, self._time, self._seg = self._dates[live], self._time[live], self._seg[live]
         self._alive, self._len_own = self._alive[live], self._len_own[live]
         self._len_ctx, self._norm = self._len_ctx[live], self._norm[live]
@@ -385,9 +465,10 @@ class PageIndex:
             for term, count in zip(ids.tolist(), tfs.tolist(), strict=True):
                 self._postings[term].append(slot, count)
         self._postings_bytes = sum(p.nbytes for p in self._postings) + sum(sys.getsizeof(t) + 100 for t in self._vocab)
-        self._pages = [self._pages[s] for s in live.tolist()]
+        self._pages = pages  # type: ignore[assignment]
+        self._ids = [page.id for page in pages]
         self._n = len(live)
-        self._slot_of = {page.id: slot for slot, page in enumerate(self._pages) if page is not None}
+        self._slot_of = {page.id: slot for slot, page in enumerate(pages)}
         self._key_slots = [int(renumber[s]) for s in self._key_slots]
         self._seg_slots = [{int(renumber[s]) for s in members} for members in self._seg_slots]
         self._members.clear()
@@ -395,10 +476,8 @@ class PageIndex:
     # ------------------------------------------------------------------ persistence
 
     def export(self) -> dict[str, Any]:
-        """The live pages' arrays, terms and records, renumbered densely: what a snapshot saves.
-
-        The arrays are copies and the page records are never changed in place, so the caller may serialise
-        the result without holding the owner's lock."""
+        """The live pages' arrays, terms and records, renumbered densely. Cheap (copies of arrays): call it
+        under the owner's lock, then pack_snapshot() the result without it."""
         live = np.flatnonzero(self._alive[: self._n])
         renumber = np.full(self._n + 1, -1, dtype=np.int32)
         renumber[live] = np.arange(len(live), dtype=np.int32)
@@ -408,74 +487,81 @@ class PageIndex:
         code_names = [""] * len(self._seg_slots)
         for sid, code in self._seg_code.items():
             code_names[code] = sid
-        pages = [self._pages[s] for s in live.tolist()]
+        records: list[Page | bytes] = []
+        for slot in live.tolist():
+            page = self._pages[slot]
+            if page is _LAZY:  # still the snapshot's bytes: passed on without decoding
+                page = self._lazy_blob[self._lazy_offsets[slot] : self._lazy_offsets[slot + 1]]
+            records.append(page)
         return {
             "context_window": self.context_window,
             "dim": self._dim,
-            "emb": self._emb[live],
+            "emb": self._emb.take(live),
             "added_at": self._added_at[live],
             "epoch": self._epoch[live],
             "dates": self._dates[live],
             "time": self._time[live],
             "seg": self._seg[live],
+            "textlen": self._textlen[live],
             "len_own": self._len_own[live],
             "len_ctx": self._len_ctx[live],
             "norm": self._norm[live],
             "nbrs": renumber[self._nbrs[live]],
-            "term_off": starts,
             "term_cnt": counts.astype(np.int32),
             "term_buf": self._term_buf[positions],
             "tf_buf": self._tf_buf[positions],
+            "order": renumber[np.asarray(self._key_slots, dtype=np.int64)],
+            "ids": [self._ids[s] for s in live.tolist()],
             "vocab": list(self._vocab),  # in id order: ids were given in insertion order
             "segments": code_names,
-            "pages": pages,
+            "records": records,
         }
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> PageIndex:
-        """An index from what export() returned (read back from a snapshot)."""
+        """An index from what pack_snapshot() made (read back from a snapshot). Page records stay encoded
+        until a page is read; postings and conversation order come ready-made."""
         index = cls(int(data["context_window"]))
-        pages: list[Page] = list(data["pages"])
-        n = len(pages)
+        ids: list[str] = list(data["ids"])
+        n = len(ids)
         index._n, index._dim = n, int(data["dim"])
-        for name in ("emb", "added_at", "epoch", "dates", "time", "seg", "len_own", "len_ctx", "norm", "nbrs"):
-            setattr(index, f"_{name}", np.array(data[name]))
+        index._emb = _Rows(index._dim)
+        index._emb.adopt(np.asarray(data["emb"], dtype=np.float32))
+        for name in ("added_at", "epoch", "dates", "time", "seg", "textlen", "len_own", "len_ctx", "norm", "nbrs"):
+            setattr(index, f"_{name}", np.asarray(data[name]))
         index._alive = np.ones(n, dtype=bool)
-        index._term_off = np.array(data["term_off"], dtype=np.int64)
-        index._term_cnt = np.array(data["term_cnt"], dtype=np.int32)
-        index._term_buf = np.array(data["term_buf"], dtype=np.int32)
-        index._tf_buf = np.array(data["tf_buf"], dtype=np.float32)
+        index._term_cnt = np.asarray(data["term_cnt"], dtype=np.int32)
+        index._term_off = np.cumsum(index._term_cnt, dtype=np.int64) - index._term_cnt
+        index._term_buf = np.asarray(data["term_buf"], dtype=np.int32)
+        index._tf_buf = np.asarray(data["tf_buf"], dtype=np.float32)
         index._term_used = len(index._term_buf)
-        index._pages = pages  # type: ignore[assignment]
-        index._slot_of = {page.id: slot for slot, page in enumerate(pages)}
-        order = sorted(range(n), key=lambda slot: (int(index._added_at[slot]), pages[slot].id))
-        index._key_slots = order
-        index._keys = [(int(index._added_at[slot]), pages[slot].id) for slot in order]
+        index._ids = ids
+        index._pages = [_LAZY] * n
+        index._lazy_blob = bytes(data["page_blob"])
+        index._lazy_offsets = np.asarray(data["page_offsets"], dtype=np.int64)
+        index._slot_of = {page_id: slot for slot, page_id in enumerate(ids)}
+        order = np.asarray(data["order"], dtype=np.int64)
+        index._key_slots = order.tolist()
+        index._keys = list(zip(index._added_at[order].tolist(), [ids[s] for s in index._key_slots], strict=True))
         index._vocab = {term: tid for tid, term in enumerate(data["vocab"])}
-        # Postings: every (term, slot) pair grouped by term, slots ascending within a term.
-        slots_of_terms = np.repeat(np.arange(n, dtype=np.int32), index._term_cnt)
-        by_term = np.argsort(index._term_buf, kind="stable")
-        terms, slots, tfs = index._term_buf[by_term], slots_of_terms[by_term], index._tf_buf[by_term]
-        bounds = np.searchsorted(terms, np.arange(len(index._vocab) + 1))
+        pointer, slots, tfs = data["post_ptr"], data["post_slots"], data["post_tf"]
         postings = []
         for tid in range(len(index._vocab)):
             posting = _Postings()
-            a, b = int(bounds[tid]), int(bounds[tid + 1])
+            a, b = int(pointer[tid]), int(pointer[tid + 1])
             if b > a:
-                posting.slots, posting.tf, posting.n = slots[a:b].copy(), tfs[a:b].copy(), b - a
+                posting.slots, posting.tf, posting.n = slots[a:b], tfs[a:b], b - a
             postings.append(posting)
         index._postings = postings
-        index._postings_bytes = sum(p.nbytes for p in postings) + sum(sys.getsizeof(t) + 100 for t in index._vocab)
+        index._postings_bytes = int(slots.nbytes + tfs.nbytes) + 220 * len(postings)
         names = list(data["segments"])
         index._seg_code = {sid: code for code, sid in enumerate(names)}
-        members: list[set[int]] = [set() for _ in names]
         by_code = np.argsort(index._seg, kind="stable")
-        code_bounds = np.searchsorted(index._seg[by_code], np.arange(len(names) + 1))
-        for code in range(len(names)):
-            members[code] = set(by_code[code_bounds[code] : code_bounds[code + 1]].tolist())
-        index._seg_slots = members
-        index._text_bytes = sum(_text_size(p) for p in pages)
+        bounds = np.searchsorted(index._seg[by_code], np.arange(len(names) + 1))
+        index._seg_slots = [set(by_code[bounds[c] : bounds[c + 1]].tolist()) for c in range(len(names))]
+        index._text_bytes = int(index._textlen.sum())
         return index
+
 
     # ------------------------------------------------------------------ scoring
 
@@ -529,7 +615,7 @@ class PageIndex:
 
     def _dense(self, query_embedding: np.ndarray) -> np.ndarray:
         """Cosine of every slot's context vector (own + half of each neighbour's) with the query."""
-        own = (self._emb[: self._n] @ np.asarray(query_embedding, dtype=np.float32)).astype(np.float64)
+        own = self._emb.dot(np.asarray(query_embedding, dtype=np.float32), self._n).astype(np.float64)
         padded = np.append(own, 0.0)  # neighbour -1 reads the 0 at the end
         context = own.copy()
         for column in range(self._width):
@@ -593,10 +679,30 @@ class PageIndex:
         top = candidate[np.argsort(-scores[candidate], kind="stable")[:top_k]]
         hits = []
         for slot in top.tolist():
-            page = self._pages[slot]
-            assert page is not None
-            hits.append((page, float(scores[slot])))
+            hits.append((self._page(slot), float(scores[slot])))
         return chosen, hits
+
+
+def pack_snapshot(exported: dict[str, Any]) -> dict[str, Any]:
+    """What export() returned, in the form a snapshot stores and restore() reads: postings grouped by term,
+    page records as one blob with offsets. The slow part of saving: runs without the owner's lock."""
+    n = len(exported["ids"])
+    term_buf, tf_buf = exported["term_buf"], exported["tf_buf"]
+    slots_of_terms = np.repeat(np.arange(n, dtype=np.int32), exported["term_cnt"])
+    by_term = np.argsort(term_buf, kind="stable")  # slots stay ascending within a term
+    pointer = np.searchsorted(term_buf[by_term], np.arange(len(exported["vocab"]) + 1)).astype(np.int64)
+    payloads = [r if isinstance(r, bytes) else page_payload(r) for r in exported["records"]]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(p) for p in payloads]) if payloads else []
+    packed = {k: v for k, v in exported.items() if k != "records"}
+    packed.update(
+        post_ptr=pointer,
+        post_slots=slots_of_terms[by_term],
+        post_tf=tf_buf[by_term],
+        page_blob=np.frombuffer(b"".join(payloads), dtype=np.uint8),
+        page_offsets=offsets,
+    )
+    return packed
 
 
 def _text_size(page: Page) -> int:

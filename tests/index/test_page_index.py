@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from memoryos_mcp.core.models import Page, Segment
-from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights
+from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights, pack_snapshot
 from tests.index.reference import ReferenceIndex
 
 WORDS = (
@@ -66,7 +66,7 @@ def _check(index: PageIndex, live: dict[str, Page], rng: random.Random, segment_
     for query in QUERIES:
         vector = _query_vector(rng)
         slots, scores = index.scores(query, vector, weights)
-        got = {index._pages[s].id: score for s, score in zip(slots.tolist(), scores.tolist(), strict=True)}  # type: ignore[union-attr]
+        got = {index._ids[s]: score for s, score in zip(slots.tolist(), scores.tolist(), strict=True)}
         expected = dict(zip([p.id for p in reference.pages], reference.scores(query, vector, weights).tolist(), strict=True))
         assert got.keys() == expected.keys()
         assert np.allclose([got[k] for k in expected], list(expected.values()), atol=1e-5)
@@ -139,7 +139,7 @@ def test_re_adding_a_page_replaces_it() -> None:
     changed = replace(first, user_input="completely different words", segment_id="t")
     index.add([changed])
     assert len(index) == 2
-    assert index.get(first.id).user_input == "completely different words"  # type: ignore[union-attr]
+    assert index.get(first.id).user_input == "completely different words"
     assert index.segment_ids() == {"s", "t"}
 
 
@@ -174,7 +174,7 @@ def test_an_exported_and_restored_index_ranks_the_same_and_keeps_changing_correc
     index.remove(gone)
     for pid in gone:
         del live[pid]
-    restored = PageIndex.restore(index.export())
+    restored = PageIndex.restore(pack_snapshot(index.export()))
     _check(restored, live, rng, segment_ids, 1)
     more = [_page(rng, 200 + i, segment_ids) for i in range(12)]
     restored.add(more)

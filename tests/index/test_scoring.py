@@ -33,7 +33,7 @@ def build(pages: list[Page], context_window: int = 1) -> PageIndex:
 def scores_by_page(index: PageIndex, query: str, weights: RetrievalWeights | None = None) -> list[float]:
     """Scores in conversation order."""
     slots, scores = index.scores(query, EMBED.embed([query])[0], weights or RetrievalWeights())
-    by_id = {index._pages[s].id: x for s, x in zip(slots.tolist(), scores.tolist(), strict=True)}  # type: ignore[union-attr]
+    by_id = {index._ids[s]: x for s, x in zip(slots.tolist(), scores.tolist(), strict=True)}
     return [by_id[p.id] for p in index.pages()]
 
 

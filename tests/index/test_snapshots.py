@@ -52,7 +52,7 @@ def test_snapshots_are_written_as_the_index_grows(store: ChromaStore, tmp_path: 
             thread.join(10)
     saved = snapshots.load("alice", 1)
     assert saved is not None and saved[1] > 0
-    assert len(saved[0]["pages"]) >= 5
+    assert len(saved[0]["ids"]) >= 5
 
 
 def test_unusable_snapshots_are_ignored(store: ChromaStore, tmp_path: Path) -> None:
