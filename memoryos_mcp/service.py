@@ -126,9 +126,9 @@ class MemoryService:
             where = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.data_dir)
             raise StorageError(f"cannot open Chroma at {where}: {exc}") from exc
         if embedder is None:
-            from memoryos_mcp.adapters.embedder import SentenceTransformerEmbedder
+            from memoryos_mcp.adapters.embedder import make_embedder
 
-            embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.embedding_device)
+            embedder = make_embedder(settings.embedding_model, settings.embedding_device, settings.embedding_backend)
         return cls(settings, store, embedder, make_analyzer(settings), make_snapshots(settings))
 
     def _lock(self, user_id: str, kind: str) -> threading.Lock:

