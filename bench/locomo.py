@@ -723,7 +723,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from mcp import Client
     from tqdm import tqdm
 
-    from memoryos_mcp.adapters.embedder import SentenceTransformerEmbedder
+    from memoryos_mcp.adapters.embedder import make_embedder
     from memoryos_mcp.server import build_server
 
     wanted = [c.strip() for c in args.conversations.split(",") if c.strip()]
@@ -739,7 +739,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     options = RunOptions(diagnostics=not args.no_diagnostics, default_top_k=settings.top_k, qa_model=qa_model)
 
     print(f"loading the embedding model for the baselines ({settings.embedding_model})...", file=sys.stderr)
-    embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.embedding_device)
+    # The server's own backend: torch and ONNX Runtime in one process fight over the cores.
+    embedder = make_embedder(settings.embedding_model, settings.embedding_device, settings.embedding_backend)
     ingest: list[IngestRecord] = []
     records: list[QuestionRecord] = []
     started = time.perf_counter()

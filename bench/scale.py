@@ -52,8 +52,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def raw_embedding_rate(path: Path, sample: int) -> tuple[float, int]:
-    """Pages per second of one batched encode call over the first `sample` page texts of the file."""
-    from memoryos_mcp.adapters.embedder import SentenceTransformerEmbedder
+    """Pages per second of one batched encode call over the first `sample` page texts of the file (the
+    embedder the server uses, in this process, with nothing else running)."""
+    from memoryos_mcp.adapters.embedder import make_embedder
 
     texts = []
     with path.open() as lines:
@@ -62,7 +63,7 @@ def raw_embedding_rate(path: Path, sample: int) -> tuple[float, int]:
             texts.append(" ".join(part for part in (item["user_input"], item["agent_response"]) if part))
             if len(texts) >= sample:
                 break
-    embedder = SentenceTransformerEmbedder()
+    embedder = make_embedder()  # the backend the server and the import use
     embedder.embed(texts[:64])  # warm up
     started = time.perf_counter()
     embedder.embed(texts)
