@@ -85,6 +85,12 @@ class MemoryStore(Protocol):
     def put_segments(self, segments: Sequence[Segment], *, new: bool) -> None:
         """Write segments. new=False leaves N_visit and last_access as stored: retrievals own those."""
         ...
+    def write_mid_term(
+        self, new_segments: Sequence[Segment], changed_segments: Sequence[Segment], pages: Sequence[Page], head: ChainHead | None
+    ) -> None:
+        """What one eviction changed in mid-term memory, in as few writes as the backend allows: new segments,
+        moved pages and the chain head first, then changed segments (N_visit and last access kept as stored)."""
+        ...
     def record_visits(self, user_id: str, segment_ids: Sequence[str], now: float) -> dict[str, tuple[int, float]]:
         """N_visit += 1 and last access = now on the stored segments; returns the values written."""
         ...

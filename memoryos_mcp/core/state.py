@@ -26,7 +26,9 @@ FACT_KINDS: tuple[FactKind, ...] = ("user_fact", "assistant_trait")
 
 
 def copy_segment(segment: Segment) -> Segment:
-    return replace(segment, keyword_counts=dict(segment.keyword_counts))
+    copied = replace(segment, keyword_counts=dict(segment.keyword_counts))
+    copied._keywords, copied._keyword_set = segment._keywords, segment._keyword_set  # same counts: same K_segment
+    return copied
 
 
 @dataclass
@@ -134,17 +136,19 @@ class Draft:
         high; never a lost page.
         """
         every = {**self.segments, **{s.id: s for s in self.archived}}
-        store.put_segments([every[sid] for sid in sorted(self.new_segments) if sid in every], new=True)
-        store.put_segments([every[sid] for sid in sorted(self.changed_segments) if sid in every], new=False)
         moved = {p.id for p in self.to_mid_term}
         for page in self.to_mid_term:
             page.analyzed = page.analyzed or page.id in self.analyzed
-        store.put_mtm_pages(self.to_mid_term)
-        store.mark_analyzed(self.user_id, sorted(self.analyzed - moved))
+        store.write_mid_term(
+            [every[sid] for sid in sorted(self.new_segments) if sid in every],
+            [every[sid] for sid in sorted(self.changed_segments) if sid in every],
+            self.to_mid_term,
+            self.chain_head if self.head_changed else None,
+        )
+        if self.analyzed - moved:
+            store.mark_analyzed(self.user_id, sorted(self.analyzed - moved))
         store.put_stm_pages([p for p in self.stm if p.id not in self.stm_durable])
         store.delete_stm_pages(self.user_id, sorted(self.stm_deleted))
-        if self.head_changed and self.chain_head is not None:
-            store.put_chain_head(self.chain_head)
         if self.profile is not None and self.profile_embedding is not None:
             store.put_profile(self.profile, self.profile_embedding)
         store.add_facts(self.facts_added)

@@ -332,7 +332,11 @@ class PageIndex:
             self._seg_slots.append(set())
         self._seg[slot] = code
         self._seg_slots[code].add(slot)
-        self._members.pop(code, None)
+        members = self._members.get(code)
+        if members is not None and (not len(members) or self._key(int(members[-1])) < (page.added_at, page.id)):
+            self._members[code] = np.append(members, slot)  # the usual case: the newest page of its segment
+        else:
+            self._members.pop(code, None)
         terms = Counter(index_terms(page_text(page)))
         ids = np.fromiter((self._term_id(t) for t in terms), dtype=np.int32, count=len(terms))
         counts = np.fromiter(terms.values(), dtype=np.float32, count=len(terms))
@@ -683,7 +687,12 @@ class PageIndex:
         chosen = [(segments[i], float(combined[i])) for i in order]
         # Candidates in the order a stable sort needs: by segment rank, then conversation order.
         candidate = np.concatenate([members[i] for i in order]) if len(order) else np.zeros(0, dtype=np.int64)
-        top = candidate[np.argsort(-scores[candidate], kind="stable")[:top_k]]
+        values = scores[candidate]
+        if len(candidate) > 4 * top_k:  # keep what can be in the top k (ties included), then sort only those
+            kth = np.partition(-values, top_k - 1)[top_k - 1]
+            keep = np.flatnonzero(-values <= kth)
+            candidate, values = candidate[keep], values[keep]
+        top = candidate[np.argsort(-values, kind="stable")[:top_k]]
         hits = []
         for slot in top.tolist():
             hits.append((self._page(slot), float(scores[slot])))
