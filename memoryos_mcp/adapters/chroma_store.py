@@ -489,8 +489,25 @@ class ChromaStore:
             changes.append(Change(**body))
         return changes
 
-    def append_change(self, user_id: str, change: Change) -> None:
-        body = json.dumps(change.__dict__, ensure_ascii=False)
+    def append_change(self, user_id: str, change: Change, writer: str = "") -> int:
+        # add() of an existing id is a no-op, so this is a compare-and-set across processes. A seq can be taken
+        # already when a writer crashed between its entry and its version, or when a lease was taken over
+        # from a writer that was only slow: this entry then goes to the next free seq (replaying both is
+        # right: each entry names what its writer put in the store).
+        seq = change.seq
+        for _ in range(64):
+            change.seq = seq
+            body = json.dumps(change.__dict__, ensure_ascii=False)
+            entry_id = f"log:{user_id}:{seq}"
+            entry = {"kind": "log", "user_id": user_id, "seq": seq, "writer": writer}
+            self.meta.add(ids=[entry_id], embeddings=np.ones((1, 1), dtype=np.float32), documents=[body], metadatas=[entry])
+            stored = self._get_ids(self.meta, [entry_id], {"documents", "metadatas"})
+            if stored and stored[0][2].get("writer") == writer and stored[0][1] == body:
+                break
+            logger.warning("change %d of user %s was written by another process; using the next one", seq, user_id)
+            seq += 1
+        else:
+            raise StorageError(f"could not append to the change log of user {user_id!r}: 64 entries in a row taken")
         version = {
             "kind": "version",
             "user_id": user_id,
@@ -498,12 +515,14 @@ class ChromaStore:
             "mid_term_pages": change.mid_term_pages,
             "archived_segments": change.archived_segments,
         }
-        entry = {"kind": "log", "user_id": user_id, "seq": change.seq}
-        # The entry and the version in one write: a reader never sees a version whose entry is missing.
-        self._meta_put([(f"log:{user_id}:{change.seq}", body, entry), (f"version:{user_id}", "", version)])
+        self._meta_put([(f"version:{user_id}", "", version)])
         if change.seq % 64 == 0 and change.seq > LOG_KEEP:
             old = range(max(1, change.seq - LOG_KEEP - 64), change.seq - LOG_KEEP)
-            self.meta.delete(ids=[f"log:{user_id}:{seq}" for seq in old])
+            try:
+                self.meta.delete(ids=[f"log:{user_id}:{seq}" for seq in old])
+            except Exception as exc:  # the write is done; old entries go with a later trim
+                logger.warning("could not trim the change log of %s: %s", user_id, exc)
+        return change.seq
 
     def count_mid_term(self, user_id: str) -> tuple[int, int]:
         pages = sum(
@@ -528,8 +547,12 @@ class ChromaStore:
             if meta.get("owner") == owner:
                 return True
             if float(meta.get("expires", 0)) < now:  # its holder died: clear it; the next try may take it
-                logger.warning("write lease of %s held by %s expired; taking over", user_id, meta.get("owner"))
-                self.meta.delete(ids=[lease_id])
+                # Read again just before deleting: the holder may have renewed it, or another waiter replaced
+                # it, meanwhile (Chroma has no conditional delete; this leaves a window of a few ms).
+                again = self._get_ids(self.meta, [lease_id], {"metadatas"})
+                if again and again[0][2].get("owner") == meta.get("owner") and again[0][2].get("expires") == meta.get("expires"):
+                    logger.warning("write lease of %s held by %s expired; taking over", user_id, meta.get("owner"))
+                    self.meta.delete(ids=[lease_id])
         return False
 
     def renew_lease(self, user_id: str, owner: str, ttl_s: float) -> bool:

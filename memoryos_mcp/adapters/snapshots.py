@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +64,12 @@ class SnapshotStore:
         }
         target = self.path(user_id)
         for stale in self.directory.glob(f"{target.name}.tmp*"):  # left by a process killed while saving
-            stale.unlink(missing_ok=True)
-        temporary = target.with_name(f"{target.name}.tmp{os.getpid()}")
+            try:
+                if time.time() - stale.stat().st_mtime > 3600:  # not one being written right now
+                    stale.unlink(missing_ok=True)
+            except OSError:
+                pass
+        temporary = target.with_name(f"{target.name}.tmp{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}")
         with temporary.open("wb") as out:
             np.savez(
                 out,

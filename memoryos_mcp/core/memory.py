@@ -53,8 +53,8 @@ class MemoryOS:
         weights: RetrievalWeights | None = None,
         *,
         cache_budget_bytes: int = DEFAULT_CACHE_BYTES,
-        lease_ttl_s: float = 120.0,
-        lease_wait_s: float = 90.0,
+        lease_ttl_s: float = 60.0,
+        lease_wait_s: float = 75.0,
         snapshots: IndexSnapshots | None = None,
         snapshot_min_pages: int = 2000,
         snapshot_every: int = 500,
@@ -73,6 +73,7 @@ class MemoryOS:
         self.snapshot_min_pages = snapshot_min_pages
         self.snapshot_every = snapshot_every
         self._snapshotting: set[str] = set()
+        self._lease_lost: dict[str, bool] = {}
         self._snapshot_guard = threading.Lock()
         self.lease_ttl_s = lease_ttl_s
         self.lease_wait_s = lease_wait_s
@@ -120,7 +121,11 @@ class MemoryOS:
         result = AddResult(page=page)
         result.usage.deadline = deadline
         with self._writing(user_id) as state:
-            self.store.put_stm_pages([page])
+            try:
+                self.store.put_stm_pages([page])  # durable before anything else happens
+            except BaseException:
+                self.states.drop(user_id)  # the write may have landed: read the short-term tier again next time
+                raise
             draft = Draft(state)
             draft.stm_durable.add(page.id)
             self._apply(state, draft, [page], result, deadline)
@@ -141,10 +146,18 @@ class MemoryOS:
         try:
             self.pipeline.add_pages(draft, pages, result)
             self.promotion.promote_hot_segments(draft, result, deadline)
-            change = draft.commit(self.store)
+            if self._lease_lost.get(state.user_id):
+                raise StorageError(
+                    f"lost the write lease of user {state.user_id!r} during this write; nothing of it "
+                    "was committed past short-term memory; try again"
+                )
+            change = draft.commit(self.store, self.owner)
         except BaseException:
             self.states.drop(state.user_id)  # the store may hold part of this write: reload from it next time
             raise
+        if change.seq != draft.base_seq + 1:  # another writer's entry came between: its changes are not in ours
+            self.states.drop(state.user_id)
+            return
         state.adopt(draft, change)
         self.states.account(state)
         if self.snapshots is not None and len(state.index) >= self.snapshot_min_pages:
@@ -170,11 +183,19 @@ class MemoryOS:
         written = 0
         for user in self.states.cached_users():
             state = self.states.peek(user)
-            if state is not None and len(state.index) >= floor:
-                try:
-                    written += self.save_snapshot(state)
-                except OSError as exc:
-                    logger.warning("could not save the index snapshot of %s: %s", user, exc)
+            if state is None or len(state.index) < floor:
+                continue
+            with self._snapshot_guard:
+                if user in self._snapshotting:  # a background save of this user is under way
+                    continue
+                self._snapshotting.add(user)
+            try:
+                written += self.save_snapshot(state)
+            except OSError as exc:
+                logger.warning("could not save the index snapshot of %s: %s", user, exc)
+            finally:
+                with self._snapshot_guard:
+                    self._snapshotting.discard(user)
         return written
 
     def _snapshot_in_background(self, state: UserState) -> None:
@@ -211,12 +232,14 @@ class MemoryOS:
                 )
             time.sleep(0.02 + random.random() * 0.05)
         done = threading.Event()
+        self._lease_lost[user_id] = False
 
         def heartbeat() -> None:
             while not done.wait(self.lease_ttl_s / 3):
                 try:
                     if not self.store.renew_lease(user_id, self.owner, self.lease_ttl_s):
                         logger.warning("lost the write lease of %s while writing", user_id)
+                        self._lease_lost[user_id] = True  # the commit is refused
                         return
                 except Exception as exc:  # the write itself reports store failures
                     logger.warning("could not renew the write lease of %s: %s", user_id, exc)
@@ -228,7 +251,10 @@ class MemoryOS:
         finally:
             done.set()
             beat.join()
-            self.store.release_lease(user_id, self.owner)
+            try:
+                self.store.release_lease(user_id, self.owner)
+            except Exception as exc:  # the write itself is done; the lease expires on its own
+                logger.warning("could not release the write lease of %s: %s", user_id, exc)
 
     def _next_added_at(self) -> int:
         # Strictly increasing even when two pages arrive within one clock tick: it orders the FIFO.

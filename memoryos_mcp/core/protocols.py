@@ -39,6 +39,7 @@ class Change:
 
     seq: int
     pages_added: list[str] = field(default_factory=list)  # entered mid-term memory
+    pages_analyzed: list[str] = field(default_factory=list)  # read by a promotion (already in mid-term memory)
     pages_removed: list[str] = field(default_factory=list)
     segments_removed: list[str] = field(default_factory=list)  # archived or deleted: their pages leave retrieval
     mid_term_pages: int = 0  # counts after the change, for stats without a scan
@@ -109,7 +110,10 @@ class MemoryStore(Protocol):
     def read_changes(self, user_id: str, after: int, upto: int) -> list[Change] | None:
         """Entries after..upto in order; None when some are no longer kept (the reader reloads instead)."""
         ...
-    def append_change(self, user_id: str, change: Change) -> None: ...
+    def append_change(self, user_id: str, change: Change, writer: str = "") -> int:
+        """Append the entry at change.seq, or at the next free seq when another writer took that one (it then
+        sets change.seq), and set the version to it; returns the seq used."""
+        ...
     def count_mid_term(self, user_id: str) -> tuple[int, int]:
         """(mid-term pages, archived segments) by scanning: for users whose version carries no counts."""
         ...

@@ -86,18 +86,19 @@ class Draft:
     """What one add (or one import chunk) changes, worked out on copies of a user's state."""
 
     def __init__(self, state: UserState) -> None:
-        self.user_id = state.user_id
-        self.base_seq = state.seq
-        self.stm = list(state.stm)
-        self.segments = {sid: copy_segment(s) for sid, s in state.segments.items()}
-        self.chain_head = state.chain_head
-        self.profile = copy.deepcopy(state.profile)
-        self.facts = {kind: list(state.facts.get(kind, [])) for kind in FACT_KINDS}
-        self.mid_term_pages = state.mid_term_pages
-        self.archived_segments = state.archived_segments
-        self.in_both_tiers = set(state.in_both_tiers)
+        with state.lock:  # one consistent copy: a replay or a retrieval may be changing the state meanwhile
+            self.user_id = state.user_id
+            self.base_seq = state.seq
+            self.stm = list(state.stm)
+            self.segments = {sid: copy_segment(s) for sid, s in state.segments.items()}
+            self.chain_head = state.chain_head
+            self.profile = copy.deepcopy(state.profile)
+            self.facts = {kind: list(state.facts.get(kind, [])) for kind in FACT_KINDS}
+            self.mid_term_pages = state.mid_term_pages
+            self.archived_segments = state.archived_segments
+            self.in_both_tiers = set(state.in_both_tiers)
         # What the commit writes:
-        self.stm_durable = {p.id for p in state.stm}  # already in the store's short-term tier
+        self.stm_durable = {p.id for p in self.stm}  # already in the store's short-term tier
         self.stm_deleted: set[str] = set()
         self.new_segments: set[str] = set()
         self.changed_segments: set[str] = set()
@@ -129,12 +130,18 @@ class Draft:
         pending = [p for p in self.to_mid_term if p.segment_id == segment_id]
         return [p for p in indexed + pending if not p.analyzed and p.id not in self.analyzed]
 
-    def commit(self, store: MemoryStore) -> Change:
+    def commit(self, store: MemoryStore, writer: str = "") -> Change:
         """Write everything, destination before source, then one change-log entry; returns that entry.
 
-        A crash part-way leaves at worst a page in two tiers (repaired by the next add) or counts slightly
-        high; never a lost page.
+        What a promotion learned (profile, facts) is written before the pages are marked analysed and the
+        segment's L_interaction is reset, so a crash part-way repeats a promotion rather than losing it. A
+        crash leaves at worst a page in two tiers (repaired by the next add) or counts slightly high; never a
+        lost page.
         """
+        if self.profile is not None and self.profile_embedding is not None:
+            store.put_profile(self.profile, self.profile_embedding)
+        store.add_facts(self.facts_added)
+        store.delete_facts(self.user_id, self.facts_deleted)
         every = {**self.segments, **{s.id: s for s in self.archived}}
         moved = {p.id for p in self.to_mid_term}
         for page in self.to_mid_term:
@@ -149,18 +156,15 @@ class Draft:
             store.mark_analyzed(self.user_id, sorted(self.analyzed - moved))
         store.put_stm_pages([p for p in self.stm if p.id not in self.stm_durable])
         store.delete_stm_pages(self.user_id, sorted(self.stm_deleted))
-        if self.profile is not None and self.profile_embedding is not None:
-            store.put_profile(self.profile, self.profile_embedding)
-        store.add_facts(self.facts_added)
-        store.delete_facts(self.user_id, self.facts_deleted)
         change = Change(
             seq=self.base_seq + 1,
             pages_added=[p.id for p in self.to_mid_term],
+            pages_analyzed=sorted(self.analyzed - moved),
             segments_removed=[s.id for s in self.archived],
             mid_term_pages=self.mid_term_pages,
             archived_segments=self.archived_segments,
         )
-        store.append_change(self.user_id, change)
+        store.append_change(self.user_id, change, writer)  # may move change.seq past another writer's entry
         return change
 
 
@@ -181,9 +185,7 @@ class StateLoader:
             if seq <= version.seq:
                 state = self._empty(user_id, seq, PageIndex.restore(exported))
                 state.snapshot_seq = seq
-                refreshed = self.refresh(state, version)
-                self._check_both_tiers(refreshed)
-                return refreshed
+                return self._replay(state, version)  # also reads the bounded parts a snapshot lacks
         return self._load_from_store(user_id)
 
     def _empty(self, user_id: str, seq: int, index: PageIndex) -> UserState:
@@ -224,31 +226,43 @@ class StateLoader:
         state.in_both_tiers = {pid for pid, tier in found.items() if tier == "mid_term"}
 
     def refresh(self, state: UserState, version: Version) -> UserState:
-        """The state brought to `version`: entries replayed, or a fresh load when the log cannot say."""
-        changes = self.store.read_changes(state.user_id, state.seq, version.seq) if version.seq >= state.seq else None
+        """The state brought to `version`: entries replayed, or a fresh load when the log cannot say.
+
+        Under the state's lock throughout: a write of this process may adopt a newer state meanwhile, and the
+        state's seq must never go back (a draft built on an older seq would reuse a log entry's number)."""
+        with state.lock:
+            if state.seq >= version.seq:
+                return state  # already there (a write of this process got further while we waited)
+            return self._replay(state, version)
+
+    def _replay(self, state: UserState, version: Version) -> UserState:
+        """Entries state.seq..version.seq replayed onto `state` (which may be a bare snapshot: its bounded
+        parts are read whole every time). The caller holds the state's lock or owns the state alone."""
+        changes = self.store.read_changes(state.user_id, state.seq, version.seq)
         if changes is None:
             return self._load_from_store(state.user_id)
-        with state.lock:
-            self._read_bounded(state)
-            added: dict[str, None] = {}
-            for change in changes:
-                for pid in change.pages_removed:
-                    added.pop(pid, None)
-                state.index.remove(change.pages_removed)
-                state.index.remove_segments(change.segments_removed)
-                added.update(dict.fromkeys(change.pages_added))
-            active = set(state.segments)
-            state.index.remove_segments(state.index.segment_ids() - active)
-            fetched = self.store.get_mtm_pages(state.user_id, [pid for pid in added if pid not in state.index])
-            state.index.add([p for p in fetched if p.segment_id in active])
-            # A segment active again (or written by a process that crashed before logging): read it whole.
-            indexed = state.index.segment_ids()
-            unseen = [sid for sid, s in state.segments.items() if s.page_count > 0 and sid not in indexed]
-            if unseen:
-                state.index.add(self.store.pages_of_segments(state.user_id, unseen))
-            self._set_counts(state, version, changes[-1] if changes else None)
-            state.seq = version.seq
-            state.measure()
+        self._read_bounded(state)
+        added: dict[str, None] = {}
+        for change in changes:
+            for pid in change.pages_removed:
+                added.pop(pid, None)
+            state.index.remove(change.pages_removed)
+            state.index.remove_segments(change.segments_removed)
+            state.index.mark_analyzed(change.pages_analyzed)
+            added.update(dict.fromkeys(change.pages_added))
+        active = set(state.segments)
+        state.index.remove_segments(state.index.segment_ids() - active)
+        fetched = self.store.get_mtm_pages(state.user_id, [pid for pid in added if pid not in state.index])
+        state.index.add([p for p in fetched if p.segment_id in active])
+        # A segment active again (or written by a process that crashed before logging): read it whole.
+        indexed = state.index.segment_ids()
+        unseen = [sid for sid, s in state.segments.items() if s.page_count > 0 and sid not in indexed]
+        if unseen:
+            state.index.add(self.store.pages_of_segments(state.user_id, unseen))
+        self._set_counts(state, version, changes[-1] if changes else None)
+        self._check_both_tiers(state)  # another process may have crashed mid-move
+        state.seq = version.seq
+        state.measure()
         return state
 
     def _read_bounded(self, state: UserState) -> None:

@@ -235,3 +235,20 @@ def test_pages_are_marked_analyzed_without_rewriting_them(any_store: ChromaStore
     any_store.mark_analyzed("bob", ["a"])  # not bob's
     any_store.mark_analyzed("alice", ["b", "zzz"])
     assert [(p.id, p.analyzed) for p in any_store.pages_of_segments("alice", ["s1"])] == [("a", False), ("b", True)]
+
+
+def test_change_log_entry_left_by_a_crashed_writer_is_kept_and_skipped(any_store: ChromaStore) -> None:
+    # A writer that died between its log entry and its version left entry 1 behind, version still 0.
+    orphan = Change(seq=1, pages_added=["p1"], mid_term_pages=1)
+    any_store._meta_put(
+        [("log:alice:1", json.dumps(orphan.__dict__), {"kind": "log", "user_id": "alice", "seq": 1, "writer": "dead"})]
+    )
+    assert any_store.read_version("alice") == Version(seq=0)
+    change = Change(seq=1, pages_added=["p2"], mid_term_pages=2)
+    assert any_store.append_change("alice", change, writer="me") == 2
+    assert change.seq == 2
+    assert any_store.read_version("alice") == Version(seq=2, mid_term_pages=2, archived_segments=0)
+    changes = any_store.read_changes("alice", 0, 2)
+    assert changes is not None and [c.pages_added for c in changes] == [["p1"], ["p2"]]
+    # The same writer appending again goes on from there.
+    assert any_store.append_change("alice", Change(seq=3, pages_added=["p3"], mid_term_pages=3), writer="me") == 3
