@@ -425,6 +425,7 @@ class ChromaStore:
                 text=doc or "",
                 created_at=float(meta["created_at"]),
                 source_segment=str(meta.get("source_segment", "")),
+                source_pages=json.loads(str(meta.get("source_pages") or "[]")),
                 embedding=embedding,
             )
             for fid, doc, meta, embedding in self._get_where(self.lpm, {"owner_kind": f"{user_id}|{kind}"}, _PAGE)
@@ -447,6 +448,7 @@ class ChromaStore:
                     "owner_kind": f"{f.user_id}|{f.kind}",
                     "created_at": f.created_at,
                     "source_segment": f.source_segment,
+                    "source_pages": json.dumps(f.source_pages),  # Chroma metadata holds scalars only
                 }
                 for f in facts
             ],

@@ -86,6 +86,9 @@ class Fact:
     created_at: float
     source_segment: str = ""
     embedding: Vector | None = None
+    # Provenance: the pages it was learned from (every promotion that extracted it, or a near-duplicate of
+    # it). Forgetting all of them forgets the fact; empty for facts stored before provenance was recorded.
+    source_pages: list[str] = field(default_factory=list)
 
 
 @dataclass

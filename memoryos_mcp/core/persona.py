@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -74,7 +75,7 @@ class Promotion:
                 result.usage.failures += 1
                 result.notes.append(f"promotion of {segment.id} deferred: {exc}")
                 return False
-            self._merge_persona(draft, profile, update, segment, result)
+            self._merge_persona(draft, profile, update, segment, [p.id for p in pages], result)
             draft.analyzed.update(p.id for p in pages)
         # L_interaction counts pages since the last promotion (paper), so it restarts here.
         segment.l_interaction = 0
@@ -82,7 +83,13 @@ class Promotion:
         return True
 
     def _merge_persona(
-        self, draft: Draft, profile: UserProfile, update: PersonaUpdate, segment: Segment, result: AddResult
+        self,
+        draft: Draft,
+        profile: UserProfile,
+        update: PersonaUpdate,
+        segment: Segment,
+        sources: list[str],
+        result: AddResult,
     ) -> None:
         changed = False
         for key, value in update.static.items():
@@ -99,22 +106,39 @@ class Promotion:
             profile.updated_at = self.clock()
             draft.profile = profile
             draft.profile_embedding = self.embedder.embed([profile_text(profile)])[0]
-        self._add_facts(draft, segment, "user_fact", update.user_facts, result)
-        self._add_facts(draft, segment, "assistant_trait", update.assistant_traits, result)
+        self._add_facts(draft, segment, "user_fact", update.user_facts, sources, result)
+        self._add_facts(draft, segment, "assistant_trait", update.assistant_traits, sources, result)
 
-    def _add_facts(self, draft: Draft, segment: Segment, kind: FactKind, texts: Sequence[str], result: AddResult) -> None:
+    def _add_facts(
+        self, draft: Draft, segment: Segment, kind: FactKind, texts: Sequence[str], sources: list[str], result: AddResult
+    ) -> None:
         texts = list(dict.fromkeys(t.strip() for t in texts if t and t.strip()))
         if not texts:
             return
         existing = draft.facts[kind]
         embeddings = self.embedder.embed(texts)
-        kept = [np.asarray(f.embedding, dtype=np.float32) for f in existing if f.embedding is not None]
+        holders = [f for f in existing if f.embedding is not None]
+        kept = [np.asarray(f.embedding, dtype=np.float32) for f in holders]
         now = self.clock()
         new: list[Fact] = []
+        supported: dict[str, Fact] = {}  # existing facts these pages also support: provenance grows
         for offset, (text, embedding) in enumerate(zip(texts, embeddings, strict=True)):
             vector = np.asarray(embedding, dtype=np.float32)
-            if kept and max(float(v @ vector) for v in kept) >= self.params.fact_duplicate_cosine:
-                continue
+            if kept:
+                similarity = [float(v @ vector) for v in kept]
+                best = int(np.argmax(similarity))
+                if similarity[best] >= self.params.fact_duplicate_cosine:
+                    twin = holders[best]
+                    added = [p for p in sources if p not in twin.source_pages]
+                    if added:
+                        # A copy: the draft's lists share Fact objects with the live state until commit.
+                        grown = dataclasses.replace(twin, source_pages=twin.source_pages + added)
+                        holders[best] = grown
+                        for group in (existing, new):
+                            group[:] = [grown if f is twin else f for f in group]
+                        if grown.id not in {f.id for f in new}:
+                            supported[grown.id] = grown
+                    continue
             kept.append(vector)
             new.append(
                 Fact(
@@ -124,9 +148,13 @@ class Promotion:
                     text=text,
                     created_at=now + offset * 1e-6,  # keeps FIFO order inside one batch
                     source_segment=segment.id,
+                    source_pages=list(sources),
                     embedding=vector,
                 )
             )
+            holders.append(new[-1])
+        if supported:  # rewritten with the longer provenance (the draft's copies are its own)
+            draft.facts_added = [f for f in draft.facts_added if f.id not in supported] + list(supported.values())
         if not new:
             return
         draft.facts_added.extend(new)
