@@ -8,7 +8,6 @@ per chunk. A line counts as done when its chunk's commit returned: that is what 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memoryos_mcp import validation
+from memoryos_mcp.core.models import page_id_for
 from memoryos_mcp.errors import InvalidInputError
 from memoryos_mcp.service import MemoryService
 from memoryos_mcp.settings import Settings
@@ -65,10 +65,6 @@ class ImportReport:
         if len(self.failed) > shown:
             text += f"\n  … and {len(self.failed) - shown} more failed lines"
         return text
-
-
-def page_id_for(user_id: str, key: str) -> str:
-    return "pg_" + hashlib.sha256(f"{user_id}\x1f{key}".encode()).hexdigest()[:32]
 
 
 def parse_line(number: int, raw: str, settings: Settings, default_user: str) -> ImportLine:

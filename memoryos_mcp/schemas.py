@@ -133,6 +133,9 @@ class AddMemoryResult(BaseModel):
     page_id: str
     user_id: str
     timestamp: str
+    already_stored: bool = Field(
+        False, description="true when a page with this idempotency_key was stored before: nothing was added"
+    )
     moved_to_mid_term: list[str] = Field(description="ids of pages that left short-term memory")
     segments_created: list[str]
     segments_merged: list[str]
@@ -154,6 +157,7 @@ class AddMemoryResult(BaseModel):
             page_id=result.page.id,
             user_id=result.page.user_id,
             timestamp=result.page.timestamp,
+            already_stored=result.already_stored,
             moved_to_mid_term=result.moved_to_mid_term,
             segments_created=result.segments_created,
             segments_merged=result.segments_merged,

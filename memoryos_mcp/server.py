@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from memoryos_mcp import __version__
@@ -82,7 +83,7 @@ def build_server(settings: Settings, service_factory: Callable[[], MemoryService
         log_level=settings.log_level,
     )
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False))
     def add_memory(
         user_input: Annotated[str, Field(description="What the user said in this exchange (may be empty if agent_response is not).")] = "",
         agent_response: Annotated[str, Field(description="What the assistant answered (may be empty if user_input is not).")] = "",
@@ -95,6 +96,14 @@ def build_server(settings: Settings, service_factory: Callable[[], MemoryService
             dict[str, Any] | None,
             Field(description="Flat JSON object of string/number/boolean values stored with the page and returned with it."),
         ] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Field(
+                description="Any string unique to this exchange (per user). A second add with the same key stores "
+                "nothing and returns the first page's id: pass one when a call may be retried.",
+                max_length=256,
+            ),
+        ] = None,
     ) -> AddMemoryResult:
         """Remember one exchange (a "page") between the user and you.
 
@@ -103,26 +112,38 @@ def build_server(settings: Settings, service_factory: Callable[[], MemoryService
         user's long-term profile. The result says what happened. Texts are limited to max_text_chars
         (default 20,000) each.
         """
-        return _call(slot, lambda s: s.add_memory(user_input, agent_response, user_id, timestamp, metadata))
+        return _call(slot, lambda s: s.add_memory(user_input, agent_response, user_id, timestamp, metadata, idempotency_key))
 
-    @mcp.tool()
+    # Not read-only: retrieval is what heats a segment (the paper's N_visit and last access are written).
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False))
     def retrieve_memory(
         query: Annotated[str, Field(description="What to look for: the user's question or the topic at hand.")],
         user_id: UserId = None,
         top_k: Annotated[int | None, Field(description="Mid-term pages to return (default 10).", ge=1, le=100)] = None,
         top_m: Annotated[int | None, Field(description="Mid-term segments searched (default 5).", ge=1, le=50)] = None,
         include_short_term: Annotated[bool, Field(description="Also return the most recent pages.")] = True,
+        since: Annotated[
+            str | None, Field(description="Only pages dated on or after this ISO-8601 date or datetime ('2024-05-01').")
+        ] = None,
+        until: Annotated[
+            str | None,
+            Field(description="Only pages dated on or before this ISO-8601 date or datetime (a date includes that whole day)."),
+        ] = None,
     ) -> RetrieveMemoryResult:
         """Find what you remember about a query, from all memory tiers.
 
         Returns the recent short-term pages, the best mid-term pages (from the top-m segments by topic match,
         then top-k pages by similarity, each with id, timestamp, segment, score, chain summary and metadata),
         the user's profile, relevant user facts and assistant traits, and `context`: all of it as one text
-        block to read before answering. Makes no LLM call.
+        block to read before answering. Makes no LLM call. Records a visit on each segment returned (that is
+        what makes a topic hot in the paper's heat model), so it is not read-only.
         """
-        return _call(slot, lambda s: s.retrieve_memory(query, user_id, top_k, top_m, include_short_term))
+        return _call(
+            slot,
+            lambda s: s.retrieve_memory(query, user_id, top_k, top_m, include_short_term, since=since, until=until),
+        )
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False))
     def get_user_profile(
         user_id: UserId = None,
         include_knowledge: Annotated[bool, Field(description="Include the facts learned about the user.")] = True,
@@ -135,7 +156,7 @@ def build_server(settings: Settings, service_factory: Callable[[], MemoryService
         """
         return _call(slot, lambda s: s.get_user_profile(user_id, include_knowledge, include_assistant_traits))
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False))
     def memory_stats(user_id: UserId = None) -> MemoryStats:
         """Counts per memory tier for a user, plus the server's total LLM calls and tokens and peak memory use."""
         return _call(slot, lambda s: s.stats(user_id))

@@ -155,15 +155,20 @@ class MemoryService:
         user_id: str | None = None,
         timestamp: str | None = None,
         metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> AddMemoryResult:
         s = self.settings
         uid = validation.user_id(user_id, s.user_id)
         ui, ar = validation.exchange(user_input, agent_response, s.max_text_chars)
         ts = validation.timestamp(timestamp)
         meta = validation.metadata(metadata, max_keys=s.max_metadata_keys, max_value_chars=s.max_metadata_value_chars)
+        key = validation.idempotency_key(idempotency_key)
         deadline = time.monotonic() + s.add_time_budget_s
         result = self._run(
-            uid, "add_memory", lambda: self.memory.add_page(uid, ui, ar, ts, meta, deadline), lock="add"
+            uid,
+            "add_memory",
+            lambda: self.memory.add_page(uid, ui, ar, ts, meta, deadline, idempotency_key=key),
+            lock="add",
         )
         with self._locks_guard:  # adds of different users finish in parallel threads
             self.usage_total.add(result.usage)
@@ -199,17 +204,26 @@ class MemoryService:
         top_m: int | None = None,
         include_short_term: bool = True,
         include_archived: bool = False,
+        since: str | None = None,
+        until: str | None = None,
     ) -> RetrieveMemoryResult:
         s = self.settings
         uid = validation.user_id(user_id, s.user_id)
         q = validation.query(query, s.max_text_chars)
         k = validation.positive(top_k, "top_k", 100)
         m = validation.positive(top_m, "top_m", 50)
+        window = validation.time_range(since, until)
         retrieval = self._run(
             uid,
             "retrieve_memory",
             lambda: self.memory.retrieve(
-                uid, q, top_k=k, top_m=m, include_short_term=include_short_term, include_archived=include_archived
+                uid,
+                q,
+                top_k=k,
+                top_m=m,
+                include_short_term=include_short_term,
+                include_archived=include_archived,
+                window=window,
             ),
             lock="retrieve",
         )

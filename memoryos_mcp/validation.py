@@ -101,3 +101,39 @@ def positive(value: int | None, name: str, upper: int) -> int | None:
     if value < 1 or value > upper:
         raise InvalidInputError(f"{name} must be between 1 and {upper}, got {value}")
     return value
+
+
+def _bound(value: str, name: str, end_of_day: bool) -> float:
+    raw = value.strip()
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+    except ValueError:
+        raise InvalidInputError(
+            f"{name} {value[:80]!r} is not understood: use an ISO-8601 date or datetime such as '2024-05-08' "
+            "or '2024-05-08T13:56:00'"
+        ) from None
+    if parsed.tzinfo is None:  # stored timestamps without a zone are read as UTC too
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    if end_of_day and len(raw) == 10:  # a date alone: inclusive means the whole day
+        return parsed.timestamp() + 86400 - 1e-6
+    return parsed.timestamp()
+
+
+def time_range(since: str | None, until: str | None) -> tuple[float, float] | None:
+    """Inclusive [since, until] in seconds since the epoch; None when neither is given. A date alone as
+    `until` covers that whole day."""
+    if (since is None or not since.strip()) and (until is None or not until.strip()):
+        return None
+    lo = _bound(since, "since", False) if since and since.strip() else -math.inf
+    hi = _bound(until, "until", True) if until and until.strip() else math.inf
+    if lo > hi:
+        raise InvalidInputError(f"since ({since}) is after until ({until}): give since ≤ until")
+    return lo, hi
+
+
+def idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 256:
+        raise InvalidInputError("idempotency_key must be a non-empty string of at most 256 characters")
+    return value

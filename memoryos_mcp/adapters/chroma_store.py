@@ -476,6 +476,7 @@ class ChromaStore:
                     seq=int(meta["seq"]),
                     mid_term_pages=None if mtm is None else int(mtm),
                     archived_segments=None if archived is None else int(archived),
+                    epoch=str(meta.get("epoch", "")),
                 )
         return Version(seq=0)
 
@@ -516,6 +517,7 @@ class ChromaStore:
             "seq": change.seq,
             "mid_term_pages": change.mid_term_pages,
             "archived_segments": change.archived_segments,
+            "epoch": change.epoch,
         }
         self._meta_put([(f"version:{user_id}", "", version)])
         if change.seq % 64 == 0 and change.seq > LOG_KEEP:

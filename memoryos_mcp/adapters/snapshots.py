@@ -50,7 +50,7 @@ class SnapshotStore:
     def path(self, user_id: str) -> Path:
         return self.directory / f"user-{user_id}.npz"
 
-    def save(self, user_id: str, seq: int, exported: dict[str, Any]) -> None:
+    def save(self, user_id: str, seq: int, exported: dict[str, Any], epoch: str = "") -> None:
         """Write a snapshot of an index at change-log position `seq` (from PageIndex.export())."""
         packed = pack_snapshot(exported)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -59,6 +59,7 @@ class SnapshotStore:
             "identity": self.identity,
             "user_id": user_id,
             "seq": seq,
+            "epoch": epoch,
             "context_window": packed["context_window"],
             "dim": packed["dim"],
         }
@@ -98,7 +99,7 @@ class SnapshotStore:
                     return None
                 packed: dict[str, Any] = {name: data[name] for name in _ARRAYS}
                 packed.update({name: _untext(data[name]) for name in _LISTS})
-                packed.update(context_window=header["context_window"], dim=header["dim"])
+                packed.update(context_window=header["context_window"], dim=header["dim"], memory_epoch=header.get("epoch", ""))
                 return packed, int(header["seq"])
         except Exception as exc:  # a cache: any damage only costs a slower start
             logger.warning("ignoring the index snapshot %s: %s", path, exc)

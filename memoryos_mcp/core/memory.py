@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from memoryos_mcp.core.models import Page, Scalar
+from memoryos_mcp.core.models import Page, Scalar, page_id_for
 from memoryos_mcp.core.persona import Promotion, fact_id, profile_text
 from memoryos_mcp.core.pipeline import AddResult, MemoryParams, UpdatePipeline, rank_segments
 from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, MemoryAnalyzer, MemoryStore
@@ -114,13 +114,24 @@ class MemoryOS:
         timestamp: str,
         metadata: dict[str, Scalar] | None = None,
         deadline: float | None = None,
+        idempotency_key: str | None = None,
     ) -> AddResult:
-        """Store a page in short-term memory (durably, first), then run STM→MTM and MTM→LPM."""
-        page = self.new_page(user_id, user_input, agent_response, timestamp, metadata)
+        """Store a page in short-term memory (durably, first), then run STM→MTM and MTM→LPM.
+
+        With an idempotency key the page id comes from (user, key); when that page is already stored nothing
+        is written and the result carries the stored page (a client retrying after a timeout)."""
+        page_id = page_id_for(user_id, idempotency_key) if idempotency_key is not None else None
+        page = self.new_page(user_id, user_input, agent_response, timestamp, metadata, page_id=page_id)
         page.embedding = self.embedder.embed([exchange_text(page)])[0]
         result = AddResult(page=page)
         result.usage.deadline = deadline
-        with self._writing(user_id) as state:
+        with self._writing(user_id) as state:  # under the user's write lease: one of two racing retries wins
+            if page_id is not None:
+                stored = self._stored_page(state, page_id)
+                if stored is not None:
+                    result.page, result.already_stored = stored, True
+                    result.notes.append("a page with this idempotency_key is already stored; nothing was added")
+                    return result
             try:
                 self.store.put_stm_pages([page])  # durable before anything else happens
             except BaseException:
@@ -130,6 +141,19 @@ class MemoryOS:
             draft.stm_durable.add(page.id)
             self._apply(state, draft, [page], result, deadline)
         return result
+
+    def _stored_page(self, state: UserState, page_id: str) -> Page | None:
+        for page in state.stm:
+            if page.id == page_id:
+                return page
+        page = state.index.get(page_id)
+        if page is not None:
+            return page
+        if self.store.find_pages(state.user_id, [page_id]):  # in an archived segment, or cached state is behind
+            found = self.store.get_mtm_pages(state.user_id, [page_id])
+            stm = [p for p in self.store.list_stm_pages(state.user_id) if p.id == page_id]
+            return (found or stm or [None])[0]
+        return None
 
     def add_pages(self, user_id: str, pages: Sequence[Page], deadline: float | None = None) -> AddResult:
         """Add many pages (with embeddings) as one write: the same model as add_page, page by page, but
@@ -171,8 +195,8 @@ class MemoryOS:
         if self.snapshots is None or state.seq == state.snapshot_seq:
             return False
         with state.lock:  # copies of the arrays: the slow part (serialising) runs without the lock
-            exported, seq = state.index.export(), state.seq
-        self.snapshots.save(state.user_id, seq, exported)
+            exported, seq, epoch = state.index.export(), state.seq, state.epoch
+        self.snapshots.save(state.user_id, seq, exported, epoch)
         state.snapshot_seq = seq
         return True
 
@@ -277,8 +301,10 @@ class MemoryOS:
         top_m: int | None = None,
         include_short_term: bool = True,
         include_archived: bool = False,
+        window: tuple[float, float] | None = None,
     ) -> Retrieval:
-        """All STM pages, two-stage MTM (top-m segments, then top-k pages), LPM facts and profile. No LLM."""
+        """All STM pages, two-stage MTM (top-m segments, then top-k pages), LPM facts and profile. No LLM.
+        `window`: only pages dated inside (since, until), inclusive, in seconds since the epoch."""
         return self.recall.retrieve(
             self.states.fresh(user_id),
             query,
@@ -286,4 +312,5 @@ class MemoryOS:
             top_m=top_m,
             include_short_term=include_short_term,
             include_archived=include_archived,
+            window=window,
         )

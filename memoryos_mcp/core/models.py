@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -12,6 +13,12 @@ Scalar = str | int | float | bool
 Vector = np.ndarray  # float32, unit length (an embedding)
 
 FactKind = Literal["user_fact", "assistant_trait"]
+
+
+def page_id_for(user_id: str, key: str) -> str:
+    """The page id an idempotency key (or an import line's content) stands for: per user, so two users may
+    use the same key."""
+    return "pg_" + hashlib.sha256(f"{user_id}\x1f{key}".encode()).hexdigest()[:32]
 
 
 @dataclass(slots=True)

@@ -64,6 +64,7 @@ class AddResult:
     facts_dropped: list[str] = field(default_factory=list)
     usage: LLMUsage = field(default_factory=LLMUsage)
     notes: list[str] = field(default_factory=list)
+    already_stored: bool = False  # an add with a known idempotency key: nothing was stored
 
 
 def f_scores(segments: Sequence[Segment], embedding: Vector, keywords: Sequence[str]) -> np.ndarray:

@@ -42,6 +42,7 @@ class Change:
     pages_analyzed: list[str] = field(default_factory=list)  # read by a promotion (already in mid-term memory)
     pages_removed: list[str] = field(default_factory=list)
     segments_removed: list[str] = field(default_factory=list)  # archived or deleted: their pages leave retrieval
+    epoch: str = ""  # the incarnation of the user's memory (see Version.epoch)
     mid_term_pages: int = 0  # counts after the change, for stats without a scan
     archived_segments: int = 0
 
@@ -53,6 +54,9 @@ class Version:
     seq: int
     mid_term_pages: int | None = None  # None: written by a version without counts; count by scanning
     archived_segments: int | None = None
+    # Set by the first change after the user had no memory (new, or all forgotten): a cached state or an
+    # index snapshot of another epoch describes memory that no longer exists. "" for older stores.
+    epoch: str = ""
 
 
 class MemoryStore(Protocol):
@@ -129,8 +133,11 @@ class MemoryStore(Protocol):
 class IndexSnapshots(Protocol):
     """Saved page indexes (a cache on local disk): export() of an index and the change-log seq it reflects."""
 
-    def save(self, user_id: str, seq: int, exported: dict[str, Any]) -> None: ...
-    def load(self, user_id: str, context_window: int) -> tuple[dict[str, Any], int] | None: ...
+    def save(self, user_id: str, seq: int, exported: dict[str, Any], epoch: str = "") -> None: ...
+    def load(self, user_id: str, context_window: int) -> tuple[dict[str, Any], int] | None:
+        """(exported, seq); exported["memory_epoch"] holds the Version.epoch it was saved with."""
+        ...
+    def delete(self, user_id: str) -> None: ...
 
 
 @dataclass

@@ -17,7 +17,7 @@ from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
 from memoryos_mcp.core.protocols import Embedder, MemoryStore
 from memoryos_mcp.core.state import UserState
 from memoryos_mcp.core.text import extract_keywords
-from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights
+from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights, parse_epoch
 
 
 @dataclass
@@ -72,7 +72,9 @@ class Recall:
         top_m: int | None = None,
         include_short_term: bool = True,
         include_archived: bool = False,
+        window: tuple[float, float] | None = None,
     ) -> Retrieval:
+        """`window`: inclusive (since, until) in seconds since the epoch; only pages dated inside it."""
         top_k = top_k or self.params.top_k
         top_m = top_m or self.params.top_m
         query_embedding = np.asarray(self.embedder.embed([query])[0], dtype=np.float32)
@@ -93,8 +95,11 @@ class Recall:
                 top_m=top_m,
                 top_k=top_k,
                 weights=self.weights,
+                window=window,
             )
             short_term = list(state.stm) if include_short_term else []
+            if window is not None:
+                short_term = [p for p in short_term if window[0] <= parse_epoch(p.timestamp) <= window[1]]
             facts = {kind: list(items) for kind, items in state.facts.items()}
             profile = state.profile
         # Retrieval is what heats a segment: N_visit and last access move for every segment returned.

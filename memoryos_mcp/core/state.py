@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import uuid
 from dataclasses import dataclass, field, replace
 
 from memoryos_mcp.core.models import Fact, FactKind, Page, Segment, UserProfile, Vector
@@ -29,6 +30,15 @@ def copy_segment(segment: Segment) -> Segment:
     copied = replace(segment, keyword_counts=dict(segment.keyword_counts))
     copied._keywords, copied._keyword_set = segment._keywords, segment._keyword_set  # same counts: same K_segment
     return copied
+
+
+def is_current(state: UserState, version: Version) -> bool:
+    """Whether a cached state has everything `version` says. A state ahead of the version is current (a
+    write of this process committed after the version was read), unless the user's memory was forgotten
+    meanwhile: no version at all, or another epoch."""
+    if state.epoch != version.epoch or (version.seq == 0 and state.seq > 0):
+        return False
+    return state.seq >= version.seq
 
 
 @dataclass
@@ -47,6 +57,7 @@ class UserState:
     archived_segments: int
     in_both_tiers: set[str] = field(default_factory=set)  # STM pages an interrupted move left in MTM too
     snapshot_seq: int = -1  # the seq of the newest index snapshot saved or loaded; -1: none
+    epoch: str = ""  # Version.epoch this state belongs to
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     nbytes: int = 0
 
@@ -79,6 +90,7 @@ class UserState:
             self.index.remove_segments([s.id for s in draft.archived])
             self.index.add([p for p in draft.to_mid_term if p.segment_id in self.segments])
             self.seq = change.seq
+            self.epoch = change.epoch
             self.measure()
 
 
@@ -89,6 +101,8 @@ class Draft:
         with state.lock:  # one consistent copy: a replay or a retrieval may be changing the state meanwhile
             self.user_id = state.user_id
             self.base_seq = state.seq
+            # A user with no memory yet (new, or all forgotten) starts a new epoch with this change.
+            self.epoch = state.epoch if state.seq > 0 else uuid.uuid4().hex
             self.stm = list(state.stm)
             self.segments = {sid: copy_segment(s) for sid, s in state.segments.items()}
             self.chain_head = state.chain_head
@@ -160,6 +174,7 @@ class Draft:
             seq=self.base_seq + 1,
             pages_added=[p.id for p in self.to_mid_term],
             pages_analyzed=sorted(self.analyzed - moved),
+            epoch=self.epoch,
             segments_removed=[s.id for s in self.archived],
             mid_term_pages=self.mid_term_pages,
             archived_segments=self.archived_segments,
@@ -181,10 +196,11 @@ class StateLoader:
         saved = self.snapshots.load(user_id, self.context_window) if self.snapshots is not None else None
         if saved is not None:
             exported, seq = saved
+            epoch = exported.pop("memory_epoch", "")
             version = self.store.read_version(user_id)
-            if seq <= version.seq:
+            if seq <= version.seq and epoch == version.epoch:  # a snapshot of forgotten memory is not used
                 state = self._empty(user_id, seq, PageIndex.restore(exported))
-                state.snapshot_seq = seq
+                state.snapshot_seq, state.epoch = seq, epoch
                 return self._replay(state, version)  # also reads the bounded parts a snapshot lacks
         return self._load_from_store(user_id)
 
@@ -206,6 +222,7 @@ class StateLoader:
         # The version first: a change landing while we read is replayed by the next freshness check.
         version = self.store.read_version(user_id)
         state = self._empty(user_id, version.seq, PageIndex(self.context_window))
+        state.epoch = version.epoch
         self._read_bounded(state)
         state.index.add(self.store.pages_of_segments(user_id, list(state.segments)))
         self._set_counts(state, version, None)
@@ -231,8 +248,10 @@ class StateLoader:
         Under the state's lock throughout: a write of this process may adopt a newer state meanwhile, and the
         state's seq must never go back (a draft built on an older seq would reuse a log entry's number)."""
         with state.lock:
-            if state.seq >= version.seq:
+            if is_current(state, version):
                 return state  # already there (a write of this process got further while we waited)
+            if state.epoch != version.epoch or version.seq < state.seq:  # forgotten since: nothing to replay
+                return self._load_from_store(state.user_id)
             return self._replay(state, version)
 
     def _replay(self, state: UserState, version: Version) -> UserState:

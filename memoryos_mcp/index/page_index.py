@@ -668,9 +668,13 @@ class PageIndex:
         top_m: int,
         top_k: int,
         weights: RetrievalWeights,
+        window: tuple[float, float] | None = None,
     ) -> tuple[list[tuple[Segment, float]], list[tuple[Page, float]]]:
         """Two stages: the top-m segments by F_score mixed with their best page score, then the top-k pages
-        inside them. Returns (segment, stage-one score) and (page, page score), best first."""
+        inside them. Returns (segment, stage-one score) and (page, page score), best first.
+
+        With a `window` (inclusive seconds since the epoch) only pages dated inside it take part, and only
+        segments holding such pages; scores are still standardised over all of the user's pages."""
         if not segments:
             return [], []
         scores = self._all_scores(query, query_embedding, weights)
@@ -679,6 +683,14 @@ class PageIndex:
         for segment in segments:
             code = self._seg_code.get(segment.id)
             members.append(self._segment_slots(code) if code is not None else np.zeros(0, dtype=np.int64))
+        if window is not None:
+            lo, hi = window
+            members = [m[(self._epoch[m] >= lo) & (self._epoch[m] <= hi)] for m in members]  # NaN dates: out
+            keep = [i for i, m in enumerate(members) if len(m)]
+            segments, f_scores = [segments[i] for i in keep], [f_scores[i] for i in keep]
+            members = [members[i] for i in keep]
+            if not segments:
+                return [], []
         # A segment without pages ranks with the worst page.
         best = np.asarray([float(scores[m].max()) if len(m) else floor for m in members])
         w = weights.segment_f_score

@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 
 from memoryos_mcp.core.protocols import MemoryStore
-from memoryos_mcp.core.state import StateLoader, UserState
+from memoryos_mcp.core.state import StateLoader, UserState, is_current
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class StateRegistry:
             if state is not None:
                 self._states.move_to_end(user_id)
             lock = self._loading.setdefault(user_id, threading.Lock())
-        if state is not None and state.seq >= version.seq:  # ahead: a write of this process committed since
+        if state is not None and is_current(state, version):
             return state
         with lock:  # one load or replay per user at a time; the others then find it done
             with self._guard:
@@ -51,7 +51,7 @@ class StateRegistry:
             if state is None:
                 state = self.loader.load(user_id)
                 self.loads += 1
-            elif state.seq < version.seq:
+            elif not is_current(state, version):
                 refreshed = self.loader.refresh(state, version)
                 self.replays += refreshed is state
                 self.loads += refreshed is not state
