@@ -6,8 +6,9 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field
 
+from memoryos_mcp.core.control import ForgetReport
 from memoryos_mcp.core.memory import AddResult, Retrieval
-from memoryos_mcp.core.models import Fact, Page, Scalar, ScoredFact, ScoredSegment, UserProfile
+from memoryos_mcp.core.models import Fact, Page, Scalar, ScoredFact, ScoredSegment, Segment, UserProfile
 
 
 def _iso(seconds: float) -> str:
@@ -234,3 +235,95 @@ class MemoryStats(BaseModel):
     completion_tokens_total: int
     llm_failures_total: int
     peak_rss_mb: float
+
+
+class ListedSegmentOut(BaseModel):
+    """A mid-term segment as listed (no query: no score)."""
+
+    id: str
+    summary: str
+    keywords: list[str]
+    page_count: int
+    heat: float = Field(description="α·N_visit + β·L_interaction + γ·exp(−Δt/μ), now")
+    n_visit: int
+    l_interaction: int
+    last_access: str
+    created_at: str
+    archived: bool = Field(description="archived segments are kept but out of retrieval")
+
+    @classmethod
+    def of(cls, segment: Segment, heat: float) -> ListedSegmentOut:
+        return cls(
+            id=segment.id,
+            summary=segment.summary,
+            keywords=segment.keywords,
+            page_count=segment.page_count,
+            heat=round(heat, 4),
+            n_visit=segment.n_visit,
+            l_interaction=segment.l_interaction,
+            last_access=_iso(segment.last_access),
+            created_at=_iso(segment.created_at),
+            archived=segment.archived,
+        )
+
+
+class ListedFactOut(BaseModel):
+    """A long-term fact with where it came from."""
+
+    id: str
+    kind: str = Field(description="user_fact (about the user) or assistant_trait (about you)")
+    text: str
+    created_at: str
+    source_pages: list[str] = Field(description="pages it was learned from; forgetting all of them forgets it")
+
+    @classmethod
+    def of(cls, fact: Fact) -> ListedFactOut:
+        return cls(
+            id=fact.id, kind=fact.kind, text=fact.text, created_at=_iso(fact.created_at), source_pages=fact.source_pages
+        )
+
+
+class ListMemoriesResult(BaseModel):
+    """One page of what is remembered about a user, newest first."""
+
+    user_id: str
+    kind: str = Field(description="pages, segments or facts: which list below is filled")
+    pages: list[PageOut] | None = None
+    segments: list[ListedSegmentOut] | None = None
+    facts: list[ListedFactOut] | None = None
+    profile: ProfileOut | None = Field(None, description="with kind=facts: the long-term profile too")
+    next_cursor: str | None = Field(None, description="pass as cursor to get the next page; absent when no more remain")
+
+
+class ForgetMemoryResult(BaseModel):
+    """What forget_memory removed, and the ids it did not find for this user."""
+
+    user_id: str
+    everything: bool = Field(description="true when all of the user's memory was removed")
+    pages_removed: int
+    page_ids_removed: list[str] = Field(description="ids of the pages removed (with everything: the short-term ones)")
+    segments_removed: int = Field(description="segments left without pages, removed")
+    segments_recomputed: int = Field(description="segments that lost pages: summary, keywords and embedding recomputed")
+    chain_summaries_recomputed: int = Field(description="kept pages whose dialogue-chain summary followed a forgotten page")
+    facts_removed: int
+    fact_ids_removed: list[str] = Field(description="named facts, and facts learned only from forgotten pages")
+    profile_removed: bool
+    unknown_page_ids: list[str] = Field(description="not pages of this user (nothing was done with them)")
+    unknown_fact_ids: list[str] = Field(description="not facts of this user (nothing was done with them)")
+
+    @classmethod
+    def of(cls, user_id: str, r: ForgetReport) -> ForgetMemoryResult:
+        return cls(
+            user_id=user_id,
+            everything=r.everything,
+            pages_removed=r.page_count,
+            page_ids_removed=r.pages_removed,
+            segments_removed=r.segment_count,
+            segments_recomputed=len(r.segments_recomputed),
+            chain_summaries_recomputed=len(r.chain_pages_recomputed),
+            facts_removed=len(r.facts_removed),
+            fact_ids_removed=r.facts_removed,
+            profile_removed=r.profile_removed,
+            unknown_page_ids=r.unknown_page_ids,
+            unknown_fact_ids=r.unknown_fact_ids,
+        )

@@ -19,7 +19,14 @@ from pydantic import Field
 
 from memoryos_mcp import __version__
 from memoryos_mcp.errors import MemoryOSError
-from memoryos_mcp.schemas import AddMemoryResult, MemoryStats, RetrieveMemoryResult, UserProfileResult
+from memoryos_mcp.schemas import (
+    AddMemoryResult,
+    ForgetMemoryResult,
+    ListMemoriesResult,
+    MemoryStats,
+    RetrieveMemoryResult,
+    UserProfileResult,
+)
 from memoryos_mcp.service import LazyService, MemoryService
 from memoryos_mcp.settings import Settings
 
@@ -160,6 +167,38 @@ def build_server(settings: Settings, service_factory: Callable[[], MemoryService
     def memory_stats(user_id: UserId = None) -> MemoryStats:
         """Counts per memory tier for a user, plus the server's total LLM calls and tokens and peak memory use."""
         return _call(slot, lambda s: s.stats(user_id))
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False))
+    def list_memories(
+        user_id: UserId = None,
+        kind: Annotated[
+            str,
+            Field(description="pages (exchanges), segments (mid-term topics with heat) or facts (user facts and "
+                  "assistant traits with the pages they came from, plus the profile)."),
+        ] = "pages",
+        tier: Annotated[str, Field(description="For pages: short_term, mid_term or all.")] = "all",
+        since: Annotated[str | None, Field(description="Only items dated on or after this ISO-8601 date or datetime.")] = None,
+        until: Annotated[str | None, Field(description="Only items dated on or before this (a date includes its whole day).")] = None,
+        limit: Annotated[int | None, Field(description="Items per call (default 50, at most 200).", ge=1, le=200)] = None,
+        cursor: Annotated[str | None, Field(description="next_cursor of the previous call, to continue the listing.")] = None,
+    ) -> ListMemoriesResult:
+        """List what is remembered about a user, newest first: pages with id, tier, timestamp, texts, segment and
+        metadata; or segments; or facts and the profile. Use the ids with forget_memory. Makes no change."""
+        return _call(slot, lambda s: s.list_memories(user_id, kind, tier, since, until, limit, cursor))
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False))
+    def forget_memory(
+        user_id: UserId = None,
+        page_ids: Annotated[list[str] | None, Field(description="Pages to forget (ids from list_memories or retrieve_memory).")] = None,
+        fact_ids: Annotated[list[str] | None, Field(description="User facts or assistant traits to forget (ids from list_memories).")] = None,
+        before: Annotated[str | None, Field(description="Forget every page dated before this ISO-8601 date or datetime.")] = None,
+        all: Annotated[bool, Field(description="Forget everything of this user: pages, segments, chain state, profile, facts.")] = False,  # noqa: A002 - the contract's name
+        confirm: Annotated[str | None, Field(description="With all=true: the user_id again, to confirm.")] = None,
+    ) -> ForgetMemoryResult:
+        """Forget memories for good: the named pages from every tier and every later result, and what was learned
+        only from them (segment summaries are recomputed from the pages kept; facts learned only from forgotten
+        pages are removed). Unknown ids are reported, not an error. all=true needs confirm equal to the user_id."""
+        return _call(slot, lambda s: s.forget_memory(user_id, page_ids, fact_ids, before, all, confirm))
 
     @mcp.resource("memoryos://status", mime_type="application/json", description="Tier counts for the default user and server-wide LLM usage")
     def status() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import resource
 import sys
 import threading
@@ -13,15 +14,21 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from memoryos_mcp import validation
+from memoryos_mcp.core.control import decode_cursor, encode_cursor
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams
 from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, LLMUsage, MemoryAnalyzer, MemoryStore
 from memoryos_mcp.core.text import exchange_text
-from memoryos_mcp.errors import MemoryOSError, StorageError
+from memoryos_mcp.errors import InvalidInputError, MemoryOSError, StorageError
 from memoryos_mcp.schemas import (
     AddMemoryResult,
     FactOut,
+    ForgetMemoryResult,
+    ListedFactOut,
+    ListedSegmentOut,
+    ListMemoriesResult,
     MemoryStats,
+    PageOut,
     ProfileOut,
     RetrieveMemoryResult,
     UserProfileResult,
@@ -250,6 +257,94 @@ class MemoryService:
             )
 
         return self._run(uid, "get_user_profile", read)
+
+    def list_memories(
+        self,
+        user_id: str | None = None,
+        kind: str | None = None,
+        tier: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ListMemoriesResult:
+        uid = validation.user_id(user_id, self.settings.user_id)
+        what = validation.choice(kind, "kind", ("pages", "segments", "facts"), "pages")
+        level = validation.choice(tier, "tier", ("short_term", "mid_term", "all"), "all")
+        window = validation.time_range(since, until)
+        n = validation.positive(limit, "limit", 200) or 50
+        body = decode_cursor(cursor, what) if cursor else None
+        result = ListMemoriesResult(user_id=uid, kind=what)
+        if what == "pages":
+            below = None
+            if body is not None:
+                try:
+                    below = (-math.inf if body["e"] is None else float(body["e"]), int(body["a"]), str(body["i"]))  # type: ignore[arg-type]
+                except (KeyError, TypeError, ValueError):
+                    raise InvalidInputError("cursor is damaged: pass next_cursor from the previous result unchanged") from None
+            listing = self._run(
+                uid, "list_memories", lambda: self.memory.list_pages(uid, level, window, n, below), lock="retrieve"  # type: ignore[arg-type]
+            )
+            result.pages = [PageOut.of(p, tier) for p, tier in listing.pages]
+            if listing.next_below is not None:
+                e, a, i = listing.next_below
+                result.next_cursor = encode_cursor({"k": "pages", "e": None if e == -math.inf else e, "a": a, "i": i})
+            return result
+        offset = int(body.get("o", 0)) if body is not None and isinstance(body.get("o"), int) else 0
+        now = time.time()
+        if what == "segments":
+            segments = self._run(uid, "list_memories", lambda: self.memory.all_segments(uid))
+            if window is not None:
+                segments = [x for x in segments if window[0] <= x.created_at <= window[1]]
+            chosen = segments[offset : offset + n]
+            result.segments = [ListedSegmentOut.of(x, self.memory.params.heat(x, now)) for x in chosen]
+            more = offset + n < len(segments)
+        else:
+            state = self._run(uid, "list_memories", lambda: self.memory.state(uid))
+            facts = sorted(
+                (f for items in state.facts.values() for f in items), key=lambda f: (f.created_at, f.id), reverse=True
+            )
+            if window is not None:
+                facts = [f for f in facts if window[0] <= f.created_at <= window[1]]
+            result.facts = [ListedFactOut.of(f) for f in facts[offset : offset + n]]
+            result.profile = ProfileOut.of(state.profile)
+            more = offset + n < len(facts)
+        if more:
+            result.next_cursor = encode_cursor({"k": what, "o": offset + n})
+        return result
+
+    def forget_memory(
+        self,
+        user_id: str | None = None,
+        page_ids: Sequence[str] | None = None,
+        fact_ids: Sequence[str] | None = None,
+        before: str | None = None,
+        everything: bool = False,
+        confirm: str | None = None,
+    ) -> ForgetMemoryResult:
+        uid = validation.user_id(user_id, self.settings.user_id)
+        pages = validation.id_list(page_ids, "page_ids")
+        facts = validation.id_list(fact_ids, "fact_ids")
+        if everything:
+            if pages or facts or before:
+                raise InvalidInputError("all=true forgets everything of the user: do not combine it with page_ids, fact_ids or before")
+            if confirm != uid:
+                raise InvalidInputError(
+                    f"forgetting all memory of user {uid!r} cannot be undone: pass confirm={uid!r} (the user_id "
+                    "itself) together with all=true"
+                )
+            report = self._run(uid, "forget_memory", lambda: self.memory.forget_all(uid), lock="add")
+            return ForgetMemoryResult.of(uid, report)
+        moment = validation.moment(before, "before") if before is not None else None
+        if not pages and not facts and moment is None:
+            raise InvalidInputError(
+                "forget_memory needs something to forget: page_ids, fact_ids, before (a date), or all=true "
+                "with confirm=<user_id>"
+            )
+        report = self._run(uid, "forget_memory", lambda: self.memory.forget(uid, pages, facts, moment), lock="add")
+        with self._locks_guard:
+            self.usage_total.add(report.usage)
+        return ForgetMemoryResult.of(uid, report)
 
     def stats(self, user_id: str | None = None) -> MemoryStats:
         uid = validation.user_id(user_id, self.settings.user_id)

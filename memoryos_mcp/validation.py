@@ -137,3 +137,29 @@ def idempotency_key(value: str | None) -> str | None:
     if not isinstance(value, str) or not value.strip() or len(value) > 256:
         raise InvalidInputError("idempotency_key must be a non-empty string of at most 256 characters")
     return value
+
+
+def choice(value: str | None, name: str, accepted: tuple[str, ...], default: str) -> str:
+    if value is None or value == "":
+        return default
+    if value not in accepted:
+        raise InvalidInputError(f"{name} {str(value)[:80]!r} is not one of: {', '.join(accepted)}")
+    return value
+
+
+def id_list(values: Any, name: str, limit: int = 1000) -> list[str]:
+    """A list of record ids (page or fact ids as list_memories returns them)."""
+    if values is None:
+        return []
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) and v for v in values):
+        raise InvalidInputError(f"{name} must be a list of id strings as list_memories returns them")
+    if len(values) > limit:
+        raise InvalidInputError(f"{name} has {len(values)} ids; at most {limit} per call")
+    return list(dict.fromkeys(values))
+
+
+def moment(value: str, name: str) -> float:
+    """A point in time (ISO date or datetime; a date means its start) in seconds since the epoch."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{name} must be an ISO-8601 date or datetime such as '2024-05-08'")
+    return _bound(value, name, False)

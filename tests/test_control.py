@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import threading
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from memoryos_mcp.adapters.chroma_store import ChromaStore
+from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.errors import InvalidInputError
 from memoryos_mcp.server import build_server
 from memoryos_mcp.service import MemoryService
 from memoryos_mcp.settings import Settings
+from tests.fake_openai import FakeOpenAIServer
 from tests.fakes import HashEmbedder
+from tests.scripted_llm import good_answer
+from tests.test_llm_pipeline import make_service
 
 
 @pytest.fixture
@@ -60,11 +65,8 @@ def test_a_key_is_still_known_after_its_page_moved_to_mid_term(service: MemorySe
     assert service.stats().mid_term_pages + service.stats().short_term_pages == 13
 
 
-def test_two_concurrent_adds_with_one_key_through_two_servers_store_one_page(
-    settings: Settings, store: ChromaStore
-) -> None:
-    replicas = [MemoryService(settings, store, HashEmbedder(), LocalAnalyzer()) for _ in range(2)]
-    start = threading.Barrier(2)
+def _race(replicas: list[MemoryService]) -> list[str]:
+    start = threading.Barrier(len(replicas))
     ids: list[str] = []
 
     def add(service: MemoryService) -> None:
@@ -76,8 +78,23 @@ def test_two_concurrent_adds_with_one_key_through_two_servers_store_one_page(
         t.start()
     for t in threads:
         t.join(60)
+    return ids
+
+
+def test_two_concurrent_adds_with_one_key_store_one_page(service: MemoryService, store: ChromaStore) -> None:
+    ids = _race([service, service])
     assert len(ids) == 2 and ids[0] == ids[1]
     assert [p.id for p in store.list_stm_pages("default")] == [ids[0]]
+
+
+def test_two_concurrent_adds_with_one_key_through_two_replicas_store_one_page(
+    settings: Settings, chroma_server: int
+) -> None:
+    prefix = f"idem{uuid.uuid4().hex[:8]}"
+    stores = [ChromaStore(make_client(host="127.0.0.1", port=chroma_server), prefix) for _ in range(2)]
+    ids = _race([MemoryService(settings, s, HashEmbedder(), LocalAnalyzer()) for s in stores])
+    assert len(ids) == 2 and ids[0] == ids[1]
+    assert [p.id for p in stores[0].list_stm_pages("default")] == [ids[0]]
 
 
 def test_an_empty_or_huge_key_is_refused(service: MemoryService) -> None:
@@ -116,3 +133,177 @@ async def test_bad_ranges_are_tool_errors(server: MCPServer) -> None:
         text = await error(client, "retrieve_memory", query="x", since="2024-06-01", until="2024-05-01")
         assert "since" in text and "after until" in text
         assert "not understood" in await error(client, "retrieve_memory", query="x", since="last tuesday")
+
+
+# ---------------------------------------------------------------------------------------------- listing
+
+TOPICS = ["tomatoes and basil in the garden", "the hiking trail above the valley", "guitar chords and strings"]
+
+
+def _fill(service: MemoryService, n: int, user: str = "default", secret_at: int | None = None) -> dict[int, str]:
+    ids = {}
+    for i in range(n):
+        text = f"day {i}: {TOPICS[i % 3]}"
+        if i == secret_at:
+            text += " and my locker code word is xylophonequartz"
+        stamp = f"2024-05-{1 + i // 3:02d}T{8 + i % 3:02d}:00:00"
+        ids[i] = service.add_memory(text, "noted", user_id=user, timestamp=stamp).page_id
+    return ids
+
+
+def test_list_pages_newest_first_in_pages_with_a_cursor(service: MemoryService) -> None:
+    ids = _fill(service, 25)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        listed = service.list_memories(limit=10, cursor=cursor)
+        assert listed.pages is not None
+        seen += [p.id for p in listed.pages]
+        cursor = listed.next_cursor
+        if cursor is None:
+            break
+    assert seen == [ids[i] for i in reversed(range(25))]  # every page once, newest first
+    tiers = {p.tier for p in service.list_memories(limit=200).pages or []}
+    assert tiers == {"short_term", "mid_term"}
+    short = service.list_memories(tier="short_term", limit=200).pages or []
+    assert [p.id for p in short] == [ids[i] for i in reversed(range(25 - len(short), 25))]
+    assert all(p.tier == "mid_term" for p in service.list_memories(tier="mid_term", limit=200).pages or [])
+    window = service.list_memories(since="2024-05-02", until="2024-05-03", limit=200).pages or []
+    assert [p.id for p in window] == [ids[i] for i in (8, 7, 6, 5, 4, 3)]
+    segments = service.list_memories(kind="segments").segments
+    assert segments and sum(s.page_count for s in segments) == service.stats().mid_term_pages
+    facts = service.list_memories(kind="facts")
+    assert facts.facts == [] and facts.profile is not None
+
+
+def test_list_rejects_a_foreign_cursor_and_bad_choices(service: MemoryService) -> None:
+    _fill(service, 12)
+    cursor = service.list_memories(limit=2).next_cursor
+    assert cursor
+    with pytest.raises(InvalidInputError, match="cursor"):
+        service.list_memories(kind="segments", cursor=cursor)
+    with pytest.raises(InvalidInputError, match="cursor"):
+        service.list_memories(cursor="not-a-cursor")
+    with pytest.raises(InvalidInputError, match="tier 'long' is not one of"):
+        service.list_memories(tier="long")
+    with pytest.raises(InvalidInputError, match="limit"):
+        service.list_memories(limit=201)
+
+
+# ---------------------------------------------------------------------------------------------- forgetting
+
+
+def _mentions(service: MemoryService, word: str, user: str = "default") -> list[str]:
+    """Everywhere the word still shows: pages (texts, chain summaries), segments, retrieval context."""
+    found = []
+    for page in service.list_memories(user_id=user, limit=200).pages or []:
+        if word in page.user_input + page.agent_response + page.chain_summary:
+            found.append(f"page {page.id}")
+    for segment in service.list_memories(user_id=user, kind="segments", limit=200).segments or []:
+        if word in segment.summary or word in segment.keywords:
+            found.append(f"segment {segment.id}")
+    hit = service.retrieve_memory(word, user_id=user, top_k=50, top_m=50)
+    if word in hit.context:
+        found.append("retrieval context")
+    return found
+
+
+def test_forget_pages_removes_them_everywhere_and_after_a_restart(settings: Settings, service: MemoryService) -> None:
+    ids = _fill(service, 30, secret_at=4)
+    bob = service.add_memory("bob's own page", "ok", user_id="bob").page_id
+    secret = ids[4]
+    assert _mentions(service, "xylophonequartz")  # before: the word is found
+    report = service.forget_memory(page_ids=[secret, "pg_nothing", bob])
+    assert report.page_ids_removed == [secret] and report.pages_removed == 1
+    assert sorted(report.unknown_page_ids) == sorted(["pg_nothing", bob])  # bob's page is not alice's to forget
+    assert report.segments_recomputed + report.segments_removed == 1
+    assert _mentions(service, "xylophonequartz") == []
+    assert service.stats().mid_term_pages + service.stats().short_term_pages == 29
+    assert service.retrieve_memory("bob", user_id="bob").short_term[0].id == bob
+
+    restarted = MemoryService(settings, ChromaStore(make_client(data_dir=settings.data_dir)), HashEmbedder(), LocalAnalyzer())
+    assert _mentions(restarted, "xylophonequartz") == []
+    assert restarted.store.find_pages("default", [secret]) == {}
+    assert restarted.stats().mid_term_pages + restarted.stats().short_term_pages == 29
+    again = restarted.forget_memory(page_ids=[secret])
+    assert again.pages_removed == 0 and again.unknown_page_ids == [secret]
+
+
+def test_forget_before_a_date_and_emptied_segments_go(service: MemoryService) -> None:
+    ids = _fill(service, 30)
+    report = service.forget_memory(before="2024-05-04")  # days 1-3: pages 0-8
+    assert sorted(report.page_ids_removed) == sorted(ids[i] for i in range(9))
+    left = service.list_memories(limit=200).pages or []
+    assert len(left) == 21 and min(p.timestamp for p in left) >= "2024-05-04"
+    segments = service.list_memories(kind="segments", limit=200).segments or []
+    assert all(s.page_count > 0 for s in segments)
+    assert sum(s.page_count for s in segments) == service.stats().mid_term_pages
+    assert len(service.retrieve_memory("garden tomatoes", top_k=50, top_m=50).mid_term) + len(
+        service.retrieve_memory("x").short_term
+    ) <= 21
+
+
+def test_an_empty_forget_and_a_wrong_confirm_are_errors(service: MemoryService) -> None:
+    _fill(service, 3)
+    with pytest.raises(InvalidInputError, match="needs something to forget"):
+        service.forget_memory()
+    with pytest.raises(InvalidInputError, match="pass confirm='default'"):
+        service.forget_memory(everything=True, confirm="someone-else")
+    with pytest.raises(InvalidInputError, match="not understood"):
+        service.forget_memory(before="last year")
+    assert service.stats().short_term_pages == 3
+
+
+def test_forget_all_leaves_no_record_and_no_cached_copy_anywhere(settings: Settings, store: ChromaStore) -> None:
+    a = MemoryService(settings, store, HashEmbedder(), LocalAnalyzer())
+    b = MemoryService(settings, store, HashEmbedder(), LocalAnalyzer())  # another server on the same store
+    _fill(a, 30, user="alice", secret_at=7)
+    _fill(a, 12, user="bob")
+    assert b.retrieve_memory("xylophonequartz", user_id="alice", top_k=50).mid_term  # b caches alice
+    report = a.forget_memory(user_id="alice", everything=True, confirm="alice")
+    assert report.everything and report.pages_removed == 30
+    for collection in (store.stm, store.mtm, store.lpm, store.meta):
+        assert collection.get(where={"user_id": "alice"})["ids"] == [], collection.name
+    for service in (a, b):
+        found = service.retrieve_memory("xylophonequartz", user_id="alice", top_k=50)
+        assert found.mid_term == [] and found.short_term == []
+        assert service.stats("alice").mid_term_pages == 0
+        assert service.stats("bob").short_term_pages + service.stats("bob").mid_term_pages == 12
+    fresh = b.add_memory("a new beginning", "ok", user_id="alice")  # the user can start again
+    assert [p.id for p in a.list_memories(user_id="alice").pages or []] == [fresh.page_id]
+
+
+def test_chain_summaries_that_quoted_a_forgotten_page_are_recomputed(service: MemoryService) -> None:
+    ids = {}
+    for i in range(24):  # one topic throughout: the dialogue chain runs on, its summary carrying page 4
+        extra = " xylophonequartz xylophonequartz locker code" if i == 4 else ""
+        ids[i] = service.add_memory(f"tomatoes basil garden soil watering note {i}{extra}", "ok").page_id
+    quoting = [p.id for p in service.list_memories(limit=200).pages or [] if "xylophonequartz" in p.chain_summary and p.id != ids[4]]
+    assert quoting, "precondition: later pages' chain summaries quote page 4"
+    report = service.forget_memory(page_ids=[ids[4]])
+    assert set(quoting) <= set(ids.values()) and report.chain_summaries_recomputed >= 1
+    assert _mentions(service, "xylophonequartz") == []
+    head = service.memory.state("default").chain_head
+    assert head is not None and "xylophonequartz" not in head.chain_summary + head.last_page_text
+
+
+def test_facts_learned_only_from_forgotten_pages_go_and_others_stay(tmp_path: Path) -> None:
+    with FakeOpenAIServer(default=good_answer) as llm:
+        service = make_service(tmp_path, llm.base_url, tau=3.0, stm_capacity=1, stm_evict_batch=1)
+        for i in range(12):
+            secret = i == 5
+            text = "My locker code is zebra-42 and I love hiking" if secret else "I am Maya and I love hiking"
+            service.add_memory(text, "Hiking is great.", timestamp=f"2024-05-{i + 1:02d} 09:00:00")
+        facts = service.list_memories(kind="facts").facts or []
+        (locker,) = [f for f in facts if "zebra-42" in f.text]
+        (maya,) = [f for f in facts if "I am Maya" in f.text]
+        assert locker.source_pages and set(maya.source_pages) - set(locker.source_pages), "precondition"
+        report = service.forget_memory(page_ids=locker.source_pages)
+        assert locker.id in report.fact_ids_removed and maya.id not in report.fact_ids_removed
+        after = {f.id: f for f in service.list_memories(kind="facts").facts or []}
+        assert locker.id not in after
+        assert after[maya.id].source_pages == [p for p in maya.source_pages if p not in locker.source_pages]
+        assert "zebra-42" not in service.retrieve_memory("locker code").context
+        named = service.forget_memory(fact_ids=[maya.id, "fact_unknown"])
+        assert named.fact_ids_removed == [maya.id] and named.unknown_fact_ids == ["fact_unknown"]
+        assert service.get_user_profile().user_knowledge == []

@@ -17,7 +17,8 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from memoryos_mcp.core.models import Page, Scalar, page_id_for
+from memoryos_mcp.core.control import Control, ForgetReport, PageKey, PageListing, Tier
+from memoryos_mcp.core.models import Page, Scalar, Segment, page_id_for
 from memoryos_mcp.core.persona import Promotion, fact_id, profile_text
 from memoryos_mcp.core.pipeline import AddResult, MemoryParams, UpdatePipeline, rank_segments
 from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, MemoryAnalyzer, MemoryStore
@@ -67,6 +68,7 @@ class MemoryOS:
         self.pipeline = UpdatePipeline(embedder, analyzer, self.params, clock)
         self.promotion = Promotion(embedder, analyzer, self.params, clock)
         self.recall = Recall(store, embedder, self.params, self.weights, clock)
+        self.control = Control(store, embedder, lambda: self.pipeline.analyzer, self.params, clock)
         self.states = StateRegistry(store, StateLoader(store, self.weights.context_window, snapshots), cache_budget_bytes)
         # Index snapshots let a user with a large index start fast; small ones load from the store quickly anyway.
         self.snapshots = snapshots
@@ -187,6 +189,58 @@ class MemoryOS:
         if self.snapshots is not None and len(state.index) >= self.snapshot_min_pages:
             if state.seq - state.snapshot_seq >= self.snapshot_every:
                 self._snapshot_in_background(state)
+
+    # ------------------------------------------------------------------ listing and forgetting
+
+    def list_pages(
+        self, user_id: str, tier: Tier, window: tuple[float, float] | None, limit: int, below: PageKey | None
+    ) -> PageListing:
+        return self.control.list_pages(self.states.fresh(user_id), tier, window, limit, below)
+
+    def all_segments(self, user_id: str) -> list[Segment]:
+        return self.control.all_segments(self.states.fresh(user_id))
+
+    def forget(
+        self, user_id: str, page_ids: Sequence[str] = (), fact_ids: Sequence[str] = (), before: float | None = None
+    ) -> ForgetReport:
+        """Forget pages (by id, or dated before `before`) and facts, with what was learned only from them."""
+        with self._writing(user_id) as state:
+            base = state.seq
+            try:
+                if self._lease_lost.get(user_id):
+                    raise StorageError(f"lost the write lease of user {user_id!r}; nothing was forgotten; try again")
+                report, change = self.control.forget(state, page_ids, fact_ids, before, self.owner)
+            except BaseException:
+                self.states.drop(user_id)  # the store may hold part of this write: reload from it next time
+                raise
+            if change is None:
+                return report
+            if change.seq != base + 1:
+                self.states.drop(user_id)
+            if self.snapshots is not None:  # a snapshot on disk still holds the forgotten pages' text
+                self.snapshots.delete(user_id)
+                state.snapshot_seq = -1
+                if len(state.index) >= self.snapshot_min_pages and change.seq == base + 1:
+                    self._snapshot_in_background(state)
+        return report
+
+    def forget_all(self, user_id: str) -> ForgetReport:
+        """Remove every record of the user: pages, segments, chain state, profile, facts, change log."""
+        with self._writing(user_id) as state:
+            report = ForgetReport(everything=True)
+            report.pages_removed = [p.id for p in state.stm]  # mid-term pages are counted, not listed
+            report.page_count = len(state.stm) + state.mid_term_pages
+            report.segments_removed = list(state.segments)
+            report.segment_count = len(state.segments) + state.archived_segments
+            report.facts_removed = [f.id for kind in state.facts.values() for f in kind]
+            report.profile_removed = state.profile is not None
+            try:
+                report.records_removed = self.store.delete_user(user_id)
+            finally:
+                self.states.drop(user_id)
+                if self.snapshots is not None:
+                    self.snapshots.delete(user_id)
+        return report
 
     # ------------------------------------------------------------------ index snapshots
 

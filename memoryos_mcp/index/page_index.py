@@ -233,6 +233,27 @@ class PageIndex:
             return []
         return [self._page(slot) for slot in self._segment_slots(code).tolist()]
 
+    def newest(self, window: tuple[float, float] | None, below: tuple[float, int] | None, limit: int) -> list[Page]:
+        """Up to `limit` + a margin of live pages, newest first by (page date, time stored), dated inside
+        `window` and not after `below`; the caller breaks exact ties by id. Undated pages count as oldest."""
+        if not self._slot_of or limit <= 0:
+            return []
+        slots = np.fromiter(self._slot_of.values(), dtype=np.int64, count=len(self._slot_of))
+        epoch = np.nan_to_num(self._epoch[slots], nan=-np.inf)
+        added = self._added_at[slots]
+        keep = np.ones(len(slots), dtype=bool)
+        if window is not None:
+            keep &= (epoch >= window[0]) & (epoch <= window[1])
+        if below is not None:
+            keep &= (epoch < below[0]) | ((epoch == below[0]) & (added <= below[1]))
+        slots, epoch, added = slots[keep], epoch[keep], added[keep]
+        order = np.lexsort((-added, -epoch))[: limit + 64]  # the margin covers ties on (date, time stored)
+        return [self._page(int(slot)) for slot in slots[order]]
+
+    def ids_dated_before(self, moment: float) -> list[str]:
+        """Live pages dated strictly before `moment` (seconds since the epoch)."""
+        return [pid for pid, slot in self._slot_of.items() if self._epoch[slot] < moment]
+
     def mark_analyzed(self, page_ids: Iterable[str]) -> None:
         for page_id in page_ids:
             slot = self._slot_of.get(page_id)
