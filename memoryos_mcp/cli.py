@@ -1,5 +1,5 @@
-"""Console script `memoryos-mcp`: serve (default) over stdio or streamable HTTP, run a terminal demo, or import
-JSON Lines.
+"""Console script `memoryos-mcp`: serve (default) over stdio or streamable HTTP, run a terminal demo, import
+JSON Lines, and list / forget / stats for operators.
 
 Logging goes to stderr only: on stdio, stdout is the MCP protocol channel.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -64,7 +65,77 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(bulk)
     bulk.add_argument("file", help="JSON Lines file, or - for standard input")
     bulk.add_argument("--chunk-size", type=int, default=256, help="pages per embedding call and write (default 256)")
+    _add_control(sub)
     return parser
+
+
+def _add_control(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """list / forget / stats: the list_memories, forget_memory and memory_stats tools for operators."""
+    listing = sub.add_parser(
+        "list",
+        help="list a user's memories, newest first (JSON Lines on stdout)",
+        description="List pages, segments or facts of a user, newest first, one JSON object per line (the "
+        "list_memories tool's items). Embedded store: with the server stopped; or against a Chroma server.",
+    )
+    _add_common(listing)
+    listing.add_argument("--kind", choices=["pages", "segments", "facts"], default="pages")
+    listing.add_argument("--tier", choices=["short_term", "mid_term", "all"], default="all")
+    listing.add_argument("--since", help="only items dated on or after this ISO date or datetime")
+    listing.add_argument("--until", help="only items dated on or before this ISO date or datetime")
+    listing.add_argument("--limit", type=int, default=0, help="at most this many items (default: all)")
+    forget = sub.add_parser(
+        "forget",
+        help="forget pages, facts, a period or everything of a user (prints what was removed as JSON)",
+        description="The forget_memory tool: removes pages from every tier with what was learned only from "
+        "them. Embedded store: with the server stopped; or against a Chroma server.",
+    )
+    _add_common(forget)
+    forget.add_argument("--page-id", dest="page_ids", action="append", default=[], help="a page id (repeatable)")
+    forget.add_argument("--fact-id", dest="fact_ids", action="append", default=[], help="a fact id (repeatable)")
+    forget.add_argument("--before", help="forget every page dated before this ISO date or datetime")
+    forget.add_argument("--all", dest="everything", action="store_true", help="forget everything of the user")
+    forget.add_argument("--confirm", help="with --all: the user id again")
+    stats = sub.add_parser("stats", help="counts per memory tier for a user (JSON)")
+    _add_common(stats)
+
+
+def list_memories(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from memoryos_mcp.service import MemoryService
+
+    if args.limit < 0:
+        raise ConfigurationError("--limit must be 0 (all) or more")
+    service = MemoryService.create(_settings(args))
+    cursor, shown = None, 0
+    while True:
+        step = 200 if not args.limit else min(200, args.limit - shown)
+        page = service.list_memories(None, args.kind, args.tier, args.since, args.until, step, cursor)
+        items = page.pages or page.segments or page.facts or []
+        for item in items:
+            out.write(item.model_dump_json() + "\n")
+        shown += len(items)
+        cursor = page.next_cursor
+        if cursor is None or (args.limit and shown >= args.limit):
+            break
+    if args.kind == "facts" and page.profile is not None and (page.profile.static or page.profile.traits):
+        out.write(json.dumps({"profile": page.profile.model_dump()}, ensure_ascii=False) + "\n")
+    return 0
+
+
+def forget(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from memoryos_mcp.service import MemoryService
+
+    service = MemoryService.create(_settings(args))
+    result = service.forget_memory(None, args.page_ids, args.fact_ids, args.before, args.everything, args.confirm)
+    out.write(result.model_dump_json(indent=2) + "\n")
+    return 0
+
+
+def stats(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from memoryos_mcp.service import MemoryService
+
+    service = MemoryService.create(_settings(args))
+    out.write(service.stats().model_dump_json(indent=2) + "\n")
+    return 0
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
@@ -168,6 +239,8 @@ def main(argv: list[str] | None = None) -> None:
             code = demo(args)
         elif args.command == "import":
             code = import_file(args)
+        elif args.command in ("list", "forget", "stats"):
+            code = {"list": list_memories, "forget": forget, "stats": stats}[args.command](args)
         else:
             code = serve(args)
     except MemoryOSError as exc:

@@ -307,3 +307,36 @@ def test_facts_learned_only_from_forgotten_pages_go_and_others_stay(tmp_path: Pa
         named = service.forget_memory(fact_ids=[maya.id, "fact_unknown"])
         assert named.fact_ids_removed == [maya.id] and named.unknown_fact_ids == ["fact_unknown"]
         assert service.get_user_profile().user_knowledge == []
+
+
+async def test_every_tool_carries_honest_annotations(server: MCPServer) -> None:
+    async with Client(server) as client:
+        tools = {t.name: t.annotations for t in (await client.list_tools()).tools}
+    assert set(tools) >= {"add_memory", "retrieve_memory", "get_user_profile", "memory_stats", "list_memories", "forget_memory"}
+    for name, hints in tools.items():
+        assert hints is not None and hints.open_world_hint is False, name
+    for name in ("get_user_profile", "memory_stats", "list_memories"):
+        assert tools[name].read_only_hint is True, name
+    assert tools["forget_memory"].destructive_hint is True and tools["forget_memory"].read_only_hint is False
+    assert tools["retrieve_memory"].read_only_hint is False  # it records visits (heat)
+    assert tools["add_memory"].destructive_hint is False
+
+
+async def test_list_and_forget_through_the_mcp_tools(server: MCPServer) -> None:
+    async with Client(server) as client:
+        for i in range(14):
+            await call(client, "add_memory", user_input=f"note {i}" + (" with a quokka" if i == 2 else ""), idempotency_key=f"n{i}")
+        listed = await call(client, "list_memories", limit=5)
+        assert len(listed["pages"]) == 5 and listed["next_cursor"]
+        rest = await call(client, "list_memories", limit=200, cursor=listed["next_cursor"])
+        everything = listed["pages"] + rest["pages"]
+        assert len(everything) == 14 and "next_cursor" not in rest or rest["next_cursor"] is None
+        (quokka,) = [p["id"] for p in everything if "quokka" in p["user_input"]]
+        forgot = await call(client, "forget_memory", page_ids=[quokka])
+        assert forgot["page_ids_removed"] == [quokka]
+        found = await call(client, "retrieve_memory", query="quokka", top_k=50)
+        assert "quokka" not in found["context"]
+        assert "needs something to forget" in await error(client, "forget_memory")
+        assert "confirm='default'" in await error(client, "forget_memory", all=True)
+        done = await call(client, "forget_memory", all=True, confirm="default")
+        assert done["everything"] and done["pages_removed"] == 13

@@ -144,3 +144,26 @@ def test_demo_runs_the_main_job_in_a_terminal(tmp_path: Path) -> None:
     assert "stored 16 pages" in done.stdout
     assert "Q: Who did Maya go hiking with" in done.stdout and "Ana" in done.stdout
     assert "storing pages" in done.stderr  # the progress bar
+
+
+async def test_forgotten_pages_stay_forgotten_across_a_restart(tmp_path: Path) -> None:
+    data_dir, stdout_log = tmp_path / "data", tmp_path / "stdout.jsonl"
+    async with Client(_params(data_dir, stdout_log), read_timeout_seconds=120) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert tools["forget_memory"].annotations.destructive_hint  # type: ignore[union-attr]
+        for n, text in enumerate(HIKING + COOKING):
+            extra = " My bank PIN is 9931, keep it secret." if n == 3 else ""
+            await _call(client, "add_memory", user_input=text + extra, timestamp=f"2024-03-{n + 1:02d}T18:00:00")
+        listed = await _call(client, "list_memories", limit=200)
+        (secret,) = [p["id"] for p in listed["pages"] if "PIN" in p["user_input"]]
+        forgot = await _call(client, "forget_memory", page_ids=[secret])
+        assert forgot["pages_removed"] == 1
+
+    async with Client(_params(data_dir, stdout_log), read_timeout_seconds=120) as client:
+        found = await _call(client, "retrieve_memory", query="bank PIN secret 9931", top_k=50, top_m=50)
+        found.pop("query")
+        assert "9931" not in json.dumps(found)
+        listed = await _call(client, "list_memories", limit=200)
+        assert len(listed["pages"]) == 19 and secret not in {p["id"] for p in listed["pages"]}
+        segments = await _call(client, "list_memories", kind="segments")
+        assert "9931" not in json.dumps(segments)
