@@ -12,6 +12,7 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
+from memoryos_mcp.adapters.snapshots import SnapshotStore
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.errors import InvalidInputError
 from memoryos_mcp.server import build_server
@@ -340,3 +341,20 @@ async def test_list_and_forget_through_the_mcp_tools(server: MCPServer) -> None:
         assert "confirm='default'" in await error(client, "forget_memory", all=True)
         done = await call(client, "forget_memory", all=True, confirm="default")
         assert done["everything"] and done["pages_removed"] == 13
+
+
+def test_a_forgotten_page_leaves_the_index_snapshot_on_disk(settings: Settings, store: ChromaStore, tmp_path: Path) -> None:
+    snapshots = SnapshotStore(tmp_path / "snap", identity="test")
+    service = MemoryService(settings, store, HashEmbedder(), LocalAnalyzer(), snapshots)
+    service.memory.snapshot_min_pages = 5
+    ids = _fill(service, 30, secret_at=3)
+    assert service.memory.save_snapshots() == 1
+    assert b"xylophonequartz" in snapshots.path("default").read_bytes()
+    service.forget_memory(page_ids=[ids[3]])
+    for thread in threading.enumerate():
+        if thread.name.startswith("snapshot-"):
+            thread.join(10)
+    path = snapshots.path("default")
+    assert not path.exists() or b"xylophonequartz" not in path.read_bytes()
+    restarted = MemoryService(settings, store, HashEmbedder(), LocalAnalyzer(), snapshots)
+    assert _mentions(restarted, "xylophonequartz") == []

@@ -218,6 +218,7 @@ class MemoryOS:
             if change.seq != base + 1:
                 self.states.drop(user_id)
             if self.snapshots is not None:  # a snapshot on disk still holds the forgotten pages' text
+                self._wait_for_snapshot(user_id)  # one being written may have been exported before the forget
                 self.snapshots.delete(user_id)
                 state.snapshot_seq = -1
                 if len(state.index) >= self.snapshot_min_pages and change.seq == base + 1:
@@ -239,8 +240,18 @@ class MemoryOS:
             finally:
                 self.states.drop(user_id)
                 if self.snapshots is not None:
+                    self._wait_for_snapshot(user_id)
                     self.snapshots.delete(user_id)
         return report
+
+    def _wait_for_snapshot(self, user_id: str, timeout_s: float = 30.0) -> None:
+        give_up = time.monotonic() + timeout_s
+        while time.monotonic() < give_up:
+            with self._snapshot_guard:
+                if user_id not in self._snapshotting:
+                    return
+            time.sleep(0.01)
+        logger.warning("an index snapshot of %s is still being written; deleting it anyway", user_id)
 
     # ------------------------------------------------------------------ index snapshots
 

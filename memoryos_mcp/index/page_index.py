@@ -525,6 +525,12 @@ class PageIndex:
             if page is _LAZY:  # still the snapshot's bytes: passed on without decoding
                 page = self._lazy_blob[self._lazy_offsets[slot] : self._lazy_offsets[slot + 1]]
             records.append(page)
+        # Only the terms live pages hold: a forgotten page's words must not survive in a snapshot's vocabulary.
+        term_ids = self._term_buf[positions]
+        used = np.unique(term_ids)
+        remap = np.full(len(self._postings), -1, dtype=np.int32)
+        remap[used] = np.arange(len(used), dtype=np.int32)
+        every_term = list(self._vocab)  # in id order: ids were given in insertion order
         return {
             "context_window": self.context_window,
             "dim": self._dim,
@@ -540,11 +546,11 @@ class PageIndex:
             "norm": self._norm[live],
             "nbrs": renumber[self._nbrs[live]],
             "term_cnt": counts.astype(np.int32),
-            "term_buf": self._term_buf[positions],
+            "term_buf": remap[term_ids],
             "tf_buf": self._tf_buf[positions],
             "order": renumber[np.asarray(self._key_slots, dtype=np.int64)],
             "ids": [self._ids[s] for s in live.tolist()],
-            "vocab": list(self._vocab),  # in id order: ids were given in insertion order
+            "vocab": [every_term[t] for t in used.tolist()],
             "segments": code_names,
             "records": records,
         }
