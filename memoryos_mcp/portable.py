@@ -32,7 +32,7 @@ from memoryos_mcp import __version__, validation
 from memoryos_mcp.core.models import Fact, Page, Segment, TraitLevel, UserProfile
 from memoryos_mcp.core.protocols import ChainHead, Change, MemoryStore
 from memoryos_mcp.core.state import FACT_KINDS
-from memoryos_mcp.errors import InvalidInputError
+from memoryos_mcp.errors import InvalidInputError, MemoryOSError, StorageError
 from memoryos_mcp.service import MemoryService
 
 logger = logging.getLogger(__name__)
@@ -238,7 +238,12 @@ def export_users(
     started = time.monotonic()
     write(_line(header(service.settings.embedding_model, users)))
     for user in users:
-        export_user(service.store, user, write, report, progress or (lambda n: None))
+        try:
+            export_user(service.store, user, write, report, progress or (lambda n: None))
+        except MemoryOSError:
+            raise
+        except Exception as exc:  # Chroma raises many types; the operator needs one message
+            raise StorageError(f"the store failed while exporting user {user}: {exc}") from exc
     report.seconds = time.monotonic() - started
     return report
 
@@ -301,9 +306,9 @@ def check_header(first_line: str, embedding_model: str) -> dict[str, Any]:
 
 def _get(item: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     value = item.get(key)
-    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise InvalidInputError(f"{key} must be {names}, not {type(value).__name__}" if key in item else f"{key} is missing")
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):  # JSON true is no count
+        raise InvalidInputError(f"{key} must be {' or '.join(k.__name__ for k in kinds)}, not {type(value).__name__}")
     return value
 
 
@@ -718,6 +723,11 @@ def import_export(
         if block is not None:
             ended, block = block, None
             ended.abandon(f"the file ends (line {number}) before its user_end line: the export is truncated")
+    except MemoryOSError:
+        raise
+    except Exception as exc:  # Chroma raises many types; the operator needs one message (what was sealed stays)
+        where = f" while restoring user {block.user_id}" if block is not None else ""
+        raise StorageError(f"the store failed{where} (line {number}): {exc}") from exc
     finally:
         if block is not None:  # stopped by an error: release the lease
             block.close()

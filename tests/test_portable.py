@@ -311,3 +311,49 @@ def test_cli_export_then_import_restores_the_same_memory(tmp_path: Path) -> None
     assert refused.returncode == 2 and "newer memoryos-mcp" in refused.stderr
 
     assert _python(_DUMP, str(target_dir)) == _python(_DUMP, str(source_dir))
+
+
+def test_a_server_replica_that_cached_the_empty_user_sees_the_restore(tmp_path: Path, chroma_server: int) -> None:
+    source = local_service(tmp_path / "source", mtm_capacity=2)
+    import_lines(source, history(120, "ann"), default_user="default")
+    lines = export_text(source, ["ann"]).splitlines()
+
+    def replica() -> MemoryService:
+        settings = load_settings(chroma_host="127.0.0.1", chroma_port=chroma_server, collection_prefix="portable", mtm_capacity=2)
+        store = ChromaStore(make_client(host="127.0.0.1", port=chroma_server), "portable")
+        return MemoryService(settings, store, HashEmbedder(), LocalAnalyzer(settings.chain_threshold))
+
+    serving, importing = replica(), replica()
+    assert serving.retrieve_memory("hiking", user_id="ann").mid_term == []  # caches the empty user
+    report = import_export(importing, lines)
+    assert report.restored == ["ann"], report.summary()
+    assert stats(serving, "ann") == stats(source, "ann")  # the seal made the cached state reload
+    assert contents(serving, "ann") == contents(source, "ann")
+    assert retrievals(serving, "ann") == retrievals(source, "ann")
+
+
+def test_another_embedding_model_is_refused(tmp_path: Path) -> None:
+    source = local_service(tmp_path / "source")
+    import_lines(source, history(10), default_user="default")
+    lines = export_text(source, ["default"]).splitlines()
+    header = json.loads(lines[0])
+    header["embedding_model"] = "some-other-model"
+    with pytest.raises(InvalidInputError, match="MEMORYOS_EMBEDDING_MODEL=some-other-model"):
+        import_export(local_service(tmp_path / "target"), [json.dumps(header), *lines[1:]])
+
+
+def test_records_of_another_user_here_are_never_overwritten(tmp_path: Path) -> None:
+    target = local_service(tmp_path / "target")
+    import_lines(target, history(20, "bob"), default_user="default")
+    bobs = contents(target, "bob")
+    source = local_service(tmp_path / "source")
+    import_lines(source, history(20, "ann"), default_user="default")
+    lines = export_text(source, ["ann"]).splitlines()
+    victim = next(i for i, line in enumerate(lines) if '"type":"page"' in line)
+    record = json.loads(lines[victim])
+    record["id"] = bobs["stm"][0]["id"]  # a hand-edited or mixed-up file
+    lines[victim] = json.dumps(record)
+    report = import_export(target, lines)
+    assert report.failed == [(victim + 1, f"id {record['id']} belongs to another user in this store; not overwritten")]
+    assert [u for u, _ in report.incomplete] == ["ann"]
+    assert contents(target, "bob") == bobs
