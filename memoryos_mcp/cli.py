@@ -1,5 +1,5 @@
 """Console script `memoryos-mcp`: serve (default) over stdio or streamable HTTP, run a terminal demo, import
-JSON Lines, and list / forget / stats for operators.
+JSON Lines or a memory export, export a memory, and list / forget / stats for operators.
 
 Logging goes to stderr only: on stdio, stdout is the MCP protocol channel.
 """
@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from typing import TextIO
 
 from memoryos_mcp import __version__
@@ -65,6 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(bulk)
     bulk.add_argument("file", help="JSON Lines file, or - for standard input")
     bulk.add_argument("--chunk-size", type=int, default=256, help="pages per embedding call and write (default 256)")
+    bulk.description += (
+        " A file written by `memoryos-mcp export` is recognised by its first line and restored exactly (every "
+        "tier, with its vectors); a user who already has different memory here is refused, not merged."
+    )
+    export = sub.add_parser(
+        "export",
+        help="write the memory of one user (or all) as JSON Lines that `import` restores exactly",
+        description="Export every tier of a user's memory — pages, segments, chain, facts with provenance, profile, "
+        "with their vectors — as versioned JSON Lines. Progress and the summary go to stderr. Exit status: 0 "
+        "when done, 1 when a user was written to while being exported, 2 on an error.",
+    )
+    _add_common(export)
+    export.add_argument("--all-users", action="store_true", help="export every user in the store")
+    export.add_argument("--out", "-o", help="file to write (default: standard output)")
     _add_control(sub)
     return parser
 
@@ -214,9 +229,15 @@ def import_file(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if source is None:
         with open(args.file, "rb") as counting:
             total = sum(1 for line in counting if line.strip())
+    with open(args.file, encoding="utf-8") if source is None else contextlib.nullcontext(source) as peeked:
+        from memoryos_mcp.portable import is_export, peek
+
+        first, stream = peek(peeked)
+        if is_export(first):
+            return _restore(args, settings, stream, total, out)
     service = MemoryService.create(settings)
     with (
-        open(args.file, encoding="utf-8") if source is None else contextlib.nullcontext(source) as lines,
+        open(args.file, encoding="utf-8") if source is None else contextlib.nullcontext(stream) as lines,
         tqdm(total=total, desc="importing", unit="line", file=sys.stderr, smoothing=0.05) as bar,
     ):
         report = import_lines(service, lines, default_user=settings.user_id, chunk_size=args.chunk_size, progress=bar.update)
@@ -226,6 +247,71 @@ def import_file(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if saved:
         out.write(f"saved the retrieval index of {saved} user(s) with many pages, for a fast first retrieval\n")
     return 1 if report.failed else 0
+
+
+def _restore(args: argparse.Namespace, settings: Settings, lines: Iterable[str], total: int | None, out: TextIO) -> int:
+    """Import of an export file: records restored as they are (no embedding model is loaded)."""
+    from tqdm import tqdm
+
+    from memoryos_mcp.portable import StoredVectorsOnly, import_export
+    from memoryos_mcp.service import MemoryService
+
+    if args.user_id is not None:
+        raise ConfigurationError("--user-id does not apply to an export file: it restores the users it holds")
+    service = MemoryService.create(settings, embedder=StoredVectorsOnly())
+    with tqdm(total=total, desc="restoring", unit="line", file=sys.stderr, smoothing=0.05) as bar:
+        report = import_export(service, lines, chunk_size=args.chunk_size, progress=bar.update)
+    out.write(report.summary() + "\n")
+    # Load the big users restored here and save their indexes, so that the server starts them fast.
+    memory = service.memory
+    if memory.snapshots is not None:
+        for user in report.restored:
+            if (memory.store.read_version(user).mid_term_pages or 0) >= memory.snapshot_min_pages:
+                memory.state(user)
+        saved = memory.save_snapshots()
+        if saved:
+            out.write(f"saved the retrieval index of {saved} user(s) with many pages, for a fast first retrieval\n")
+    return 0 if report.ok else 1
+
+
+def export_file(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from memoryos_mcp.portable import StoredVectorsOnly, export_users, has_memory
+    from memoryos_mcp.service import MemoryService
+
+    if args.all_users and args.user_id is not None:
+        raise ConfigurationError("give --user-id or --all-users, not both")
+    settings = _settings(args)
+    service = MemoryService.create(settings, embedder=StoredVectorsOnly())
+    store = service.store
+    if args.all_users:
+        users = store.user_ids()
+    else:
+        users = [settings.user_id]
+        if not has_memory(store, settings.user_id):
+            known = store.user_ids()
+            raise ConfigurationError(
+                f"user {settings.user_id!r} has no memory here; users with memory: {', '.join(known) or 'none'} "
+                "(or pass --all-users)"
+            )
+    target = None if args.out in (None, "-") else os.path.abspath(args.out)
+    temporary = f"{target}.partial-{os.getpid()}" if target else None
+    sink = open(temporary, "wb") if temporary else sys.stdout.buffer  # noqa: SIM115 - closed below
+    try:
+        with tqdm(desc="exporting", unit="page", file=sys.stderr, smoothing=0.05) as bar:
+            report = export_users(service, users, lambda text: sink.write(text.encode("utf-8")), progress=bar.update)
+        sink.flush()
+        if temporary and target:
+            sink.close()
+            os.replace(temporary, target)  # whole or not at all: a half-written file never takes the name
+    finally:
+        if temporary:
+            sink.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+    sys.stderr.write(report.summary() + (f" to {target}" if target else "") + "\n")
+    return 1 if report.changed else 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -239,6 +325,8 @@ def main(argv: list[str] | None = None) -> None:
             code = demo(args)
         elif args.command == "import":
             code = import_file(args)
+        elif args.command == "export":
+            code = export_file(args)
         elif args.command in ("list", "forget", "stats"):
             code = {"list": list_memories, "forget": forget, "stats": stats}[args.command](args)
         else:

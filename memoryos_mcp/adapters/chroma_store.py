@@ -621,6 +621,37 @@ class ChromaStore:
             )
         self._meta_put([("schema", "", {"kind": "schema", "version": SCHEMA_VERSION})])
 
+    # ------------------------------------------------------------------ export / import (issue 9)
+    # Reads an export needs beyond the ones above; the import restores through the ordinary writes.
+
+    def user_ids(self) -> list[str]:
+        """Every user with memory here: a version record (every committed write leaves one) or short-term
+        pages (a first add whose commit did not finish). Bounded reads: the meta and short-term collections
+        are small, and both are read in pages under the batch limit."""
+        users = {str(m["user_id"]) for _, _, m, _ in self._get_where(self.meta, {"kind": "version"}, {"metadatas"})}
+        offset = 0
+        while True:
+            rows = _rows(self.stm.get(limit=self.batch, offset=offset, include=["metadatas"]))
+            users.update(str(m["user_id"]) for _, _, m, _ in rows if m.get("user_id"))
+            offset += len(rows)
+            if len(rows) < self.batch:
+                return sorted(users)
+
+    def profile_embedding(self, user_id: str) -> Vector | None:
+        """The stored vector of the user's profile (get_profile returns the profile without it)."""
+        for _, _, meta, embedding in self._get_ids(self.lpm, [f"profile:{user_id}"], {"metadatas", "embeddings"}):
+            if meta.get("user_id") == user_id:
+                return embedding
+        return None
+
+    def record_owners(self, ids: Sequence[str]) -> dict[str, str]:
+        """Which user holds each of these record ids in any tier (ids nobody holds are absent)."""
+        owners: dict[str, str] = {}
+        for collection in (self.stm, self.mtm, self.lpm):
+            for rid, _, meta, _ in self._get_ids(collection, ids, {"metadatas"}):
+                owners.setdefault(rid, str(meta.get("user_id", "")))
+        return owners
+
 
 def _is_embedded(client: ClientAPI) -> bool:
     """True for a PersistentClient/EphemeralClient (in-process Chroma), False for an HttpClient."""
