@@ -246,12 +246,25 @@ def test_a_malformed_line_is_reported_and_the_rest_continue(tmp_path: Path) -> N
     assert "lines are missing" in dict(report.incomplete)["bob"]
 
 
-def test_what_was_removed_is_not_exported(tmp_path: Path) -> None:
+def test_what_was_forgotten_is_not_exported_and_a_restore_after_forget_all_works(tmp_path: Path) -> None:
     source = local_service(tmp_path / "source")
-    import_lines(source, history(20), default_user="default")
-    gone = source.store.list_stm_pages("default")[0].id
-    source.store.delete_stm_pages("default", [gone])
-    assert gone not in export_text(source, ["default"])
+    import_lines(source, history(40), default_user="default")
+    short = source.store.list_stm_pages("default")[0]
+    listed = source.list_memories(tier="mid_term", limit=5).pages or []
+    middle = listed[-1]
+    report = source.forget_memory(page_ids=[short.id, middle.id])
+    assert report.pages_removed == 2
+    text = export_text(source, ["default"])
+    assert short.id not in text and middle.id not in text
+    assert short.user_input not in text and middle.user_input not in text
+    # Forget everything, then restore the export into the same store: the user is back as exported.
+    source.forget_memory(everything=True, confirm="default")
+    import_export(source, io.StringIO(text).readlines())
+    def records(export: str) -> list[dict[str, Any]]:  # vectors may differ in the last bit (see above)
+        return [{k: v for k, v in json.loads(line).items() if k != "embedding"} for line in export.splitlines()[1:]]
+
+    assert records(export_text(source, ["default"])) == records(text)
+    assert source.stats("default").short_term_pages + source.stats("default").mid_term_pages == 38
 
 
 REPO = Path(__file__).resolve().parent.parent
