@@ -48,7 +48,7 @@ def test_openai_api_key_is_honoured_and_secret(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_bad_values_are_rejected() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="setting user_id .* 'not valid!' is invalid"):
         load_settings(user_id="not valid!")
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="stm_capacity .* must be an integer of at least 1; got 0"):
         load_settings(stm_capacity=0)
