@@ -66,9 +66,9 @@ def accepted(schema: Mapping[str, Any], root: Mapping[str, Any] | None = None) -
     schema = _resolve(schema, root)
     options = schema.get("anyOf") or schema.get("oneOf")
     if options:
-        present = [option for option in options if _resolve(option, root).get("type") != "null"]
-        words = " or ".join(dict.fromkeys(accepted(option, root) for option in present))  # ordered, no repeats
-        return f"{words} (or left out)" if len(present) < len(options) else words
+        # null stands for "left out" here; whether leaving it out is allowed is said by the caller.
+        present = [option for option in options if _resolve(option, root).get("type") != "null"] or options
+        return " or ".join(dict.fromkeys(accepted(option, root) for option in present))  # ordered, no repeats
     if "enum" in schema:
         return names((str(v) for v in schema["enum"]), "or")
     if "const" in schema:
@@ -122,12 +122,15 @@ def explain_errors(
     *,
     noun: str = "argument",
     labels: Mapping[str, str] | None = None,
+    say_optional: bool = True,
 ) -> str:
     """pydantic validation errors as plain sentences (at most three), worded from the JSON schema of the model.
 
-    `labels` renames a field in the message (a setting is named by the environment variable that set it).
+    `labels` renames a field in the message (a setting is named by the environment variable that set it);
+    `say_optional` adds "(or left out)" for a field that is not required.
     """
     properties: Mapping[str, Any] = schema.get("properties", {})
+    required = set(schema.get("required", []))
     sentences: list[str] = []
     seen: set[str] = set()
     for error in errors:
@@ -147,9 +150,11 @@ def explain_errors(
             reason = str(error.get("ctx", {}).get("error", error.get("msg", "")))
             sentences.append(f"{name} {quote(error.get('input'))} is invalid: {reason}")
         else:
+            optional = say_optional and top not in required and len(loc) == 1
             if len(loc) > 1:  # an item inside a list or object: the schema of the whole says what fits
                 field_schema = _item_schema(field_schema, schema)
-            sentences.append(f"{name} must be {accepted(field_schema, schema)}; got {quote(error.get('input'))}")
+            fits = accepted(field_schema, schema) + (" (or left out)" if optional else "")
+            sentences.append(f"{name} must be {fits}; got {quote(error.get('input'))}")
     more = len({str(e.get("loc", ("",))[0]) for e in errors}) - 3
     text = "; ".join(sentences[:3])
     return text + (f"; and {more} more problem{'s' if more > 1 else ''}" if more > 0 else "")

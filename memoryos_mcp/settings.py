@@ -254,7 +254,7 @@ def _explain(exc: ValidationError, cli: dict[str, Any], config_file: str | None)
             labels[name] = variable
         elif config_file:
             labels[name] = f"{name} in {config_file}"
-    text = explain_errors(exc.errors(), Settings.model_json_schema(), noun="setting", labels=labels)
+    text = explain_errors(exc.errors(), Settings.model_json_schema(), noun="setting", labels=labels, say_optional=False)
     if config_file and any(error["type"] == "extra_forbidden" for error in exc.errors()):
         text += f" in config file {config_file} (config/memoryos.example.toml lists every setting)"
     return "invalid settings: " + text
