@@ -141,7 +141,7 @@ class ContractServer(MCPServer):
         super().__init__(*args, **kwargs)
         self.callers = callers
 
-    def _bind_user(self, arguments: Mapping[str, Any], accepted: Iterable[str], owner: str) -> dict[str, Any]:
+    def _checked_arguments(self, arguments: Mapping[str, Any], accepted: Iterable[str], owner: str) -> dict[str, Any]:
         accepted = list(accepted)
         unknown = [key for key in arguments if key not in accepted]
         if unknown:
@@ -162,7 +162,7 @@ class ContractServer(MCPServer):
         if schema is None:
             raise ToolError(unknown_names("tool", [name], list(schemas), "this server"))
         try:
-            arguments = self._bind_user(arguments, schema.get("properties", {}), name)
+            arguments = self._checked_arguments(arguments, schema.get("properties", {}), name)
         except MemoryOSError as exc:
             raise ToolError(str(exc)) from exc
         try:
@@ -188,7 +188,7 @@ class ContractServer(MCPServer):
         try:
             if missing:
                 raise InvalidInputError(f"prompt {name} needs {names(missing)}")
-            arguments = self._bind_user(arguments or {}, [a.name for a in declared], f"prompt {name}")
+            arguments = self._checked_arguments(arguments or {}, [a.name for a in declared], f"prompt {name}")
             return await super().get_prompt(name, arguments, context)
         except MCPError:
             raise
