@@ -160,7 +160,7 @@ def assert_plain(message: str) -> None:
 @pytest.mark.parametrize(
     ("tool", "arguments", "message"),
     [
-        ("add_memory", {"usr_input": "I moved to Lisbon"}, "unknown argument 'usr_input' (did you mean 'user_input'?): add_memory accepts 'user_input', 'agent_response', 'user_id', 'timestamp' and 'metadata'"),
+        ("add_memory", {"usr_input": "I moved to Lisbon"}, "unknown argument 'usr_input' (did you mean 'user_input'?): add_memory accepts 'user_input', 'agent_response', 'user_id', 'timestamp'"),
         ("add_memory", {"text": "hello"}, "unknown argument 'text': add_memory accepts"),
         ("memory_stats", {"user": "bob", "verbose": True}, "unknown arguments 'user' and 'verbose': memory_stats accepts 'user_id'"),
         ("add_memory", {"user_input": "hi", "user_id": ""}, "user_id '' is invalid: use 1-64 characters"),
