@@ -161,8 +161,10 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 def serve(args: argparse.Namespace) -> int:
     settings = _settings(args, transport=args.transport, host=args.host, port=args.port)
     from memoryos_mcp.server import build_server
+    from memoryos_mcp.service import prepare_to_serve
 
-    server = build_server(settings)
+    prepare_to_serve(settings)
+    server = build_server(settings)  # reads the token file: a bad one fails here, before serving
     logging.getLogger(__name__).info("serving on %s", settings.transport)
     if settings.transport == "stdio":
         server.run("stdio")
@@ -332,7 +334,9 @@ def main(argv: list[str] | None = None) -> None:
         else:
             code = serve(args)
     except MemoryOSError as exc:
-        logging.getLogger("memoryos_mcp").error("%s", exc)
+        # One line a person (or a desktop client's log pane) can act on; no traceback for a known failure.
+        sys.stderr.write(f"memoryos-mcp: error: {exc}\n")
+        sys.stderr.flush()
         code = 2
     except KeyboardInterrupt:
         code = 130

@@ -1,24 +1,36 @@
 """The MCP surface: tools, resources and a prompt. Thin — each tool validates via the service and returns a model.
 
 Only this module imports mcp. Heavy dependencies (Chroma, torch) load in a background thread started by the
-lifespan, so `initialize` and `tools/list` are answered at once.
+lifespan, so `initialize` and `tools/list` are answered at once. `ContractServer` applies the contract of
+DESIGN.md §4 to every tool, prompt and resource, including ones added later: unknown arguments refused, the
+caller's user bound to what its token (or allowed_users) permits, every failure one plain sentence.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import anyio
-from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken, TokenVerifier
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedResourceError, UnexpectedToolError
+from mcp.shared.exceptions import MCPError
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
+from pydantic import Field, ValidationError
 
 from memoryos_mcp import __version__
-from memoryos_mcp.errors import MemoryOSError
+from memoryos_mcp.access import USERS_CLAIM, TokenTable, grant_from_claims, resolve_user
+from memoryos_mcp.errors import InvalidInputError, MemoryOSError
+from memoryos_mcp.messages import explain_errors, names, quote, unknown_names
 from memoryos_mcp.schemas import (
     AddMemoryResult,
     ForgetMemoryResult,
@@ -28,9 +40,10 @@ from memoryos_mcp.schemas import (
     UserProfileResult,
 )
 from memoryos_mcp.service import LazyService, MemoryService
-from memoryos_mcp.settings import Settings
+from memoryos_mcp.settings import USER_ID_PATTERN, Settings
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = """\
 Long-term memory for this conversation partner, organised like the MemoryOS paper: short-term (recent pages),
@@ -40,7 +53,11 @@ each exchange worth remembering. Pass the same user_id for one person every time
 
 UserId = Annotated[
     str | None,
-    Field(description="Whose memory: 1-64 of [A-Za-z0-9._-]. Omit to use the server's default user."),
+    Field(
+        description="Whose memory: 1-64 of [A-Za-z0-9._-]. Omit to use the server's default user "
+        "(over HTTP: the user your token is bound to).",
+        json_schema_extra={"pattern": USER_ID_PATTERN},
+    ),
 ]
 
 
@@ -64,10 +81,165 @@ def _call(slot: _ServiceSlot, fn: Callable[[MemoryService], T]) -> T:
         raise ToolError(str(exc)) from exc
 
 
-def build_server(settings: Settings, service_factory: Callable[[], MemoryService] | None = None) -> MCPServer:
-    """An MCPServer whose lifespan starts the memory service (by default from `settings`) in the background."""
+class StaticTokenVerifier(TokenVerifier):
+    """The SDK's resource-server hook over an auth_tokens_file: a known token becomes an AccessToken whose
+    `memoryos_users` claim lists the users it may act for. An OAuth verifier (RFC 7662 introspection, JWT)
+    plugs in at the same place; see `build_server`."""
+
+    def __init__(self, table: TokenTable) -> None:
+        self.table = table
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        grant = self.table.lookup(token)
+        if grant is None:
+            return None
+        return AccessToken(
+            # The digest, not the token: nothing downstream needs the secret, and nothing can then log it.
+            token=hashlib.sha256(token.encode("utf-8")).hexdigest(),
+            client_id=grant.name,
+            scopes=[],
+            claims={USERS_CLAIM: ["*"] if grant.users is None else sorted(grant.users)},
+        )
+
+
+@dataclass(frozen=True)
+class Callers:
+    """Which user a call acts for: the one it names, if its token and allowed_users permit, else the implicit one."""
+
+    default: str
+    allowed: frozenset[str] | None
+
+    def user(self, requested: str | None) -> str:
+        token = get_access_token()  # set per request by the SDK's bearer middleware; None on stdio
+        grant = None if token is None else grant_from_claims(token.client_id, token.claims, token.subject)
+        return resolve_user(requested, default=self.default, grant=grant, allowed=self.allowed)
+
+
+def _domain_error(exc: BaseException) -> MemoryOSError | None:
+    """The MemoryOSError behind `exc`, through the SDK's wrappers (ValueError, ToolError, ...)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, MemoryOSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _protocol_error(exc: Exception, what: str, data: dict[str, Any] | None = None) -> MCPError:
+    """A prompt or resource failure as a JSON-RPC error that keeps its reason (the SDK would send a bare one)."""
+    domain = _domain_error(exc)
+    if domain is None:
+        logger.error("%s failed unexpectedly", what, exc_info=exc)
+        return MCPError(code=INTERNAL_ERROR, message=f"{what} failed unexpectedly; the server log has the details", data=data)
+    code = INVALID_PARAMS if isinstance(domain, InvalidInputError) else INTERNAL_ERROR
+    return MCPError(code=code, message=str(domain), data=data)
+
+
+class ContractServer(MCPServer):
+    """MCPServer that holds every tool, prompt and resource to one contract, whatever their signatures.
+
+    Unknown arguments are refused with the accepted ones listed; a `user_id` argument is bound to the caller
+    (token, allowed_users, default user) before the tool runs; argument errors are reworded from pydantic's
+    dumps into one sentence each; prompt and resource failures keep their reason.
+    """
+
+    def __init__(self, *args: Any, callers: Callers, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.callers = callers
+
+    def _checked_arguments(self, arguments: Mapping[str, Any], accepted: Iterable[str], owner: str) -> dict[str, Any]:
+        accepted = list(accepted)
+        unknown = [key for key in arguments if key not in accepted]
+        if unknown:
+            raise InvalidInputError(unknown_names("argument", unknown, accepted, owner))
+        bound = dict(arguments)
+        if "user_id" in accepted:
+            requested = bound.get("user_id")
+            if requested is not None and not isinstance(requested, str):
+                raise InvalidInputError(f"user_id must be a string or left out; got {quote(requested)}")
+            bound["user_id"] = self.callers.user(requested)
+        return bound
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        schemas = {t.name: t.input_schema for t in await self.list_tools()}
+        schema = schemas.get(name)
+        if schema is None:
+            raise ToolError(unknown_names("tool", [name], list(schemas), "this server"))
+        try:
+            arguments = self._checked_arguments(arguments, schema.get("properties", {}), name)
+        except MemoryOSError as exc:
+            raise ToolError(str(exc)) from exc
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise  # a crash: the SDK keeps its text on the server
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):
+                raise ToolError(explain_errors(cause.errors(include_url=False), schema)) from exc
+            # Our own ToolErrors already read as one sentence; drop the SDK's "Error executing tool x:" prefix.
+            raise ToolError(str(cause) if isinstance(cause, ToolError) else str(exc)) from exc
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> Any:
+        prompts = {p.name: p for p in await self.list_prompts()}
+        prompt = prompts.get(name)
+        if prompt is None:
+            raise MCPError(code=INVALID_PARAMS, message=unknown_names("prompt", [name], list(prompts), "this server"))
+        declared = prompt.arguments or []
+        missing = [a.name for a in declared if a.required and a.name not in (arguments or {})]
+        try:
+            if missing:
+                raise InvalidInputError(f"prompt {name} needs {names(missing)}")
+            arguments = self._checked_arguments(arguments or {}, [a.name for a in declared], f"prompt {name}")
+            return await super().get_prompt(name, arguments, context)
+        except MCPError:
+            raise
+        except Exception as exc:
+            raise _protocol_error(exc, f"prompt {name}") from exc
+
+    async def read_resource(self, uri: Any, context: Context[Any, Any] | None = None) -> Any:
+        try:
+            return await super().read_resource(uri, context)
+        except UnexpectedResourceError as exc:  # the SDK would send only "Error reading resource <uri>"
+            raise _protocol_error(exc, f"resource {uri}", {"uri": str(uri)}) from exc
+
+
+def static_token_auth(settings: Settings) -> tuple[TokenVerifier, AuthSettings] | None:
+    """The verifier and auth settings for `settings.auth_tokens_file`; None when it is unset."""
+    if settings.auth_tokens_file is None:
+        return None
+    table = TokenTable.load(settings.auth_tokens_file)
+    # issuer_url is required by AuthSettings but only used by OAuth flows (metadata routes, an authorization
+    # server); static tokens publish neither, so it names this server.
+    auth = AuthSettings(issuer_url=f"http://localhost:{settings.port}", resource_server_url=None)
+    return StaticTokenVerifier(table), auth
+
+
+def build_server(
+    settings: Settings,
+    service_factory: Callable[[], MemoryService] | None = None,
+    *,
+    token_verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
+) -> MCPServer:
+    """An MCPServer whose lifespan starts the memory service (by default from `settings`) in the background.
+
+    Over HTTP, requests are authenticated by `token_verifier` under `auth` (the MCP SDK's resource-server
+    hooks); by default those come from `settings.auth_tokens_file`. To use OAuth instead, pass a verifier
+    that introspects the token and returns an AccessToken whose subject is the user (or whose claims carry
+    `memoryos_users`), with AuthSettings naming the issuer and this server's resource URL.
+    """
     factory = service_factory or (lambda: MemoryService.create(settings))
     slot = _ServiceSlot()
+    if token_verifier is None and auth is None:
+        token_verifier, auth = static_token_auth(settings) or (None, None)
+    callers = Callers(settings.user_id, None if settings.allowed_users is None else frozenset(settings.allowed_users))
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
@@ -81,13 +253,16 @@ def build_server(settings: Settings, service_factory: Callable[[], MemoryService
             if service is not None:
                 await anyio.to_thread.run_sync(service.memory.save_snapshots)
 
-    mcp = MCPServer(
+    mcp = ContractServer(
         "memoryos",
         title="MemoryOS memory",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=settings.log_level,
+        token_verifier=token_verifier,
+        auth=auth,
+        callers=callers,
     )
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False))
@@ -200,9 +375,10 @@ def build_server(settings: Settings, service_factory: Callable[[], MemoryService
         pages are removed). Unknown ids are reported, not an error. all=true needs confirm equal to the user_id."""
         return _call(slot, lambda s: s.forget_memory(user_id, page_ids, fact_ids, before, all, confirm))
 
-    @mcp.resource("memoryos://status", mime_type="application/json", description="Tier counts for the default user and server-wide LLM usage")
+    @mcp.resource("memoryos://status", mime_type="application/json", description="Tier counts for the caller's user and server-wide LLM usage")
     def status() -> str:
-        stats = _call(slot, lambda s: s.stats(None))
+        user = callers.user(None)
+        stats = _call(slot, lambda s: s.stats(user))
         return json.dumps(stats.model_dump(), indent=2)
 
     @mcp.prompt()

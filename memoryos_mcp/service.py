@@ -19,7 +19,7 @@ from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams
 from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, LLMUsage, MemoryAnalyzer, MemoryStore
 from memoryos_mcp.core.text import exchange_text
-from memoryos_mcp.errors import InvalidInputError, MemoryOSError, StorageError
+from memoryos_mcp.errors import ConfigurationError, InvalidInputError, MemoryOSError, StorageError
 from memoryos_mcp.schemas import (
     AddMemoryResult,
     FactOut,
@@ -33,7 +33,7 @@ from memoryos_mcp.schemas import (
     RetrieveMemoryResult,
     UserProfileResult,
 )
-from memoryos_mcp.settings import Settings
+from memoryos_mcp.settings import Settings, is_loopback
 
 if TYPE_CHECKING:
     from memoryos_mcp.bulk import ImportLine
@@ -90,6 +90,27 @@ def make_snapshots(settings: Settings) -> IndexSnapshots | None:
         location = str(settings.data_dir.resolve())
         folder = settings.data_dir / "index-snapshots" / settings.collection_prefix
     return SnapshotStore(folder, identity=f"{settings.collection_prefix}@{location}")
+
+
+def prepare_to_serve(settings: Settings) -> None:
+    """Checks that must fail `serve` before it answers `initialize`: cheap, so the handshake stays fast.
+
+    A desktop client shows a server that exits at once as failed, with its stderr; one that starts and then
+    fails every call just looks broken. So an open bind without tokens and a data directory already in use
+    stop here; Chroma and the embedding model still load in the background afterwards.
+    """
+    if settings.transport == "streamable-http" and settings.auth_tokens_file is None and not is_loopback(settings.host):
+        raise ConfigurationError(
+            f"refusing to serve HTTP on {settings.host}:{settings.port} without authentication: anyone who can "
+            "reach that address could read and change every user's memory. Set MEMORYOS_AUTH_TOKENS_FILE to a "
+            "token file (README, Security), or bind to 127.0.0.1"
+        )
+    if settings.transport == "stdio" and settings.auth_tokens_file is not None:
+        logger.info("auth_tokens_file applies to HTTP only; on stdio the caller is the local user who started the server")
+    if settings.chroma_host is None:
+        from memoryos_mcp.adapters.dir_lock import lock_data_dir
+
+        lock_data_dir(settings.data_dir)
 
 
 class MemoryService:

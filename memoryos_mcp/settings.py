@@ -6,22 +6,57 @@ The MemoryOS paper's parameters live here, each with the paper's symbol in a com
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 from memoryos_mcp.errors import ConfigurationError
+from memoryos_mcp.messages import explain_errors, quote
+
+if sys.version_info >= (3, 11):
+    from tomllib import TOMLDecodeError
+else:  # pragma: no cover - pydantic-settings reads TOML with tomli before 3.11
+    from tomli import TOMLDecodeError
 
 USER_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+_USER_ID = re.compile(USER_ID_PATTERN)
+# Strings a model writes when it means "no value": taking them as a user's name would file memories under
+# a user nobody meant, so they are refused rather than mapped to the default user.
+RESERVED_USER_IDS = frozenset({"null", "none", "nil", "undefined"})
 CONFIG_ENV = "MEMORYOS_CONFIG"
+
+
+def user_id_problem(value: object) -> str | None:
+    """Why `value` cannot be a user_id, or None when it can."""
+    rule = "use 1-64 characters from letters, digits, '.', '_' and '-' (not only dots), or leave user_id out"
+    if not isinstance(value, str) or not _USER_ID.match(value) or set(value) == {"."}:
+        return rule
+    if value.lower() in RESERVED_USER_IDS:
+        return f"it reads as a missing value; {rule}"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that resolves elsewhere, or 0.0.0.0-like wildcards written as names
 
 
 class Settings(BaseSettings):
@@ -30,7 +65,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEMORYOS_", extra="forbid", validate_default=True)
 
     # --- identity and storage -------------------------------------------------------------
-    user_id: str = Field("default", pattern=USER_ID_PATTERN, description="user_id used when a tool call gives none")
+    user_id: str = Field("default", description="user_id used when a tool call gives none")
     data_dir: Path = Field(Path("~/.memoryos"), description="embedded Chroma directory")
     collection_prefix: str = Field("memoryos", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,60}$")
     chroma_host: str | None = Field(None, description="Chroma server host; set to use HttpClient instead of embedded")
@@ -106,10 +141,50 @@ class Settings(BaseSettings):
     port: int = Field(8765, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("data_dir")
+    # --- who may call ------------------------------------------------------------------------
+    auth_tokens_file: Path | None = Field(
+        None,
+        description="JSON file of bearer tokens, each bound to the users it may act for; with it every HTTP "
+        "request needs a token. Required to serve HTTP on anything but loopback",
+    )
+    allowed_users: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="the only user_ids any call may use, on both transports (comma-separated in the "
+        "environment); unset: any",
+    )
+
+    @field_validator("data_dir", "auth_tokens_file")
     @classmethod
-    def _expand_data_dir(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _expand_path(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @field_validator("user_id")
+    @classmethod
+    def _check_user_id(cls, value: str) -> str:
+        problem = user_id_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("allowed_users", mode="before")
+    @classmethod
+    def _split_users(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: "alice,bob"
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_users")
+    @classmethod
+    def _check_users(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("names no user, so every call would be refused; list at least one or unset it")
+        for uid in value:
+            problem = user_id_problem(uid)
+            if problem:
+                raise ValueError(f"{quote(uid)} is not a user_id: {problem}")
+        return value
 
     @property
     def llm_configured(self) -> bool:
@@ -135,7 +210,8 @@ class Settings(BaseSettings):
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build Settings from CLI overrides (None values ignored), the environment and a TOML file.
 
-    `config_file` wins over MEMORYOS_CONFIG when both are given.
+    `config_file` wins over MEMORYOS_CONFIG when both are given. Every mistake becomes one ConfigurationError
+    sentence naming the setting where it was given (environment variable, config file or flag) and what fits.
     """
     cli = {key: value for key, value in overrides.items() if value is not None}
     previous = os.environ.get(CONFIG_ENV)
@@ -146,11 +222,39 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         os.environ[CONFIG_ENV] = str(path)
     elif previous and not Path(previous).expanduser().is_file():
         raise ConfigurationError(f"{CONFIG_ENV}={previous} does not name an existing file")
+    source = os.environ.get(CONFIG_ENV)
     try:
         return Settings(**cli)
+    except TOMLDecodeError as exc:
+        raise ConfigurationError(
+            f"config file {source} is not valid TOML ({exc}); fix it, or compare with config/memoryos.example.toml"
+        ) from None
+    except SettingsError as exc:  # a value the environment source could not even decode
+        raise ConfigurationError(f"{exc}; fix or unset the environment variable") from None
+    except ValidationError as exc:
+        raise ConfigurationError(_explain(exc, cli, source)) from None
     finally:
         if config_file is not None:
             if previous is None:
                 os.environ.pop(CONFIG_ENV, None)
             else:
                 os.environ[CONFIG_ENV] = previous
+
+
+def _explain(exc: ValidationError, cli: dict[str, Any], config_file: str | None) -> str:
+    """One sentence per bad setting, each named where it came from so that the fix is obvious."""
+    env = {key.upper(): value for key, value in os.environ.items()}
+    labels: dict[str, str] = {}
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        variable = f"MEMORYOS_{name.upper()}"
+        if name in cli:
+            labels[name] = f"setting {name} (given on the command line)"
+        elif variable in env:
+            labels[name] = variable
+        elif config_file:
+            labels[name] = f"{name} in {config_file}"
+    text = explain_errors(exc.errors(), Settings.model_json_schema(), noun="setting", labels=labels, say_optional=False)
+    if config_file and any(error["type"] == "extra_forbidden" for error in exc.errors()):
+        text += f" in config file {config_file} (config/memoryos.example.toml lists every setting)"
+    return "invalid settings: " + text

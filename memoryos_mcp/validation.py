@@ -9,18 +9,21 @@ from typing import Any
 
 from memoryos_mcp.core.models import Scalar
 from memoryos_mcp.errors import InvalidInputError
-from memoryos_mcp.settings import USER_ID_PATTERN
+from memoryos_mcp.messages import quote
+from memoryos_mcp.settings import user_id_problem
 
-_USER_ID = re.compile(USER_ID_PATTERN)
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# JSON numbers are IEEE doubles in most clients (and in Chroma's metadata, int64): beyond 2^53 an integer
+# silently comes back as a different number, so it is refused and the caller told to send a string.
+SAFE_INTEGER = 2**53
 
 
 def user_id(value: str | None, default: str) -> str:
-    uid = default if value is None or value == "" else value
-    if not isinstance(uid, str) or not _USER_ID.match(uid):
-        raise InvalidInputError(
-            f"user_id {uid!r} is invalid: use 1-64 characters from letters, digits, '.', '_' and '-'"
-        )
+    """The caller's user_id, or `default` when none was given (None only: "" is a mistake, not a default)."""
+    uid = default if value is None else value
+    problem = user_id_problem(uid)
+    if problem:
+        raise InvalidInputError(f"user_id {quote(uid)} is invalid: {problem}")
     return uid
 
 
@@ -55,7 +58,7 @@ def timestamp(value: str | None) -> str:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
     except ValueError:
         raise InvalidInputError(
-            f"timestamp {value!r} is not understood: use ISO-8601 such as '2024-05-08T13:56:00' "
+            f"timestamp {quote(value)} is not understood: use ISO-8601 such as '2024-05-08T13:56:00' "
             "or '2024-05-08 13:56:00'"
         ) from None
     return parsed.isoformat(timespec="seconds")
@@ -73,23 +76,29 @@ def metadata(value: dict[str, Any] | None, *, max_keys: int, max_value_chars: in
     for key, item in value.items():
         if not isinstance(key, str) or not _METADATA_KEY.match(key):
             raise InvalidInputError(
-                f"metadata key {key!r} is invalid: use 1-64 characters from letters, digits, '_', '.', ':' and '-'"
+                f"metadata key {quote(key)} is invalid: use 1-64 characters from letters, digits, '_', '.', ':' and '-'"
             )
-        if isinstance(item, bool | int | str):
+        if isinstance(item, bool | str):
             pass
+        elif isinstance(item, int):
+            if not -SAFE_INTEGER <= item <= SAFE_INTEGER:
+                raise InvalidInputError(
+                    f"metadata[{quote(key)}] is {quote(item)}, outside ±2^53 where JSON numbers lose precision: "
+                    "send it as a string"
+                )
         elif isinstance(item, float):
             if not math.isfinite(item):
-                raise InvalidInputError(f"metadata[{key!r}] must be a finite number")
+                raise InvalidInputError(f"metadata[{quote(key)}] must be a finite number")
         elif isinstance(item, dict | list):
             raise InvalidInputError(
-                f"metadata[{key!r}] is nested ({type(item).__name__}); metadata must be flat: "
+                f"metadata[{quote(key)}] is nested ({type(item).__name__}); metadata must be flat: "
                 "string, number or boolean values only"
             )
         else:
-            raise InvalidInputError(f"metadata[{key!r}] must be a string, number or boolean, not {item!r}")
+            raise InvalidInputError(f"metadata[{quote(key)}] must be a string, number or boolean, not {quote(item)}")
         if isinstance(item, str) and len(item) > max_value_chars:
             raise InvalidInputError(
-                f"metadata[{key!r}] is {len(item)} characters; the limit per value is {max_value_chars}"
+                f"metadata[{quote(key)}] is {len(item)} characters; the limit per value is {max_value_chars}"
             )
         clean[key] = item
     return clean

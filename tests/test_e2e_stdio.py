@@ -167,3 +167,39 @@ async def test_forgotten_pages_stay_forgotten_across_a_restart(tmp_path: Path) -
         assert len(listed["pages"]) == 19 and secret not in {p["id"] for p in listed["pages"]}
         segments = await _call(client, "list_memories", kind="segments")
         assert "9931" not in json.dumps(segments)
+
+
+async def test_a_second_server_on_a_data_dir_in_use_exits_before_initialize(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    import anyio
+
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    async with Client(_params(data_dir, tmp_path / "first.jsonl"), read_timeout_seconds=120) as first:
+        await first.list_tools()  # the first server has taken the data dir's lock by now
+        started = time.monotonic()
+        second = await anyio.to_thread.run_sync(
+            lambda: subprocess.run(
+                [*_command(), "serve", "--data-dir", str(data_dir)],
+                input=json.dumps(initialize) + "\n",
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        )
+        elapsed = time.monotonic() - started
+        assert "add_memory" in {t.name for t in (await first.list_tools()).tools}  # the first one is unharmed
+    assert second.returncode == 2
+    assert second.stdout == "", "the second server answered initialize"
+    (line,) = second.stderr.strip().splitlines()
+    assert "another process is using the memory directory" in line and "MEMORYOS_DATA_DIR" in line
+    assert elapsed < 15, f"took {elapsed:.1f} s to refuse"

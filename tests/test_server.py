@@ -7,7 +7,10 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
+from memoryos_mcp.errors import StorageError
 from memoryos_mcp.server import build_server
 from memoryos_mcp.service import MemoryService
 from memoryos_mcp.settings import Settings
@@ -141,3 +144,119 @@ async def test_a_failed_call_stores_nothing(server: MCPServer) -> None:
         await error(client, "add_memory", user_input="hi", metadata={"a": {"b": 1}})
         stats = await call(client, "memory_stats")
         assert stats["short_term_pages"] == 0
+
+
+# ------------------------------------------------------------------ the contract: every message one plain sentence
+
+BIG = "x" * 1_000_000
+
+
+def assert_plain(message: str) -> None:
+    """One sentence a model can act on: no pydantic dump, no documentation link, no echo of a huge value."""
+    assert "\n" not in message and "validation error" not in message and "http" not in message, message
+    assert "type=" not in message and "input_value" not in message and len(message) < 400, message
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "message"),
+    [
+        ("add_memory", {"usr_input": "I moved to Lisbon"}, "unknown argument 'usr_input' (did you mean 'user_input'?): add_memory accepts 'user_input', 'agent_response', 'user_id', 'timestamp'"),
+        ("add_memory", {"text": "hello"}, "unknown argument 'text': add_memory accepts"),
+        ("memory_stats", {"user": "bob", "verbose": True}, "unknown arguments 'user' and 'verbose': memory_stats accepts 'user_id'"),
+        ("add_memory", {"user_input": "hi", "user_id": ""}, "user_id '' is invalid: use 1-64 characters"),
+        ("retrieve_memory", {"query": "hi", "user_id": "null"}, "user_id 'null' is invalid: it reads as a missing value"),
+        ("memory_stats", {"user_id": "."}, "user_id '.' is invalid"),
+        ("get_user_profile", {"user_id": ".."}, "user_id '..' is invalid"),
+        ("memory_stats", {"user_id": 7}, "user_id must be a string or left out; got 7"),
+        ("retrieve_memory", {"query": "hi", "top_k": "abc"}, "top_k must be an integer from 1 to 100 (or left out); got 'abc'"),
+        ("retrieve_memory", {"query": "hi", "top_k": 1000}, "top_k must be an integer from 1 to 100 (or left out); got 1000"),
+        ("retrieve_memory", {"query": "hi", "top_m": 0}, "top_m must be an integer from 1 to 50 (or left out); got 0"),
+        ("retrieve_memory", {"query": "hi", "include_short_term": "maybe"}, "include_short_term must be true or false (or left out); got 'maybe'"),
+        ("retrieve_memory", {"query": 5}, "query must be a string; got 5"),
+        ("retrieve_memory", {}, "query is required: a string"),
+        ("add_memory", {"user_input": ["a", "b"]}, 'user_input must be a string (or left out); got ["a", "b"]'),
+        ("add_memory", {"user_input": "hi", "metadata": "a=1"}, "metadata must be a JSON object (or left out); got 'a=1'"),
+        ("add_memory", {"user_input": "hi", "metadata": {"n": 123456789012345678901234567890}}, "metadata['n'] is 123456789012345678901234567890, outside ±2^53"),
+        ("add_memory", {"user_input": "hi", "metadata": {"n": -(2**53) - 1}}, "outside ±2^53 where JSON numbers lose precision: send it as a string"),
+        ("retrieve_memory", {"query": "hi", "top_k": BIG}, "got 'xxxxxxxx"),
+        ("add_memory", {"user_input": "hi", "timestamp": BIG}, "… (1,000,000 characters) is not understood"),
+        ("memory_stats", {"user_id": BIG}, "… (1,000,000 characters) is invalid"),
+        ("add_memory", {"user_input": "hi", "metadata": {BIG: 1}}, "metadata key 'xxx"),
+        ("add_memory", {"user_input": "hi", "metadata": {"k": "v" * 1_000_000}}, "is 1000000 characters; the limit per value is 1000"),
+    ],
+)
+async def test_the_contract_says_what_was_wrong_and_what_fits(
+    server: MCPServer, tool: str, arguments: dict[str, Any], message: str
+) -> None:
+    async with Client(server) as client:
+        text = await error(client, tool, **arguments)
+        assert message in text, text
+        assert_plain(text)
+
+
+async def test_integers_within_2_53_come_back_exactly(server: MCPServer) -> None:
+    async with Client(server) as client:
+        edge = {"max": 2**53, "min": -(2**53), "big": 2**53 - 1, "text": "123456789012345678901234567890"}
+        await call(client, "add_memory", user_input="numbers", metadata=edge)
+        (page,) = (await call(client, "retrieve_memory", query="numbers"))["short_term"]
+        assert page["metadata"] == edge
+
+
+async def test_an_unknown_tool_lists_the_tools(server: MCPServer) -> None:
+    async with Client(server) as client:
+        text = await error(client, "add_memories", user_input="x")
+        assert "unknown tool 'add_memories' (did you mean 'add_memory'?)" in text
+        assert_plain(text)
+
+
+async def test_a_tool_added_later_gets_the_contract(server: MCPServer) -> None:
+    """The contract lives in the server, not in each tool: a new tool with a user_id is checked and bound too."""
+    seen: list[str] = []
+
+    @server.tool()
+    def echo_user(note: str, user_id: str | None = None) -> str:
+        seen.append(f"{user_id}:{note}")
+        return note
+
+    async with Client(server) as client:
+        assert "unknown argument 'notes' (did you mean 'note'?)" in await error(client, "echo_user", notes="x")
+        assert "user_id 'null' is invalid" in await error(client, "echo_user", note="x", user_id="null")
+        assert not (await client.call_tool("echo_user", {"note": "hi"})).is_error
+    assert seen == ["default:hi"]  # the default user was bound before the tool ran
+
+
+async def test_allowed_users_applies_on_stdio_too(settings: Settings, service: MemoryService) -> None:
+    narrowed = settings.model_copy(update={"allowed_users": ["alice", "bob"]})
+    async with Client(build_server(narrowed, service_factory=lambda: service)) as client:
+        assert "user_id is required: this caller may act for 'alice' and 'bob'" in await error(client, "memory_stats")
+        assert "not among this server's allowed_users" in await error(client, "memory_stats", user_id="carol")
+        assert (await call(client, "memory_stats", user_id="bob"))["user_id"] == "bob"
+
+
+async def test_prompt_failures_carry_the_reason(server: MCPServer) -> None:
+    async with Client(server) as client:
+        for arguments, reason in [
+            ({"query": "  "}, "query must not be empty"),
+            ({"query": "hi", "bogus": "1"}, "unknown argument 'bogus': prompt memory_context accepts 'query' and 'user_id'"),
+            ({}, "prompt memory_context needs 'query'"),
+            ({"query": "hi", "user_id": "null"}, "user_id 'null' is invalid"),
+        ]:
+            with pytest.raises(MCPError) as failure:
+                await client.get_prompt("memory_context", arguments)
+            assert reason in failure.value.error.message and failure.value.error.code == INVALID_PARAMS
+        with pytest.raises(MCPError, match="unknown prompt 'memory_contxt'"):
+            await client.get_prompt("memory_contxt", {"query": "hi"})
+
+
+async def test_resource_and_prompt_failures_name_the_cause(settings: Settings) -> None:
+    def broken() -> MemoryService:
+        raise StorageError("cannot open Chroma at /nowhere: disk on fire")
+
+    async with Client(build_server(settings, service_factory=broken)) as client:
+        with pytest.raises(MCPError) as failure:
+            await client.read_resource("memoryos://status")
+        assert "cannot open Chroma at /nowhere: disk on fire" in failure.value.error.message
+        assert failure.value.error.code == INTERNAL_ERROR
+        with pytest.raises(MCPError, match="disk on fire"):
+            await client.get_prompt("memory_context", {"query": "hi"})
+        assert "disk on fire" in await error(client, "memory_stats")

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from memoryos_mcp.cli import main
 from memoryos_mcp.errors import ConfigurationError
 from memoryos_mcp.settings import Settings, load_settings
 
@@ -48,7 +49,52 @@ def test_openai_api_key_is_honoured_and_secret(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_bad_values_are_rejected() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="setting user_id .* 'not valid!' is invalid"):
         load_settings(user_id="not valid!")
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="stm_capacity .* must be an integer of at least 1; got 0"):
         load_settings(stm_capacity=0)
+
+
+@pytest.mark.parametrize(
+    ("env", "config", "message"),
+    [
+        ({"MEMORYOS_TOP_K": "0"}, None, "MEMORYOS_TOP_K must be an integer from 1 to 100; got '0'"),
+        ({"MEMORYOS_PORT": "abc"}, None, "MEMORYOS_PORT must be an integer from 0 to 65535; got 'abc'"),
+        ({"MEMORYOS_TRANSPORT": "http"}, None, "MEMORYOS_TRANSPORT must be 'stdio' or 'streamable-http'; got 'http'"),
+        ({"MEMORYOS_USER_ID": "null"}, None, "MEMORYOS_USER_ID 'null' is invalid: it reads as a missing value"),
+        ({"MEMORYOS_ALLOWED_USERS": " , "}, None, "MEMORYOS_ALLOWED_USERS ' , ' is invalid: names no user"),
+        ({}, "top_kk = 3\n", "unknown setting 'top_kk' (did you mean 'top_k'?) in config file"),
+        ({}, "top_k = = 3\n", "is not valid TOML"),
+        ({}, 'stm_capacity = "seven"\n', "stm_capacity in "),
+        ({"MEMORYOS_CONFIG": "/nonexistent/m.toml"}, None, "MEMORYOS_CONFIG=/nonexistent/m.toml does not name an existing file"),
+    ],
+)
+def test_a_bad_setting_stops_serve_with_one_line_and_status_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    config: str | None,
+    message: str,
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    argv = ["serve", "--data-dir", str(tmp_path / "data")]
+    if config is not None:
+        (tmp_path / "m.toml").write_text(config)
+        argv += ["--config", str(tmp_path / "m.toml")]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # nothing on the protocol channel
+    (line,) = err.strip().splitlines()
+    assert line.startswith("memoryos-mcp: error: ") and message in line, line
+    assert not (tmp_path / "data").exists()  # stopped before touching the data dir
+
+
+def test_allowed_users_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMORYOS_ALLOWED_USERS", "alice, bob")
+    assert load_settings().allowed_users == ["alice", "bob"]
+    monkeypatch.delenv("MEMORYOS_ALLOWED_USERS")
+    assert Settings().allowed_users is None and Settings().auth_tokens_file is None

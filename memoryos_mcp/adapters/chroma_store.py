@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -25,6 +23,7 @@ import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 
+from memoryos_mcp.adapters.dir_lock import lock_data_dir
 from memoryos_mcp.core.models import Fact, FactKind, Page, Segment, TraitLevel, UserProfile, Vector
 from memoryos_mcp.core.protocols import ChainHead, Change, Version
 from memoryos_mcp.errors import StorageError
@@ -36,36 +35,6 @@ LOG_KEEP = 512  # change-log entries kept per user; a reader further behind relo
 _SEGMENT_CHUNK = 100  # segment ids per `$in` filter
 _SMALL_SYNC = 100  # vector-index sync interval of the small collections (see ChromaStore._sync_often)
 _PAGE = {"documents", "metadatas", "embeddings"}
-
-# Directories this process holds the writer lock of (path -> open lock file descriptor).
-_held_locks: dict[str, int] = {}
-_held_locks_guard = threading.Lock()
-
-
-def lock_data_dir(data_dir: Path) -> None:
-    """Hold an exclusive lock on data_dir for the life of this process.
-
-    Embedded Chroma allows one writer process per directory; two (say Claude Desktop and Cursor both
-    launching the server on ~/.memoryos) can corrupt it. The second one fails here with a way out instead.
-    """
-    import fcntl
-
-    key = str(data_dir.resolve())
-    with _held_locks_guard:
-        if key in _held_locks:
-            return
-        fd = os.open(os.path.join(key, ".memoryos.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise StorageError(
-                f"another process is using the memory directory {data_dir}: embedded Chroma allows one process "
-                "per directory. Give this server its own MEMORYOS_DATA_DIR, or share one memory between "
-                "processes through a Chroma server (MEMORYOS_CHROMA_HOST)."
-            ) from None
-        _held_locks[key] = fd
-
 
 def make_client(*, data_dir: Path | None = None, host: str | None = None, port: int = 8000, ssl: bool = False) -> ClientAPI:
     """Embedded PersistentClient under data_dir, or HttpClient when a Chroma server host is given."""
