@@ -358,3 +358,36 @@ def test_a_forgotten_page_leaves_the_index_snapshot_on_disk(settings: Settings, 
     assert not path.exists() or b"xylophonequartz" not in path.read_bytes()
     restarted = MemoryService(settings, store, HashEmbedder(), LocalAnalyzer(), snapshots)
     assert _mentions(restarted, "xylophonequartz") == []
+
+
+def test_a_replica_stops_returning_a_page_another_replica_forgot(settings: Settings, chroma_server: int) -> None:
+    prefix = f"forget{uuid.uuid4().hex[:8]}"
+    a, b = (
+        MemoryService(settings, ChromaStore(make_client(host="127.0.0.1", port=chroma_server), prefix), HashEmbedder(), LocalAnalyzer())
+        for _ in range(2)
+    )
+    ids = {}
+    for i in range(24):  # one chain: forgetting page 4 rewrites the chain summaries after it
+        extra = " xylophonequartz locker code" if i == 4 else ""
+        ids[i] = a.add_memory(f"tomatoes basil garden soil watering note {i}{extra}", "ok").page_id
+    assert _mentions(b, "xylophonequartz")  # b has loaded and cached the user
+    report = a.forget_memory(page_ids=[ids[4]])
+    assert report.chain_summaries_recomputed >= 1
+    assert _mentions(b, "xylophonequartz") == []  # replayed from the change log, rewritten pages re-read
+    assert b.stats().mid_term_pages == a.stats().mid_term_pages
+
+
+def test_with_an_llm_the_segment_summary_is_rewritten_from_the_kept_pages(tmp_path: Path) -> None:
+    with FakeOpenAIServer(default=good_answer) as llm:
+        service = make_service(tmp_path, llm.base_url)
+        for i in range(8):
+            service.add_memory(f"I went hiking on the mountain trail, day {i}", "Nice hiking!")
+        (segment,) = service.list_memories(kind="segments").segments or []
+        page = next(p for p in service.list_memories(tier="mid_term").pages or [])
+        before = len(llm.requests)
+        report = service.forget_memory(page_ids=[page.id])
+        assert report.segments_recomputed == 1
+        refresh = [r for r in llm.requests[before:] if "TASK: refresh_segments" in r["messages"][1]["content"]]
+        assert len(refresh) == 1 and segment.summary not in refresh[0]["messages"][1]["content"]
+        (after,) = service.list_memories(kind="segments").segments or []
+        assert after.summary.startswith("refreshed") and after.page_count == segment.page_count - 1
