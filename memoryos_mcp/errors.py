@@ -19,3 +19,9 @@ class ConfigurationError(MemoryOSError):
 
 class LLMError(MemoryOSError):
     """The language model failed: unreachable, timed out, or answered something unusable."""
+
+
+class LLMAnswerUnusable(LLMError):
+    """The model answered, but nothing usable: malformed twice, or valid JSON that leaves pages uncovered, has
+    no usable topic or misses segments. Asking again later would most likely get the same answer, so the work
+    goes on at once with the local analysis instead of waiting for the model."""

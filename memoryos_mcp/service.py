@@ -73,6 +73,7 @@ def make_analyzer(settings: Settings) -> MemoryAnalyzer:
         max_retries=settings.llm_max_retries,
         max_tokens=settings.llm_max_tokens,
         cooldown_s=settings.llm_cooldown_s,
+        json_mode=settings.llm_json_mode,
     )
     return LLMAnalyzer(chat)
 

@@ -94,7 +94,15 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(20.0, gt=0, description="per request; desktop clients give up near 60 s")
     llm_max_retries: int = Field(1, ge=0, le=5)
     llm_max_tokens: int = Field(1024, ge=64)
-    llm_cooldown_s: float = Field(30.0, ge=0, description="after an LLM failure, wait this long before calling it again")
+    llm_cooldown_s: float = Field(
+        30.0, ge=0, description="after an LLM failure, wait this long before calling it again (doubling while it keeps failing, 8x at most)"
+    )
+    llm_json_mode: Literal["auto", "json_schema", "json_object", "off"] = Field(
+        "auto",
+        description="how to ask for JSON: auto tries response_format json_schema, then json_object with the schema "
+        "(llama.cpp), then json_object, then a plain request, and keeps the first the endpoint takes; json_schema / "
+        "json_object start there; off always asks in plain text",
+    )
     add_time_budget_s: float = Field(40.0, gt=0, description="wall-clock budget for the LLM work of one add_memory")
 
     # --- MemoryOS parameters (paper defaults) ---------------------------------------------

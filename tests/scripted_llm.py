@@ -60,3 +60,23 @@ def persona_answer(prompt: str) -> dict[str, Any]:
         "user_facts": facts,
         "assistant_traits": assistant,
     }
+
+
+def lazy_answer(request: dict[str, Any]) -> dict[str, Any]:
+    """A compliant but lazy model: JSON in the requested shape, but covering only the first page or segment
+    and copying the "..." of the prompt's example (what Gemma 3 270M answers under a JSON schema)."""
+    prompt = _prompt(request)
+    if "TASK: chain_and_topics" in prompt:
+        return {
+            "pages": [{"index": 1, "continues_previous": True, "chain_summary": "..."}],
+            "topics": [{"summary": "...", "keywords": ["..."], "pages": [1]}],
+        }
+    if "TASK: refresh_segments" in prompt:
+        return {"segments": [{"id": "S1", "summary": "...", "keywords": ["..."]}]}
+    if "TASK: persona" in prompt:
+        return {
+            "profile": {"static": {"name": "..."}, "traits": {"content_interests": {"hiking": {"level": "High", "evidence": "..."}}}},
+            "user_facts": ["..."],
+            "assistant_traits": [],
+        }
+    raise AssertionError(f"unexpected prompt: {prompt[:200]}")

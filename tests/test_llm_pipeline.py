@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
@@ -15,7 +16,7 @@ from memoryos_mcp.service import MemoryService, make_analyzer
 from memoryos_mcp.settings import load_settings
 from tests.fake_openai import FakeOpenAIServer, Fault, free_port_refusing
 from tests.fakes import HashEmbedder, mid_term_pages
-from tests.scripted_llm import good_answer
+from tests.scripted_llm import good_answer, lazy_answer
 
 TEXT = {
     "hiking": "I went hiking on the mountain trail with boots",
@@ -133,11 +134,13 @@ def test_degenerate_answer_never_overwrites_a_good_profile(tmp_path: Path, llm: 
     assert service.get_user_profile().profile.static == {"name": "Maya"}
 
 
-FAULTS = {
+UNAVAILABLE = {
     "timeout": lambda: Fault.delay(5.0),
     "http_429": lambda: Fault.http(429),
     "http_500": lambda: Fault.http(500),
     "connection_dropped": lambda: Fault.drop_connection(),
+}
+BAD_ANSWERS = {
     "malformed_json": lambda: Fault.malformed(),
     "truncated_json": lambda: Fault.truncated({"pages": [{"index": 1, "continues_previous": False}] * 30}),
     "wrong_shape": lambda: {"answer": "I think these pages are about hiking"},
@@ -145,12 +148,12 @@ FAULTS = {
 }
 
 
-@pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_a_fault_loses_nothing_and_recovers(
+@pytest.mark.parametrize("fault", sorted(UNAVAILABLE))
+def test_an_unavailable_model_loses_nothing_and_recovers(
     tmp_path: Path, llm: FakeOpenAIServer, fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = make_service(tmp_path, llm.base_url, llm_timeout_s=1.0)
-    llm.default = lambda request: FAULTS[fault]()
+    llm.default = lambda request: UNAVAILABLE[fault]()
     caplog.set_level(logging.DEBUG, logger="memoryos_mcp")
     ids = []
     started = time.monotonic()
@@ -173,6 +176,32 @@ def test_a_fault_loses_nothing_and_recovers(
     assert stats.short_term_pages + stats.mid_term_pages == 7
     everything = service.retrieve_memory("anything", top_k=100, top_m=50)
     assert {p.id for p in everything.short_term + everything.mid_term} >= set(ids)
+
+
+@pytest.mark.parametrize("fault", sorted(BAD_ANSWERS))
+def test_a_bad_answer_costs_one_repair_and_the_batch_goes_on_locally(
+    tmp_path: Path, llm: FakeOpenAIServer, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = make_service(tmp_path, llm.base_url, llm_timeout_s=1.0)
+    llm.default = lambda request: BAD_ANSWERS[fault]()
+    caplog.set_level(logging.DEBUG, logger="memoryos_mcp")
+    results = [add(service, topic, n) for n, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "guitar"])]
+    moved = results[3]  # the fourth page overflows short-term memory: the first three leave it
+    assert moved.llm_calls == 2 and moved.llm_failures == 1  # the answer and its one repair, then no waiting
+    assert len(moved.moved_to_mid_term) == 3
+    assert any("local fallback" in note for note in moved.notes), moved.notes
+    stats = service.stats()
+    assert stats.short_term_pages == 2 and stats.mid_term_pages == 3
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("memoryos_mcp.adapters")]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+
+    llm.default = good_answer  # a better answer next time is used
+    for n in range(5, 7):
+        result = add(service, "guitar", n)
+    assert result.llm_calls >= 1 and not result.llm_failures
+    assert "chain about guitar" in [p.chain_summary for p in mtm_pages(service)]
+    everything = service.retrieve_memory("anything", top_k=100, top_m=50)
+    assert {p.id for p in everything.short_term + everything.mid_term} >= {r.page_id for r in results}
 
 
 def test_connection_refused_loses_nothing(tmp_path: Path) -> None:
@@ -234,10 +263,9 @@ def test_a_model_that_keeps_answering_garbage_is_rested(tmp_path: Path, llm: Fak
     for n in range(4):
         add(service, "hiking", n)
     assert llm.request_count == 2  # the first failing analysis (answer + repair); then it rests
-    for n in range(4, 8):
-        result = add(service, "hiking", n)
+    notes = [note for n in range(4, 8) for note in add(service, "hiking", n).notes]
     assert llm.request_count == 2
-    assert any("next try in" in note for note in result.notes)
+    assert any("next try in" in note and "local fallback" in note for note in notes), notes
     assert service.stats().short_term_pages + service.stats().mid_term_pages == 8
 
 
@@ -278,3 +306,68 @@ def test_retrieval_does_not_wait_for_a_slow_add_of_the_same_user(tmp_path: Path,
     assert found.short_term
     slow.join(10)
     assert service.stats().mid_term_pages == 3
+
+
+def test_each_question_carries_a_json_schema_a_good_answer_meets_and_a_lazy_one_does_not(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
+    service = make_service(tmp_path, llm.base_url, tau=3.0)
+    for n, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "hiking", "hiking", "guitar"]):
+        add(service, topic, n)
+    by_task: dict[str, dict[str, Any]] = {}
+    for request in llm.requests:
+        fmt = request["response_format"]
+        assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is False
+        by_task.setdefault(fmt["json_schema"]["name"], request)
+    assert set(by_task) == {"chain_and_topics", "refresh_segments", "persona"}
+    for task, request in by_task.items():
+        schema = request["response_format"]["json_schema"]["schema"]
+        jsonschema.validate(good_answer(request), schema)
+        if task != "persona":  # a persona of "..." fits its schema; the analyzer drops those values
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate(lazy_answer(request), schema)  # one page of three, one segment of two
+    pages = by_task["chain_and_topics"]["response_format"]["json_schema"]["schema"]["properties"]["pages"]
+    assert pages["minItems"] == pages["maxItems"] == 3
+
+
+def test_lazy_answers_count_as_failures_and_cost_at_most_one_call_per_add(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+    # cooldown 0: the worst case, the lazy model is asked again at every batch.
+    service = make_service(tmp_path, llm.base_url, stm_capacity=7, tau=5.0)
+    llm.default = lazy_answer
+    topics = ["hiking"] * 5 + ["cooking"] * 4 + ["guitar"] * 6
+    results = [add(service, topics[n % len(topics)], n) for n in range(60)]
+    calls = sum(r.llm_calls for r in results)
+    assert calls == llm.request_count
+    assert calls / len(results) <= 1.0, calls
+    notes = [note for r in results for note in r.notes]
+    assert any("local fallback" in note and "covered 1 of 3 pages" in note for note in notes), notes
+    assert not any("deferred" in note for note in notes), notes  # no batch waits for the same answer again
+    assert sum(r.llm_failures for r in results) >= len(results) // 3 - 3
+    stats = service.stats()
+    assert stats.short_term_pages <= 7 and stats.short_term_pages + stats.mid_term_pages == 60
+    assert "..." not in {p.chain_summary for p in mtm_pages(service)}
+    profile = service.get_user_profile()
+    assert profile.profile.static == {} and not profile.user_knowledge  # the copied "..." is never learned
+    found = {p.id for p in mtm_pages(service)} | {p.id for p in service.retrieve_memory("hiking").short_term}
+    assert found == {r.page_id for r in results}
+    for r in results[::7]:  # and retrievable by what they say
+        page = next(p for p in mtm_pages(service) + service.retrieve_memory("x").short_term if p.id == r.page_id)
+        hits = service.retrieve_memory(page.user_input, top_k=20, top_m=10)
+        assert r.page_id in {p.id for p in hits.short_term + hits.mid_term}
+
+
+def test_an_endpoint_like_llama_cpp_is_probed_once_then_asked_with_json_object_and_schema(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
+    def llama_cpp_like(request: dict[str, Any]) -> Any:
+        if request.get("response_format", {}).get("type") == "json_schema":
+            return Fault.http(500, {"detail": "Input should be 'text' or 'json_object'"})
+        return good_answer(request)
+
+    llm.default = llama_cpp_like
+    service = make_service(tmp_path, llm.base_url)
+    results = [add(service, topic, n) for n, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "hiking", "hiking", "guitar"])]
+    types = [r.get("response_format", {}).get("type") for r in llm.requests]
+    assert types[0] == "json_schema" and set(types[1:]) == {"json_object"} and len(types) >= 3
+    assert not any(r.llm_failures for r in results)
+    assert service.stats().mid_term_pages == 6

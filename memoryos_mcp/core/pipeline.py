@@ -19,6 +19,7 @@ from memoryos_mcp.core.protocols import ChainHead, Embedder, LLMUsage, MemoryAna
 from memoryos_mcp.core.scoring import heat, jaccard
 from memoryos_mcp.core.state import Draft
 from memoryos_mcp.core.text import page_text, topic_text
+from memoryos_mcp.errors import LLMAnswerUnusable
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class MemoryParams:
     lpm_capacity: int = 100  # user facts / assistant traits kept, FIFO
     lpm_top_k: int = 10  # facts and traits retrieved
     fact_duplicate_cosine: float = 0.92  # a new fact this close to a kept one is a near-duplicate
-    max_deferred_pages: int = 6  # STM overflow allowed to wait for a failing LLM before the local fallback
+    max_deferred_pages: int = 6  # STM overflow allowed to wait for an unreachable LLM before the local fallback
     chain_threshold: float = 0.45  # local analysis: cosine to the previous page that continues a chain
     assistant_profile: str = ""
 
@@ -164,7 +165,9 @@ class UpdatePipeline:
             analysis = analyzer.analyze_batch(pages, head, result.usage)
         except Exception as exc:
             result.usage.failures += 1
-            if may_defer:
+            # An unreachable model may be back on the next call; one that answered unusably would most
+            # likely answer the same again, so waiting for it only costs calls.
+            if may_defer and not isinstance(exc, LLMAnswerUnusable):
                 result.notes.append(f"mid-term analysis deferred to a later call: {exc}")
                 return False
             result.notes.append(f"mid-term analysis used the local fallback: {exc}")

@@ -1,13 +1,15 @@
 """Prompts of the LLM-driven pipeline and the JSON shapes the answers must have.
 
-Answers are requested as plain JSON in the message text (no tool calling, no strict json_schema mode):
-local OpenAI-compatible servers often lack those, and a schema here validates whatever comes back.
+Each answer has two shapes: a pydantic model that validates whatever comes back, and a JSON schema for the
+endpoints that constrain decoding to one (llama.cpp, vLLM, Ollama, OpenAI). The schema is tightened to the
+question — exactly one entry per page, in order; one per segment — because a small model left free stops
+after the first page. No tool calling and no strict mode: local servers often lack them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -18,6 +20,15 @@ TRAIT_GROUPS = {
     "ai_alignment": "AI-alignment preferences (e.g. preferred answer length, formality, proactivity)",
     "content_interests": "content interests (e.g. sports, technology, cooking, travel)",
 }
+
+_TEXT: dict[str, Any] = {"type": "string"}
+
+
+def _object(**properties: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-schema object with these properties, all required, nothing else (properties keep their order,
+    which grammar-constrained decoders follow)."""
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
 
 SYSTEM = (
     "You maintain the long-term memory of an AI assistant, following the MemoryOS design. "
@@ -44,6 +55,24 @@ class TopicOut(BaseModel):
 class BatchAnswer(BaseModel):
     pages: list[PageChain]
     topics: list[TopicOut]
+
+
+def batch_schema(n_pages: int, max_topics: int) -> dict[str, Any]:
+    """BatchAnswer's JSON schema for `n_pages` pages: pages 1..n in order, 1..max_topics topics over them."""
+    pages = [
+        _object(index={"type": "integer", "const": i}, continues_previous={"type": "boolean"}, chain_summary=_TEXT)
+        for i in range(1, n_pages + 1)
+    ]
+    page_number = {"type": "integer", "minimum": 1, "maximum": n_pages}
+    topic = _object(
+        summary=_TEXT,
+        keywords={"type": "array", "items": _TEXT, "maxItems": 8},
+        pages={"type": "array", "items": page_number, "minItems": 1, "maxItems": n_pages},
+    )
+    return _object(
+        pages={"type": "array", "prefixItems": pages, "items": False, "minItems": n_pages, "maxItems": n_pages},
+        topics={"type": "array", "items": topic, "minItems": 1, "maxItems": max_topics},
+    )
 
 
 def _page_block(i: int, page: Page, limit: int = 1500) -> str:
@@ -92,6 +121,17 @@ class MergeAnswer(BaseModel):
     segments: list[SegmentRefresh]
 
 
+def merge_schema(n_segments: int) -> dict[str, Any]:
+    """MergeAnswer's JSON schema for segments S1..Sn, in order."""
+    segments = [
+        _object(id={"type": "string", "const": f"S{i}"}, summary=_TEXT, keywords={"type": "array", "items": _TEXT, "maxItems": 8})
+        for i in range(1, n_segments + 1)
+    ]
+    return _object(
+        segments={"type": "array", "prefixItems": segments, "items": False, "minItems": n_segments, "maxItems": n_segments}
+    )
+
+
 def merge_prompt(merges: Sequence[tuple[Segment, Sequence[str]]]) -> str:
     blocks = []
     for n, (segment, topic_summaries) in enumerate(merges, 1):
@@ -127,6 +167,18 @@ class PersonaAnswer(BaseModel):
     profile: ProfileAnswer = Field(default_factory=ProfileAnswer)
     user_facts: list[str] = Field(default_factory=list)
     assistant_traits: list[str] = Field(default_factory=list)
+
+
+def persona_schema() -> dict[str, Any]:
+    """PersonaAnswer's JSON schema: trait dimensions only in the three groups, levels High/Medium/Low."""
+    trait = _object(level={"type": "string", "enum": ["High", "Medium", "Low"]}, evidence=_TEXT)
+    groups = {"type": "object", "additionalProperties": trait}
+    profile = _object(
+        static={"type": "object", "additionalProperties": _TEXT},
+        traits={"type": "object", "properties": dict.fromkeys(TRAIT_GROUPS, groups), "additionalProperties": False},
+    )
+    facts = {"type": "array", "items": _TEXT, "maxItems": 20}
+    return _object(profile=profile, user_facts=facts, assistant_traits=facts)
 
 
 def persona_prompt(profile: UserProfile, pages: Sequence[Page]) -> str:
