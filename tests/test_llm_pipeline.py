@@ -371,3 +371,21 @@ def test_an_endpoint_like_llama_cpp_is_probed_once_then_asked_with_json_object_a
     assert types[0] == "json_schema" and set(types[1:]) == {"json_object"} and len(types) >= 3
     assert not any(r.llm_failures for r in results)
     assert service.stats().mid_term_pages == 6
+
+
+def test_a_page_left_without_a_chain_summary_gets_the_local_one_and_the_answer_is_kept(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
+    def one_blank(request: dict[str, Any]) -> Any:
+        answer = good_answer(request)
+        if "pages" in answer and "topics" in answer:
+            answer["pages"][1]["chain_summary"] = "..."
+        return answer
+
+    llm.default = one_blank
+    service = make_service(tmp_path, llm.base_url)
+    results = [add(service, topic, n) for n, topic in enumerate(["hiking", "hiking", "cooking", "cooking"])]
+    assert not results[3].llm_failures and len(results[3].moved_to_mid_term) == 3
+    summaries = [p.chain_summary for p in mtm_pages(service)]
+    assert summaries[0] == "chain about hiking" and summaries[2] == "chain about cooking"
+    assert "mountain trail" in summaries[1]  # extractive, from the page itself

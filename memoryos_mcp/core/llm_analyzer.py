@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from memoryos_mcp.core import prompts
 from memoryos_mcp.core.models import Page, Segment, UserProfile
 from memoryos_mcp.core.protocols import BatchAnalysis, ChainHead, LLMUsage, PersonaUpdate, TopicProposal
-from memoryos_mcp.core.text import extract_keywords
+from memoryos_mcp.core.text import exchange_text, extract_keywords, extractive_summary
 from memoryos_mcp.errors import LLMAnswerUnusable
 
 M = TypeVar("M", bound=BaseModel)
@@ -82,22 +82,28 @@ class LLMAnalyzer:
             prompt,
             prompts.BatchAnswer,
             usage,
-            use=lambda answer: self._batch_analysis(answer, n, first_starts_chain=head is None),
+            use=lambda answer: self._batch_analysis(answer, pages, head),
             json_schema=prompts.batch_schema(n, self.max_topics),
             name="chain_and_topics",
         )
 
-    def _batch_analysis(self, answer: prompts.BatchAnswer, n: int, *, first_starts_chain: bool) -> BatchAnalysis:
+    def _batch_analysis(self, answer: prompts.BatchAnswer, pages: Sequence[Page], head: ChainHead | None) -> BatchAnalysis:
+        n = len(pages)
         by_index = {p.index: p for p in answer.pages if 1 <= p.index <= n}
         if len(by_index) != n:
             raise LLMAnswerUnusable(f"chain answer covered {len(by_index)} of {n} pages")
-        empty = [i for i in range(1, n + 1) if blank(by_index[i].chain_summary)]
-        if empty:
-            raise LLMAnswerUnusable(f"chain answer left the summary of page(s) {', '.join(map(str, empty))} empty")
         continuous = [by_index[i + 1].continues_previous for i in range(n)]
-        if first_starts_chain:
+        if head is None:
             continuous[0] = False  # nothing before the first page ever stored
-        summaries = [by_index[i + 1].chain_summary.strip() for i in range(n)]
+        summaries: list[str] = []
+        running = head.chain_summary if head else ""
+        for i, page in enumerate(pages):
+            summary = by_index[i + 1].chain_summary.strip()
+            if blank(summary):  # a page left without a summary gets the extractive one the local analysis writes
+                text = exchange_text(page)
+                summary = extractive_summary([running, text] if continuous[i] else [text], max_sentences=3)
+            summaries.append(summary)
+            running = summary
         topics: list[TopicProposal] = []
         covered: set[int] = set()
         for topic in answer.topics[: self.max_topics]:
