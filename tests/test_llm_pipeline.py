@@ -123,7 +123,11 @@ def test_degenerate_answer_never_overwrites_a_good_profile(tmp_path: Path, llm: 
     for n in range(4):
         service.add_memory("I am Maya and I love hiking", f"ok {n}", timestamp="2024-05-01 09:00:00")
     assert service.get_user_profile().profile.static == {"name": "Maya"}
-    empty = {"profile": {"static": {"name": "unknown", "city": ""}, "traits": {}}, "user_facts": [], "assistant_traits": []}
+    empty = {
+        "profile": {"static": {"name": "unknown", "city": "", "age": "...", "traits": "content_interests:"}, "traits": {}},
+        "user_facts": ["..."],
+        "assistant_traits": [],
+    }
 
     def degenerate(request: dict[str, Any]) -> Any:
         return empty if "TASK: persona" in request["messages"][1]["content"] else good_answer(request)
@@ -131,7 +135,9 @@ def test_degenerate_answer_never_overwrites_a_good_profile(tmp_path: Path, llm: 
     llm.default = degenerate
     for n in range(4):
         service.add_memory("I am Maya and I love hiking", f"again {n}", timestamp="2024-05-02 09:00:00")
-    assert service.get_user_profile().profile.static == {"name": "Maya"}
+    profile = service.get_user_profile()
+    assert profile.profile.static == {"name": "Maya"}
+    assert all(f.text != "..." for f in profile.user_knowledge or [])
 
 
 UNAVAILABLE = {

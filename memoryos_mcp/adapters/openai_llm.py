@@ -54,6 +54,7 @@ class ChatStats:
     valid: int = 0  # answers that parsed as JSON and validated against the expected shape
     usable: int = 0  # questions whose final answer the pipeline could use
     unusable: int = 0  # questions whose valid answer could not be used (pages uncovered, ...)
+    invalid: int = 0  # questions whose answer did not validate, repair included
 
 
 class OpenAIChat:
@@ -130,6 +131,7 @@ class OpenAIChat:
             try:
                 parsed = self._parse(content, shape)
             except ValueError as second:
+                self._count("invalid")
                 # A model that cannot produce the JSON twice in a row (small local models often can't) would
                 # make every add_memory wait for two useless answers: rest it like an unreachable one.
                 raise self.health.failed(f"invalid JSON from the model twice: {second}", unusable=True) from None

@@ -160,8 +160,17 @@ class LLMAnalyzer:
         )
 
 
+# Keys of the answer's own shape: a small model that loses its place writes them as profile facts
+# (Gemma 3 270M stored "traits": "content_interests:").
+_SHAPE_WORDS = {"profile", "static", "traits", "user_facts", "assistant_traits", "level", "evidence", *prompts.TRAIT_GROUPS}
+
+
 def _persona_update(answer: prompts.PersonaAnswer) -> PersonaUpdate:
-    static = {k.strip().lower(): v.strip() for k, v in answer.profile.static.items() if k.strip() and not blank(v)}
+    static = {
+        k.strip().lower(): v.strip()
+        for k, v in answer.profile.static.items()
+        if not blank(k) and k.strip().lower() not in _SHAPE_WORDS and not blank(v)
+    }
     traits = {
         group: {
             dim.strip(): (t.level, t.evidence.strip())

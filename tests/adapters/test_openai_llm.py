@@ -129,7 +129,7 @@ def test_a_valid_but_useless_answer_fails_after_one_call_and_rests_the_model(srv
         ask(client)
     assert len(srv.requests) == 1
     assert client.stats_snapshot() | {"response_format": None} == {
-        "requests": 1, "answers": 1, "valid": 1, "usable": 0, "unusable": 1, "response_format": None
+        "requests": 1, "answers": 1, "valid": 1, "usable": 0, "unusable": 1, "invalid": 0, "response_format": None
     }
 
 
