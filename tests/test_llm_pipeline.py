@@ -395,3 +395,20 @@ def test_a_page_left_without_a_chain_summary_gets_the_local_one_and_the_answer_i
     summaries = [p.chain_summary for p in mtm_pages(service)]
     assert summaries[0] == "chain about hiking" and summaries[2] == "chain about cooking"
     assert "mountain trail" in summaries[1]  # extractive, from the page itself
+
+
+def test_a_failing_endpoint_costs_a_few_calls_then_rests_and_every_page_is_kept(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+    service = make_service(tmp_path, llm.base_url, llm_max_retries=1, llm_cooldown_s=30.0, add_time_budget_s=5.0)
+    llm.default = lambda request: Fault.http(500)
+    results, slowest = [], 0.0
+    for n in range(30):
+        started = time.monotonic()
+        results.append(add(service, "hiking", n))
+        slowest = max(slowest, time.monotonic() - started)
+    # json_schema -> 500, one step down to json_object+schema -> 500, one retry after a backoff -> 500; then rest.
+    assert llm.request_count == sum(r.llm_calls for r in results) == 3
+    assert slowest < 5.0
+    stats = service.stats()
+    assert stats.short_term_pages + stats.mid_term_pages == 30 and stats.short_term_pages <= 3 + 6
+    found = service.retrieve_memory("hiking trail", top_k=100, top_m=50)
+    assert {p.id for p in found.short_term + found.mid_term} == {r.page_id for r in results}
