@@ -335,7 +335,9 @@ def _reference_memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
         user_id: UserId = None,
         timestamp: Timestamp = None,
         metadata: Metadata = None,
-        meta_data: Annotated[dict[str, Any] | None, Field(description="The same as metadata (the reference server's name).")] = None,
+        meta_data: Annotated[
+            dict[str, Any] | None, Field(description="The same as metadata (the reference server's name).")
+        ] = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Annotated[CallToolResult, compat.ReferenceAddResult]:
         """Remember one exchange (a "page") between the user and you.
@@ -370,7 +372,11 @@ def _reference_memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
         ] = None,
         max_results: Annotated[
             int | None,
-            Field(description="Mid-term pages, user knowledge and assistant knowledge to return, at most (default 10).", ge=1, le=100),
+            Field(
+                description="Mid-term pages, user knowledge and assistant knowledge to return, at most (default 10).",
+                ge=1,
+                le=100,
+            ),
         ] = None,
         user_id: UserId = None,
         top_k: TopK = None,
@@ -417,7 +423,9 @@ def _reference_memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
         "No detailed user profile"."""
 
         def read(s: MemoryService) -> compat.ReferenceProfileResult:
-            assistant = compat.either("include_assistant_traits", include_assistant_traits, "include_assistant_knowledge", include_assistant_knowledge)
+            assistant = compat.either(
+                "include_assistant_traits", include_assistant_traits, "include_assistant_knowledge", include_assistant_knowledge
+            )
             return compat.get_user_profile(
                 s, user_id=user_id, include_knowledge=include_knowledge, include_assistant_knowledge=bool(assistant)
             )
