@@ -3,7 +3,9 @@
 Only this module imports mcp. Heavy dependencies (Chroma, torch) load in a background thread started by the
 lifespan, so `initialize` and `tools/list` are answered at once. `ContractServer` applies the contract of
 DESIGN.md §4 to every tool, prompt and resource, including ones added later: unknown arguments refused, the
-caller's user bound to what its token (or allowed_users) permits, every failure one plain sentence.
+caller's user bound to what its token (or allowed_users) permits, every failure one plain sentence. With
+compat = "memoryos-reference", add_memory, retrieve_memory and get_user_profile are registered in the dialect of
+the paper's own MCP server instead (mapping and result shapes in compat.py).
 """
 
 from __future__ import annotations
