@@ -3,7 +3,9 @@
 Only this module imports mcp. Heavy dependencies (Chroma, torch) load in a background thread started by the
 lifespan, so `initialize` and `tools/list` are answered at once. `ContractServer` applies the contract of
 DESIGN.md §4 to every tool, prompt and resource, including ones added later: unknown arguments refused, the
-caller's user bound to what its token (or allowed_users) permits, every failure one plain sentence.
+caller's user bound to what its token (or allowed_users) permits, every failure one plain sentence. With
+compat = "memoryos-reference", add_memory, retrieve_memory and get_user_profile are registered in the dialect of
+the paper's own MCP server instead (mapping and result shapes in compat.py).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedResourceError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from memoryos_mcp import __version__
+from memoryos_mcp import __version__, compat
 from memoryos_mcp.access import USERS_CLAIM, TokenTable, grant_from_claims, resolve_user
 from memoryos_mcp.errors import InvalidInputError, MemoryOSError
 from memoryos_mcp.messages import explain_errors, names, quote, unknown_names
@@ -145,9 +147,12 @@ class ContractServer(MCPServer):
     dumps into one sentence each; prompt and resource failures keep their reason.
     """
 
-    def __init__(self, *args: Any, callers: Callers, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, callers: Callers, json_errors: frozenset[str] = frozenset(), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.callers = callers
+        # Tools whose error text is {"status": "error", "message": ...}: scripts written for the paper's own
+        # server parse every reply as JSON (compat mode). They stay tool errors (is_error) all the same.
+        self.json_errors = json_errors
 
     def _checked_arguments(self, arguments: Mapping[str, Any], accepted: Iterable[str], owner: str) -> dict[str, Any]:
         accepted = list(accepted)
@@ -165,6 +170,16 @@ class ContractServer(MCPServer):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> Any:
+        if name not in self.json_errors:
+            return await self._call_tool(name, arguments, context)
+        try:
+            return await self._call_tool(name, arguments, context)
+        except ToolError as exc:
+            text = json.dumps({"status": "error", "message": str(exc)}, ensure_ascii=False)
+            # Keep the kind: a crash stays an UnexpectedToolError, which the SDK logs with its traceback.
+            raise type(exc)(text) from exc
+
+    async def _call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None) -> Any:
         schemas = {t.name: t.input_schema for t in await self.list_tools()}
         schema = schemas.get(name)
         if schema is None:
@@ -208,6 +223,216 @@ class ContractServer(MCPServer):
             return await super().read_resource(uri, context)
         except UnexpectedResourceError as exc:  # the SDK would send only "Error reading resource <uri>"
             raise _protocol_error(exc, f"resource {uri}", {"uri": str(uri)}) from exc
+
+
+# Arguments shared by our tools and their compat twins: one description, one bound each.
+UserInput = Annotated[str, Field(description="What the user said in this exchange (may be empty if agent_response is not).")]
+AgentResponse = Annotated[str, Field(description="What the assistant answered (may be empty if user_input is not).")]
+Timestamp = Annotated[
+    str | None,
+    Field(description="When the exchange happened: ISO-8601 ('2024-05-08T13:56:00') or 'YYYY-MM-DD HH:MM:SS'. Default: now."),
+]
+Metadata = Annotated[
+    dict[str, Any] | None,
+    Field(description="Flat JSON object of string/number/boolean values stored with the page and returned with it."),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        description="Any string unique to this exchange (per user). A second add with the same key stores "
+        "nothing and returns the first page's id: pass one when a call may be retried.",
+        max_length=256,
+    ),
+]
+Query = Annotated[str, Field(description="What to look for: the user's question or the topic at hand.")]
+TopK = Annotated[int | None, Field(description="Mid-term pages to return (default 10).", ge=1, le=100)]
+TopM = Annotated[int | None, Field(description="Mid-term segments searched (default 5).", ge=1, le=50)]
+IncludeShortTerm = Annotated[bool, Field(description="Also return the most recent pages.")]
+Since = Annotated[str | None, Field(description="Only pages dated on or after this ISO-8601 date or datetime ('2024-05-01').")]
+Until = Annotated[
+    str | None,
+    Field(description="Only pages dated on or before this ISO-8601 date or datetime (a date includes that whole day)."),
+]
+IncludeKnowledge = Annotated[bool, Field(description="Include the facts learned about the user.")]
+
+WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+READS = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+
+
+def _memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
+    """add_memory, retrieve_memory and get_user_profile: our contract."""
+
+    @mcp.tool(annotations=WRITES)
+    def add_memory(
+        user_input: UserInput = "",
+        agent_response: AgentResponse = "",
+        user_id: UserId = None,
+        timestamp: Timestamp = None,
+        metadata: Metadata = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> AddMemoryResult:
+        """Remember one exchange (a "page") between the user and you.
+
+        The page enters short-term memory at once and is durable when this returns. When short-term memory
+        overflows, the oldest pages move to mid-term topic segments; hot segments are analysed into the
+        user's long-term profile. The result says what happened. Texts are limited to max_text_chars
+        (default 20,000) each.
+        """
+        return _call(slot, lambda s: s.add_memory(user_input, agent_response, user_id, timestamp, metadata, idempotency_key))
+
+    # Not read-only: retrieval is what heats a segment (the paper's N_visit and last access are written).
+    @mcp.tool(annotations=WRITES)
+    def retrieve_memory(
+        query: Query,
+        user_id: UserId = None,
+        top_k: TopK = None,
+        top_m: TopM = None,
+        include_short_term: IncludeShortTerm = True,
+        since: Since = None,
+        until: Until = None,
+    ) -> RetrieveMemoryResult:
+        """Find what you remember about a query, from all memory tiers.
+
+        Returns the recent short-term pages, the best mid-term pages (from the top-m segments by topic match,
+        then top-k pages by similarity, each with id, timestamp, segment, score, chain summary and metadata),
+        the user's profile, relevant user facts and assistant traits, and `context`: all of it as one text
+        block to read before answering. Makes no LLM call. Records a visit on each segment returned (that is
+        what makes a topic hot in the paper's heat model), so it is not read-only.
+        """
+        return _call(
+            slot,
+            lambda s: s.retrieve_memory(query, user_id, top_k, top_m, include_short_term, since=since, until=until),
+        )
+
+    @mcp.tool(annotations=READS)
+    def get_user_profile(
+        user_id: UserId = None,
+        include_knowledge: IncludeKnowledge = True,
+        include_assistant_traits: Annotated[bool, Field(description="Include facts learned about you, the assistant.")] = True,
+    ) -> UserProfileResult:
+        """The user's long-term persona: static profile (name, location, ...), trait dimensions with evidence,
+        and optionally the user knowledge and assistant traits learned from conversations.
+
+        Profiling needs an LLM; without one the profile is empty and `note` says how to enable it.
+        """
+        return _call(slot, lambda s: s.get_user_profile(user_id, include_knowledge, include_assistant_traits))
+
+
+def _reply(result: BaseModel) -> CallToolResult:
+    """A compat result as the reference sends it: its JSON object as the text, the same object as structured output."""
+    data = compat.to_json(result)
+    return CallToolResult(content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False))], structured_content=data)
+
+
+def _reference_memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
+    """The same three tools in the dialect of BAI-LAB/MemoryOS's own MCP server (setting compat =
+    "memoryos-reference"): its argument names are accepted beside ours and its result fields returned; see
+    compat.py. Each tool returns a CallToolResult so that the text is exactly the reference-shaped object,
+    knowledge lists left out when not asked for, as the reference does; the model class publishes its schema."""
+
+    @mcp.tool(annotations=WRITES)
+    def add_memory(
+        user_input: UserInput = "",
+        agent_response: AgentResponse = "",
+        user_id: UserId = None,
+        timestamp: Timestamp = None,
+        metadata: Metadata = None,
+        meta_data: Annotated[
+            dict[str, Any] | None, Field(description="The same as metadata (the reference server's name).")
+        ] = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Annotated[CallToolResult, compat.ReferenceAddResult]:
+        """Remember one exchange (a "page") between the user and you.
+
+        The page enters short-term memory at once and is durable when this returns; when short-term memory
+        overflows, the oldest pages move to mid-term topic segments. Returns status "success", a message, the
+        page's timestamp and id, and details (text lengths, whether metadata was given).
+        """
+
+        def add(s: MemoryService) -> compat.ReferenceAddResult:
+            meta = compat.either("metadata", metadata, "meta_data", meta_data)
+            return compat.add_memory(
+                s,
+                user_input=user_input,
+                agent_response=agent_response,
+                user_id=user_id,
+                timestamp=timestamp,
+                metadata=meta,
+                idempotency_key=idempotency_key,
+            )
+
+        return _reply(_call(slot, add))
+
+    @mcp.tool(annotations=WRITES)
+    def retrieve_memory(
+        query: Query,
+        relationship_with_user: Annotated[
+            str | None, Field(description="Accepted for the reference server's callers; does not change what is retrieved.")
+        ] = None,
+        style_hint: Annotated[
+            str | None, Field(description="Accepted for the reference server's callers; does not change what is retrieved.")
+        ] = None,
+        max_results: Annotated[
+            int | None,
+            Field(
+                description="Mid-term pages, user knowledge and assistant knowledge to return, at most (default 10).",
+                ge=1,
+                le=100,
+            ),
+        ] = None,
+        user_id: UserId = None,
+        top_k: TopK = None,
+        top_m: TopM = None,
+        include_short_term: IncludeShortTerm = True,
+        since: Since = None,
+        until: Until = None,
+    ) -> Annotated[CallToolResult, compat.ReferenceRetrieveResult]:
+        """Find what you remember about a query, from all memory tiers.
+
+        Returns short_term_memory (the recent pages), retrieved_pages (the best mid-term pages, each with its
+        dialogue-chain summary as meta_info), retrieved_user_knowledge and retrieved_assistant_knowledge, the
+        user's profile as text, counts, and `context`: all of it as one text block to read before answering.
+        Records a visit on each segment returned (what makes a topic hot), so it is not read-only.
+        """
+        del relationship_with_user, style_hint  # accepted only: the reference's tool does not use them either
+
+        def retrieve(s: MemoryService) -> compat.ReferenceRetrieveResult:
+            limit = compat.either("top_k", top_k, "max_results", max_results)
+            return compat.retrieve_memory(
+                s,
+                query=query,
+                user_id=user_id,
+                limit=limit,
+                top_m=top_m,
+                include_short_term=include_short_term,
+                since=since,
+                until=until,
+            )
+
+        return _reply(_call(slot, retrieve))
+
+    @mcp.tool(annotations=READS)
+    def get_user_profile(
+        user_id: UserId = None,
+        include_knowledge: IncludeKnowledge = True,
+        include_assistant_knowledge: Annotated[
+            bool | None, Field(description="Include facts learned about you, the assistant (default false).")
+        ] = None,
+        include_assistant_traits: Annotated[bool | None, Field(description="The same as include_assistant_knowledge.")] = None,
+    ) -> Annotated[CallToolResult, compat.ReferenceProfileResult]:
+        """The user's long-term persona as text, and optionally the user knowledge and the assistant knowledge
+        learned from conversations, each with a count. Profiling needs an LLM; without one the profile reads
+        "No detailed user profile"."""
+
+        def read(s: MemoryService) -> compat.ReferenceProfileResult:
+            assistant = compat.either(
+                "include_assistant_traits", include_assistant_traits, "include_assistant_knowledge", include_assistant_knowledge
+            )
+            return compat.get_user_profile(
+                s, user_id=user_id, include_knowledge=include_knowledge, include_assistant_knowledge=bool(assistant)
+            )
+
+        return _reply(_call(slot, read))
 
 
 def static_token_auth(settings: Settings) -> tuple[TokenVerifier, AuthSettings] | None:
@@ -255,6 +480,7 @@ def build_server(
 
     mcp = ContractServer(
         "memoryos",
+        json_errors=compat.REFERENCE_TOOLS if settings.compat == compat.REFERENCE else frozenset(),
         title="MemoryOS memory",
         version=__version__,
         instructions=INSTRUCTIONS,
@@ -265,78 +491,10 @@ def build_server(
         callers=callers,
     )
 
-    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False))
-    def add_memory(
-        user_input: Annotated[str, Field(description="What the user said in this exchange (may be empty if agent_response is not).")] = "",
-        agent_response: Annotated[str, Field(description="What the assistant answered (may be empty if user_input is not).")] = "",
-        user_id: UserId = None,
-        timestamp: Annotated[
-            str | None,
-            Field(description="When the exchange happened: ISO-8601 ('2024-05-08T13:56:00') or 'YYYY-MM-DD HH:MM:SS'. Default: now."),
-        ] = None,
-        metadata: Annotated[
-            dict[str, Any] | None,
-            Field(description="Flat JSON object of string/number/boolean values stored with the page and returned with it."),
-        ] = None,
-        idempotency_key: Annotated[
-            str | None,
-            Field(
-                description="Any string unique to this exchange (per user). A second add with the same key stores "
-                "nothing and returns the first page's id: pass one when a call may be retried.",
-                max_length=256,
-            ),
-        ] = None,
-    ) -> AddMemoryResult:
-        """Remember one exchange (a "page") between the user and you.
-
-        The page enters short-term memory at once and is durable when this returns. When short-term memory
-        overflows, the oldest pages move to mid-term topic segments; hot segments are analysed into the
-        user's long-term profile. The result says what happened. Texts are limited to max_text_chars
-        (default 20,000) each.
-        """
-        return _call(slot, lambda s: s.add_memory(user_input, agent_response, user_id, timestamp, metadata, idempotency_key))
-
-    # Not read-only: retrieval is what heats a segment (the paper's N_visit and last access are written).
-    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False))
-    def retrieve_memory(
-        query: Annotated[str, Field(description="What to look for: the user's question or the topic at hand.")],
-        user_id: UserId = None,
-        top_k: Annotated[int | None, Field(description="Mid-term pages to return (default 10).", ge=1, le=100)] = None,
-        top_m: Annotated[int | None, Field(description="Mid-term segments searched (default 5).", ge=1, le=50)] = None,
-        include_short_term: Annotated[bool, Field(description="Also return the most recent pages.")] = True,
-        since: Annotated[
-            str | None, Field(description="Only pages dated on or after this ISO-8601 date or datetime ('2024-05-01').")
-        ] = None,
-        until: Annotated[
-            str | None,
-            Field(description="Only pages dated on or before this ISO-8601 date or datetime (a date includes that whole day)."),
-        ] = None,
-    ) -> RetrieveMemoryResult:
-        """Find what you remember about a query, from all memory tiers.
-
-        Returns the recent short-term pages, the best mid-term pages (from the top-m segments by topic match,
-        then top-k pages by similarity, each with id, timestamp, segment, score, chain summary and metadata),
-        the user's profile, relevant user facts and assistant traits, and `context`: all of it as one text
-        block to read before answering. Makes no LLM call. Records a visit on each segment returned (that is
-        what makes a topic hot in the paper's heat model), so it is not read-only.
-        """
-        return _call(
-            slot,
-            lambda s: s.retrieve_memory(query, user_id, top_k, top_m, include_short_term, since=since, until=until),
-        )
-
-    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False))
-    def get_user_profile(
-        user_id: UserId = None,
-        include_knowledge: Annotated[bool, Field(description="Include the facts learned about the user.")] = True,
-        include_assistant_traits: Annotated[bool, Field(description="Include facts learned about you, the assistant.")] = True,
-    ) -> UserProfileResult:
-        """The user's long-term persona: static profile (name, location, ...), trait dimensions with evidence,
-        and optionally the user knowledge and assistant traits learned from conversations.
-
-        Profiling needs an LLM; without one the profile is empty and `note` says how to enable it.
-        """
-        return _call(slot, lambda s: s.get_user_profile(user_id, include_knowledge, include_assistant_traits))
+    if settings.compat == compat.REFERENCE:
+        _reference_memory_tools(mcp, slot)
+    else:
+        _memory_tools(mcp, slot)
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False))
     def memory_stats(user_id: UserId = None) -> MemoryStats:

@@ -149,6 +149,14 @@ class Settings(BaseSettings):
     port: int = Field(8765, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- compatibility ---------------------------------------------------------------------------
+    compat: Literal["", "memoryos-reference"] = Field(
+        "",
+        description="memoryos-reference: add_memory, retrieve_memory and get_user_profile also accept the argument "
+        "names of BAI-LAB/MemoryOS's own MCP server and answer in its result shape (README: Coming from the "
+        "paper's own server); empty: our contract only",
+    )
+
     # --- who may call ------------------------------------------------------------------------
     auth_tokens_file: Path | None = Field(
         None,
