@@ -2,9 +2,9 @@
 
 Mirrors `memoryos-mcp/test_simple.py` of BAI-LAB/MemoryOS at commit 1d717060350931af33d1d0dc3d4e50a72c125a48
 (Apache-2.0): the same client API (`ClientSession` over `stdio_client`), the same two server launches, the same
-calls with the same arguments (its 15 conversations, its two queries with relationship_with_user, style_hint and
-max_results), and its checks — every reply's first content block is TextContent holding JSON with
-`status: "success"`, then `total_pages_found`, `short_term_count`, `retrieved_pages` and the expected words. Its
+calls (15 add_memory calls, then two queries with relationship_with_user, style_hint and max_results — our own
+texts in its shape, not its data), and its checks — every reply's first content block is TextContent holding
+JSON with `status: "success"`, then `total_pages_found`, `short_term_count`, `retrieved_pages` and the expected words. Its
 launch is `python server_new.py --config config.json` with short_term_capacity 2 in that file; ours is
 `memoryos-mcp serve` with MEMORYOS_COMPAT=memoryos-reference and MEMORYOS_STM_CAPACITY=2. Where it only prints
 a warning (the expected words, the first conversation reaching mid-term memory), this test asserts.
@@ -27,27 +27,28 @@ from mcp.client.stdio import get_default_environment, stdio_client
 
 pytestmark = pytest.mark.slow
 
-# The 15 exchanges of test_simple.py, in its order: test data, kept as is so that the calls are the same.
+# Our own 15 exchanges, shaped like test_simple.py's (a person, a city, a job, an interest in machine learning
+# and chatbots, then other topics), so that its checks — the expected words — apply unchanged.
 CONVERSATIONS = [
-    ("Hello, I'm Tom from San Francisco", "Hello Tom! Nice to meet you. San Francisco is a great city!"),
-    ("I work as a software engineer", "That's awesome! Software engineering is a fascinating field. What technologies do you work with?"),
-    ("I mainly use Python and JavaScript", "Great choice! Python and JavaScript are very popular and powerful languages."),
-    ("I'm interested in machine learning", "Machine learning is an exciting field! Are you focusing on any particular area?"),
-    ("I want to learn about neural networks", "Neural networks are the foundation of deep learning. Would you like to start with the basics?"),
-    ("Yes, please explain backpropagation", "Backpropagation is the key algorithm for training neural networks. It calculates gradients to update weights."),
-    ("I have a project idea about chatbots", "Chatbots are a great application of ML! What kind of chatbot are you thinking about?"),
-    ("A customer service chatbot", "Customer service chatbots can be very helpful. You'll need to consider intent recognition and response generation."),
-    ("What frameworks should I use?", "For chatbots, you could use frameworks like Rasa, Dialogflow, or build with PyTorch/TensorFlow."),
-    ("I prefer open source solutions", "Great! Rasa is an excellent open-source framework for building conversational AI."),
-    ("How do I handle multiple languages?", "For multilingual support, you can use translation APIs or train separate models for each language."),
-    ("I also like hiking in my free time", "Hiking is a wonderful hobby! San Francisco has some great trails nearby like Lands End and Mount Sutro."),
-    ("Do you know any good hiking spots?", "Yes! You might enjoy Muir Woods, Mount Tamalpais, or the coastal trails in Pacifica."),
-    ("I'm planning a weekend trip", "That sounds fun! Are you thinking of staying local or going somewhere further?"),
-    ("Maybe somewhere within 2 hours drive", "Perfect! You could visit Napa Valley, Santa Cruz, or even go to Lake Tahoe if you don't mind a slightly longer drive."),
+    ("Hi there, my name is Tom and I live in San Francisco", "Nice to meet you, Tom. How do you like living in San Francisco?"),
+    ("My job: I am a software engineer at a small startup", "A software engineer at a startup must keep you busy. What do you build?"),
+    ("Mostly backend services in Python, some JavaScript for the dashboard", "Python for services and JavaScript for a dashboard is a common pair."),
+    ("Lately machine learning has caught my attention", "What part of machine learning draws you in?"),
+    ("I would like to understand neural networks properly", "We could start from a single neuron and build up to layers."),
+    ("How do the weights get updated during training?", "Gradients of the loss are passed backwards and each weight takes a small step."),
+    ("One side project I am sketching is a chatbot", "What should the chatbot do for its users?"),
+    ("It would answer support questions for our customers", "A support chatbot needs to recognise intents and know when to hand over to a person."),
+    ("Which libraries would you pick for that?", "Open-source toolkits for dialogue, or a small model fine-tuned on your tickets."),
+    ("I lean towards open source wherever I can", "Then a self-hosted dialogue framework fits you well."),
+    ("Some customers write in Spanish, some in German", "You could translate incoming messages or keep one model per language."),
+    ("Outside work I go hiking most weekends", "There are good coastal trails within reach of the city."),
+    ("Any trail you would recommend for a first visit?", "A redwood forest loop north of the bridge is an easy start."),
+    ("I am thinking about a short trip next month", "Would you stay close or drive further out?"),
+    ("Nothing more than a couple of hours by car", "Wine country, the coast to the south or the mountains to the east all fit."),
 ]  # fmt: skip
 QUERIES = [
-    ("Tell me about Tom from San Francisco", ["Tom", "San Francisco", "software engineer"]),
-    ("What does the user want to learn about machine learning?", ["neural networks", "chatbot", "machine learning"]),
+    ("What do you know about Tom from San Francisco?", ["Tom", "San Francisco", "software engineer"]),
+    ("What is the user learning about machine learning?", ["neural networks", "chatbot", "machine learning"]),
 ]
 
 
