@@ -462,24 +462,27 @@ class ChromaStore:
         return changes
 
     def append_change(self, user_id: str, change: Change, writer: str = "") -> int:
-        # add() of an existing id is a no-op, so this is a compare-and-set across processes. A seq can be taken
-        # already when a writer crashed between its entry and its version, or when a lease was taken over
-        # from a writer that was only slow: this entry then goes to the next free seq (replaying both is
-        # right: each entry names what its writer put in the store).
-        seq = change.seq
-        for _ in range(64):
-            change.seq = seq
-            body = json.dumps(change.__dict__, ensure_ascii=False)
-            entry_id = f"log:{user_id}:{seq}"
-            entry = {"kind": "log", "user_id": user_id, "seq": seq, "writer": writer}
-            self.meta.add(ids=[entry_id], embeddings=np.ones((1, 1), dtype=np.float32), documents=[body], metadatas=[entry])
-            stored = self._get_ids(self.meta, [entry_id], {"documents", "metadatas"})
-            if stored and stored[0][2].get("writer") == writer and stored[0][1] == body:
-                break
-            logger.warning("change %d of user %s was written by another process; using the next one", seq, user_id)
-            seq += 1
+        if not self.shared:
+            # One process writes an embedded store (the data-dir lock): the entry and the version go in one
+            # upsert, so a reader never sees a version whose entry is missing and no entry is left orphaned.
+            self._meta_put([self._log_record(user_id, change, writer), self._version_record(user_id, change)])
         else:
-            raise StorageError(f"could not append to the change log of user {user_id!r}: 64 entries in a row taken")
+            self._append_shared(user_id, change, writer)
+        if change.seq % 64 == 0 and change.seq > LOG_KEEP:
+            old = range(max(1, change.seq - LOG_KEEP - 64), change.seq - LOG_KEEP)
+            try:
+                self.meta.delete(ids=[f"log:{user_id}:{seq}" for seq in old])
+            except Exception as exc:  # the write is done; old entries go with a later trim
+                logger.warning("could not trim the change log of %s: %s", user_id, exc)
+        return change.seq
+
+    @staticmethod
+    def _log_record(user_id: str, change: Change, writer: str) -> tuple[str, str, dict[str, Any]]:
+        body = json.dumps(change.__dict__, ensure_ascii=False)
+        return f"log:{user_id}:{change.seq}", body, {"kind": "log", "user_id": user_id, "seq": change.seq, "writer": writer}
+
+    @staticmethod
+    def _version_record(user_id: str, change: Change) -> tuple[str, str, dict[str, Any]]:
         version = {
             "kind": "version",
             "user_id": user_id,
@@ -488,7 +491,25 @@ class ChromaStore:
             "archived_segments": change.archived_segments,
             "epoch": change.epoch,
         }
-        self._meta_put([(f"version:{user_id}", "", version)])
+        return f"version:{user_id}", "", version
+
+    def _append_shared(self, user_id: str, change: Change, writer: str) -> None:
+        # Several processes: add() of an existing id is a no-op, so the entry is a compare-and-set. A seq can
+        # be taken already when a writer crashed between its entry and its version, or when a lease was taken
+        # over from a writer that was only slow: this entry then goes to the next free seq (replaying both is
+        # right: each entry names what its writer put in the store).
+        for _ in range(64):
+            entry_id, body, entry = self._log_record(user_id, change, writer)
+            self.meta.add(ids=[entry_id], embeddings=np.ones((1, 1), dtype=np.float32), documents=[body], metadatas=[entry])
+            stored = self._get_ids(self.meta, [entry_id], {"documents", "metadatas"})
+            if stored and stored[0][2].get("writer") == writer and stored[0][1] == body:
+                break
+            logger.warning("change %d of user %s was written by another process; using the next one", change.seq, user_id)
+            change.seq += 1
+        else:
+            raise StorageError(f"could not append to the change log of user {user_id!r}: 64 entries in a row taken")
+        self._meta_put([self._version_record(user_id, change)])
+
         if change.seq % 64 == 0 and change.seq > LOG_KEEP:
             old = range(max(1, change.seq - LOG_KEEP - 64), change.seq - LOG_KEEP)
             try:

@@ -237,8 +237,11 @@ def test_pages_are_marked_analyzed_without_rewriting_them(any_store: ChromaStore
     assert [(p.id, p.analyzed) for p in any_store.pages_of_segments("alice", ["s1"])] == [("a", False), ("b", True)]
 
 
-def test_change_log_entry_left_by_a_crashed_writer_is_kept_and_skipped(any_store: ChromaStore) -> None:
-    # A writer that died between its log entry and its version left entry 1 behind, version still 0.
+def test_change_log_entry_left_by_a_crashed_writer_is_kept_and_skipped(chroma_server: int) -> None:
+    # On a shared store a writer that died between its log entry and its version left entry 1 behind, version
+    # still 0. (An embedded store writes both in one upsert: there is nothing to skip.)
+    any_store = ChromaStore(make_client(host="127.0.0.1", port=chroma_server), f"t{uuid.uuid4().hex[:10]}")
+    assert any_store.shared
     orphan = Change(seq=1, pages_added=["p1"], mid_term_pages=1)
     any_store._meta_put(
         [("log:alice:1", json.dumps(orphan.__dict__), {"kind": "log", "user_id": "alice", "seq": 1, "writer": "dead"})]
