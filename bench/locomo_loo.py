@@ -12,8 +12,8 @@ commit); then every *query-time* candidate (RetrievalWeights, top_m) ranks again
 recording visits (visits move heat, not ranking). The flat baselines of bench/locomo.py run in the same
 program on the same pages.
 
-    .venv/bin/python bench/locomo_loo.py                      # the defaults and the candidate grid
-    .venv/bin/python bench/locomo_loo.py --grid ablations     # each direction on/off, one at a time
+    .venv/bin/python bench/locomo_loo.py                      # LOO over the choices issue 11 made (~3 min)
+    .venv/bin/python bench/locomo_loo.py --grid ablations     # each change alone, on the old defaults
     .venv/bin/python bench/locomo_loo.py --json bench/results/locomo_loo.json
 
 Selection criterion on the training folds: mean mid-term recall @10 over their questions (ties: the
@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from memoryos_mcp.core.memory import MemoryOS
 from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
 from memoryos_mcp.core.state import UserState
 from memoryos_mcp.core.text import exchange_text, extract_keywords
+from memoryos_mcp.index.cues import without_names
 from memoryos_mcp.index.page_index import RetrievalWeights
 
 KS = (5, 10)
@@ -103,6 +104,7 @@ class Built:
     query_embeddings: np.ndarray
     query_keywords: list[list[str]]
     seconds: float
+    embedder: CachedEmbedder
 
 
 def build_conversations(
@@ -134,6 +136,7 @@ def build_conversations(
             query_embeddings=np.asarray(embedder.embed(questions), dtype=np.float32),
             query_keywords=[extract_keywords(q, limit=12) for q in questions],
             seconds=time.perf_counter() - started,
+            embedder=embedder,
         )
     return out
 
@@ -147,12 +150,17 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
     state = built.state
     segments = list(state.segments.values())
     short = [t for page in state.stm for t in turns_of(page)]
+    names = state.index.participants() if candidate.weights.strip_participants else set()
     out = []
     for i, question in enumerate(built.conv.questions):
-        by_f = rank_segments(segments, built.query_embeddings[i], built.query_keywords[i], len(segments))
+        embedding, keywords = built.query_embeddings[i], built.query_keywords[i]
+        if names:  # as Recall does: the query is embedded without the names of the people talking
+            text = without_names(question.question, names)
+            embedding = built.embedder.embed([text])[0]
+        by_f = rank_segments(segments, embedding, keywords, len(segments))
         _, hits = state.index.rank(
             question.question,
-            built.query_embeddings[i],
+            embedding,
             [s for s, _ in by_f],
             [f for _, f in by_f],
             top_m=candidate.top_m,
@@ -168,24 +176,43 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
 
 # ---------------------------------------------------------------------------------------------- grids
 
-BASE = Build("base")
+BASE = Build("base")  # today's defaults
+OLD = Build("chain0.45", MemoryParams(chain_threshold=0.45))  # the LLM-free chain threshold before issue 11
+OLD_WEIGHTS = RetrievalWeights(lexical=0.6, time_cue=0.5, strip_participants=False)  # before issue 11
 
 
 def grid(name: str) -> list[Candidate]:
-    """Candidate lists. The first candidate of each list is the current default."""
+    """Candidate lists; the first of each is today's default (it wins ties).
+
+    defaults:  the defaults alone (all-dev = LOO: nothing is chosen);
+    ablations: the defaults before issue 11, each change of issue 11 alone on top of them, and all together;
+    choices:   every combination of the choices issue 11 made — chain threshold, names stripped from the
+               query embedding, lexical share, time cue — so that LOO makes each of them on four
+               conversations and scores it on the fifth.
+    """
     default = Candidate("default", BASE)
     if name == "defaults":
         return [default]
-    if name == "weights":  # the existing knobs, on a coarse grid
+    if name == "ablations":
+        return [
+            default,
+            Candidate("before issue 11", OLD, OLD_WEIGHTS),
+            Candidate("before + chain threshold 0.2", BASE, OLD_WEIGHTS),
+            Candidate("before + names out of the query embedding", OLD, replace(OLD_WEIGHTS, strip_participants=True)),
+            Candidate("before + lexical 0.5, time cue 1.0", OLD, RetrievalWeights(strip_participants=False)),
+        ]
+    if name == "choices":
         out = [default]
-        for lexical in (0.4, 0.5, 0.6, 0.7, 0.8):
-            for seg in (0.0, 0.2, 0.4):
-                for top_m in (5, 8):
-                    if (lexical, seg, top_m) != (0.6, 0.2, 5):
-                        w = RetrievalWeights(lexical=lexical, segment_f_score=seg)
-                        out.append(Candidate(f"lex{lexical}/seg{seg}/m{top_m}", BASE, w, top_m))
+        for build in (BASE, OLD):
+            for strip in (True, False):
+                for lexical in (0.5, 0.4, 0.6):
+                    for time_cue in (1.0, 0.5):
+                        weights = RetrievalWeights(lexical=lexical, time_cue=time_cue, strip_participants=strip)
+                        name_ = f"{build.name} names{'-' if strip else '+'} lex{lexical} time{time_cue}"
+                        if (build, weights) != (BASE, RetrievalWeights()):
+                            out.append(Candidate(name_, build, weights))
         return out
-    raise SystemExit(f"unknown grid {name!r}")
+    raise SystemExit(f"unknown grid {name!r}: defaults, ablations or choices")
 
 
 # ---------------------------------------------------------------------------------------------- LOO
@@ -276,7 +303,7 @@ def flat_rows(conversations: Sequence[Conversation], embedder: Any) -> dict[str,
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Leave-one-conversation-out evaluation of retrieval choices on LoCoMo.")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--grid", default="defaults", help="candidate list: defaults, weights, ablations, ...")
+    parser.add_argument("--grid", default="choices", help="candidate list: defaults, ablations or choices (default)")
     parser.add_argument("--conversations", default="", help="comma-separated sample ids (default: all)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the flat baselines")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -315,29 +342,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
+    default = candidates[0]  # what the server ships: its all-dev figure stands beside the LOO one
     best_all = choose(scores, candidates, sids)
     folds, held = leave_one_out(scores, candidates, sids)
+    keys = (("default", "short-term + @10"), ("mid@5", "mid-term @5"), ("mid@10", "mid-term @10"))
     tables: dict[str, dict[str, float]] = {}
-    for key, label in (("default", "short-term + @10"), ("mid@5", "mid-term @5"), ("mid@10", "mid-term @10")):
-        tables[f"all-dev: {best_all.name}, {label}"] = category_row(scores[best_all.name], convs, key)
-    for key, label in (("default", "short-term + @10"), ("mid@5", "mid-term @5"), ("mid@10", "mid-term @10")):
-        tables[f"LOO held-out (pooled), {label}"] = category_row(held, convs, key)
+    for key, label in keys:
+        tables[f"all-dev, defaults: {label}"] = category_row(scores[default.name], convs, key)
+    for key, label in keys:
+        tables[f"LOO held-out (pooled): {label}"] = category_row(held, convs, key)
     if not args.no_baselines:
         flat = flat_rows(conversations, embedder.inner)
         for name in flat[sids[0]][0]:
             tables[f"flat {name}"] = category_row(flat, convs, name)
     print(format_rows(f"LoCoMo evidence recall ({', '.join(sids)}), grid {args.grid!r}: {len(candidates)} candidate(s)", tables))
     print()
-    print(f"{'held out':<10}{'chosen on the other four':<42}{'train @10':>10}{'@5':>8}{'@10':>8}{'default':>9}")
+    print(f"{'held out':<10}{'chosen on the other four':<46}{'train @10':>10}{'@5':>8}{'@10':>8}{'default':>9}")
     for f in folds:
         v = f.held_out_values
-        print(f"{f.held_out:<10}{f.chosen:<42}{f.train_value:>10.4f}{v['mid@5']:>8.4f}{v['mid@10']:>8.4f}{v['default']:>9.4f}")
-    fold_mean = {k: round(statistics.fmean(f.held_out_values[k] for f in folds), 4) for k in ("mid@5", "mid@10", "default")}
-    all_dev_conv_mean = {
-        k: round(statistics.fmean(mean_of(scores[best_all.name][sid], k) for sid in sids), 4) for k in ("mid@5", "mid@10", "default")
-    }
-    print(f"{'fold mean':<52}{'':>10}{fold_mean['mid@5']:>8.4f}{fold_mean['mid@10']:>8.4f}{fold_mean['default']:>9.4f}")
-    print(f"{'all-dev, same per-conversation mean (' + best_all.name + ')':<62}{all_dev_conv_mean['mid@5']:>8.4f}{all_dev_conv_mean['mid@10']:>8.4f}{all_dev_conv_mean['default']:>9.4f}")
+        print(f"{f.held_out:<10}{f.chosen:<46}{f.train_value:>10.4f}{v['mid@5']:>8.4f}{v['mid@10']:>8.4f}{v['default']:>9.4f}")
+    metrics = ("mid@5", "mid@10", "default")
+    fold_mean = {k: round(statistics.fmean(f.held_out_values[k] for f in folds), 4) for k in metrics}
+    conv_mean = {k: round(statistics.fmean(mean_of(scores[default.name][sid], k) for sid in sids), 4) for k in metrics}
+    print(f"{'LOO fold mean':<66}{fold_mean['mid@5']:>8.4f}{fold_mean['mid@10']:>8.4f}{fold_mean['default']:>9.4f}")
+    print(f"{'defaults on each conversation, mean of the five':<66}{conv_mean['mid@5']:>8.4f}{conv_mean['mid@10']:>8.4f}{conv_mean['default']:>9.4f}")
+    print(f"chosen on all five: {best_all.name}")
     print(f"\nwall {time.perf_counter() - started:.0f} s", file=sys.stderr)
     figures = {
         "grid": args.grid,
@@ -347,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tables": tables,
         "folds": [f.__dict__ for f in folds],
         "fold_mean": fold_mean,
-        "all_dev_conversation_mean": all_dev_conv_mean,
+        "defaults_conversation_mean": conv_mean,
         "candidate_all_dev_mid@10": {c.name: round(mean_of([r for sid in sids for r in scores[c.name][sid]], SELECT_ON), 4) for c in candidates},
     }
     if args.json:

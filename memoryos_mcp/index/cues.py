@@ -1,4 +1,4 @@
-"""Cues about time in a query: questions that ask "when", and dates the query names.
+"""Cues in a query: questions that ask "when", dates the query names, and the names of the people talking.
 
 A question about time ("When did…", "How long ago…") is answered by a page that says when something
 happened, and the date of the exchange alone rarely matches the question's words. A query that names a
@@ -86,3 +86,30 @@ def asks_about_time(query: str) -> bool:
 
 def mentions_time(page: Page) -> bool:
     return _TIME_MENTION.search(exchange_text(page)) is not None
+
+
+# Who takes part in a conversation: the names its speakers call each other by ("Hey Caroline!", "Thanks, Mel.").
+_GREETING = (
+    r"(?i:hey|hi|hello|hiya|thanks|thank you|congrats|congratulations|bye|yeah|yes|yep|sorry|wow|whoa|oh|"
+    r"good luck|cool|see you|take care|good night|morning|ok|okay|no)"
+)
+_VOCATIVE = re.compile(
+    rf"\b{_GREETING}\s*,?\s+(?!{_GREETING}\b)([A-Z][a-z]+)\b"  # "Hey Caroline", "Thanks, Mel" (not "Yes Bye")
+    r"|,\s*([A-Z][a-z]+)\s*[!.?]"  # "..., Caroline!"
+)
+PARTICIPANT_MIN_USES = 3  # vocative uses that make a name a participant's (one or two may be a place: "Hi, Paris!")
+
+
+def vocatives(text: str) -> list[str]:
+    """Names the text addresses someone by."""
+    return [m.group(1) or m.group(2) for m in _VOCATIVE.finditer(text)]
+
+
+def without_names(query: str, names: set[str]) -> str:
+    """The query without the participants' names (and their possessive "'s")."""
+    if not names:
+        return query
+    kept = re.sub(
+        r"\b(?:" + "|".join(re.escape(n) for n in sorted(names)) + r")(?:'s|’s)?\b", " ", query
+    )
+    return " ".join(kept.split()) or query

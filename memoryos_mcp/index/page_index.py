@@ -27,8 +27,16 @@ from typing import Any
 import numpy as np
 
 from memoryos_mcp.core.models import Page, Segment
-from memoryos_mcp.core.text import page_text
-from memoryos_mcp.index.cues import asks_about_time, calendar_date, date_cues, date_match, mentions_time
+from memoryos_mcp.core.text import exchange_text, page_text
+from memoryos_mcp.index.cues import (
+    PARTICIPANT_MIN_USES,
+    asks_about_time,
+    calendar_date,
+    date_cues,
+    date_match,
+    mentions_time,
+    vocatives,
+)
 from memoryos_mcp.index.terms import index_terms, zscore
 
 NEIGHBOUR_WEIGHT = 0.5  # share of a neighbour page's embedding in a page's context embedding
@@ -38,14 +46,17 @@ _BM25_K1, _BM25_B = 1.2, 0.75  # Okapi BM25's usual defaults
 
 @dataclass(frozen=True)
 class RetrievalWeights:
-    """How scores are mixed. Defaults chosen on LoCoMo dev (see bench/locomo.py); they are not per-dataset knobs."""
+    """How scores are mixed. Defaults chosen on LoCoMo dev, each choice checked leave-one-conversation-out
+    (bench/locomo_loo.py); they are not per-dataset knobs."""
 
-    lexical: float = 0.6  # page score = lexical·z(BM25) + (1 − lexical)·z(cosine)
+    lexical: float = 0.5  # page score = lexical·z(BM25) + (1 − lexical)·z(cosine)
     segment_f_score: float = 0.2  # segment score = this·z(F_score) + (1 − this)·z(best page score)
     context_window: int = 1  # neighbour pages on each side that count as a page's dialogue context
     # Bonuses in standard deviations of the page score:
-    time_cue: float = 0.5  # pages that mention time, on questions about time ("When did…")
+    time_cue: float = 1.0  # pages that mention time, on questions about time ("When did…")
     date_cue: float = 1.0  # pages dated on the day or month the query names ("in May 2023")
+    # The query is embedded without the names the speakers call each other by (PageIndex.participants).
+    strip_participants: bool = True
 
 
 def parse_epoch(timestamp: str) -> float:
@@ -199,6 +210,7 @@ class PageIndex:
         self._text_bytes = 0
         self._postings_bytes = 0  # kept up to date so that measuring the index costs nothing
         self._members: dict[int, np.ndarray] = {}  # segment code -> its live slots in conversation order
+        self._vocatives: Counter[str] = Counter()  # name -> times the live pages address someone by it
 
     # ------------------------------------------------------------------ reading
 
@@ -260,6 +272,10 @@ class PageIndex:
             if slot is not None:
                 self._page(slot).analyzed = True
 
+    def participants(self) -> set[str]:
+        """The names the people of these conversations call each other by (see cues.vocatives)."""
+        return {name for name, uses in self._vocatives.items() if uses >= PARTICIPANT_MIN_USES}
+
     def segment_ids(self) -> set[str]:
         return {sid for sid, code in self._seg_code.items() if self._seg_slots[code]}
 
@@ -314,6 +330,7 @@ class PageIndex:
             del self._key_slots[position]
             touched.update(self._key_slots[max(0, position - w) : position + w])
             self._text_bytes -= int(self._textlen[slot])
+            self._vocatives.subtract(vocatives(exchange_text(self._page(slot))))
             self._pages[slot] = None
             self._alive[slot] = False
             self._seg_slots[self._seg[slot]].discard(slot)
@@ -358,6 +375,7 @@ class PageIndex:
             self._members[code] = np.append(members, slot)  # the usual case: the newest page of its segment
         else:
             self._members.pop(code, None)
+        self._vocatives.update(vocatives(exchange_text(page)))
         terms = Counter(index_terms(page_text(page)))
         ids = np.fromiter((self._term_id(t) for t in terms), dtype=np.int32, count=len(terms))
         counts = np.fromiter(terms.values(), dtype=np.float32, count=len(terms))
@@ -553,6 +571,7 @@ class PageIndex:
             "vocab": [every_term[t] for t in used.tolist()],
             "segments": code_names,
             "records": records,
+            "vocatives": {name: uses for name, uses in self._vocatives.items() if uses > 0},
         }
 
     @classmethod
@@ -598,6 +617,11 @@ class PageIndex:
         bounds = np.searchsorted(index._seg[by_code], np.arange(len(names) + 1))
         index._seg_slots = [set(by_code[bounds[c] : bounds[c + 1]].tolist()) for c in range(len(names))]
         index._text_bytes = int(index._textlen.sum())
+        saved = data.get("vocatives")
+        if saved is None:  # a snapshot from before names were counted: read them from the pages once
+            index._vocatives = Counter(name for slot in range(n) for name in vocatives(exchange_text(index._page(slot))))
+        else:
+            index._vocatives = Counter({str(name): int(uses) for name, uses in dict(saved).items()})
         return index
 
 

@@ -9,7 +9,14 @@ import pytest
 
 from memoryos_mcp.core.models import Page, Segment
 from memoryos_mcp.core.text import page_text
-from memoryos_mcp.index.cues import asks_about_time, calendar_date, date_cues, date_match
+from memoryos_mcp.index.cues import (
+    asks_about_time,
+    calendar_date,
+    date_cues,
+    date_match,
+    vocatives,
+    without_names,
+)
 from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights
 from memoryos_mcp.index.terms import index_terms, stem, zscore
 from tests.fakes import HashEmbedder
@@ -156,3 +163,16 @@ def test_pages_dated_as_the_query_says_rank_higher() -> None:
     q = "Where did I volunteer in December 2023?"
     scores = scores_by_page(build([early, late], context_window=0), q)
     assert scores[1] == pytest.approx(scores[0] + 1.0)
+
+
+def test_vocatives_are_the_names_someone_is_addressed_by() -> None:
+    assert vocatives("Hey Caroline! Thanks, Mel. We went to Paris last week, Jo!") == ["Caroline", "Mel", "Jo"]
+    assert vocatives("thanks! Appreciate it. What did you paint?") == []  # no name after the greeting's pause
+
+
+def test_without_names_drops_names_and_their_possessive() -> None:
+    names = {"Caroline", "Mel"}
+    assert without_names("What did Caroline's mom give Mel?", names) == "What did mom give ?"
+    assert without_names("Who is Melanie?", names) == "Who is Melanie?"  # whole words only
+    assert without_names("Caroline", names) == "Caroline"  # nothing would be left: keep the query
+    assert without_names("What did Caroline do?", set()) == "What did Caroline do?"
