@@ -150,7 +150,7 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
     state = built.state
     segments = list(state.segments.values())
     short = [t for page in state.stm for t in turns_of(page)]
-    names = state.index.participants() if candidate.weights.strip_participants else set()
+    names = state.index.participants() if candidate.weights.strip_participants else frozenset()
     out = []
     for i, question in enumerate(built.conv.questions):
         embedding, keywords = built.query_embeddings[i], built.query_keywords[i]
@@ -177,18 +177,21 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
 # ---------------------------------------------------------------------------------------------- grids
 
 BASE = Build("base")  # today's defaults
-OLD = Build("chain0.45", MemoryParams(chain_threshold=0.45))  # the LLM-free chain threshold before issue 11
-OLD_WEIGHTS = RetrievalWeights(lexical=0.6, time_cue=0.5, strip_participants=False)  # before issue 11
+CHAIN045 = Build("chain0.45", MemoryParams(chain_threshold=0.45))  # the LLM-free chain threshold before issue 11
+# The query-time defaults before issue 11.
+OLD_WEIGHTS = RetrievalWeights(lexical=0.6, time_cue=0.5, strip_participants=False, participant_df=0.0)
 
 
 def grid(name: str) -> list[Candidate]:
     """Candidate lists; the first of each is today's default (it wins ties).
 
     defaults:  the defaults alone (all-dev = LOO: nothing is chosen);
-    ablations: the defaults before issue 11, each change of issue 11 alone on top of them, and all together;
-    choices:   every combination of the choices issue 11 made — chain threshold, names stripped from the
-               query embedding, lexical share, time cue — so that LOO makes each of them on four
-               conversations and scores it on the fifth.
+    ablations: the configuration before issue 11 (second), each change of issue 11 alone on top of it, and
+               the defaults with each change taken back; each change is also judged by a LOO of its own
+               (with or without it, chosen on four conversations, scored on the fifth);
+    choices:   every combination of the choices issue 11 made — the LLM-free chain threshold, participants'
+               names out of the query embedding, their BM25 idf floor, the lexical share, the time cue — so
+               that LOO makes all of them on four conversations and scores them on the fifth.
     """
     default = Candidate("default", BASE)
     if name == "defaults":
@@ -196,21 +199,29 @@ def grid(name: str) -> list[Candidate]:
     if name == "ablations":
         return [
             default,
-            Candidate("before issue 11", OLD, OLD_WEIGHTS),
+            Candidate("before issue 11", CHAIN045, OLD_WEIGHTS),
+            Candidate("before + names out of the query embedding", CHAIN045, replace(OLD_WEIGHTS, strip_participants=True)),
+            Candidate("before + names' BM25 idf floor 0.25", CHAIN045, replace(OLD_WEIGHTS, participant_df=0.25)),
+            Candidate("before + lexical 0.5, time cue 1.0", CHAIN045, replace(OLD_WEIGHTS, lexical=0.5, time_cue=1.0)),
             Candidate("before + chain threshold 0.2", BASE, OLD_WEIGHTS),
-            Candidate("before + names out of the query embedding", OLD, replace(OLD_WEIGHTS, strip_participants=True)),
-            Candidate("before + lexical 0.5, time cue 1.0", OLD, RetrievalWeights(strip_participants=False)),
+            Candidate("default - names back in the query embedding", BASE, RetrievalWeights(strip_participants=False)),
+            Candidate("default - names' BM25 idf floor", BASE, RetrievalWeights(participant_df=0.0)),
+            Candidate("default - lexical 0.6, time cue 0.5 again", BASE, RetrievalWeights(lexical=0.6, time_cue=0.5)),
+            Candidate("default - chain threshold 0.45 again", CHAIN045),
         ]
     if name == "choices":
         out = [default]
-        for build in (BASE, OLD):
+        for build in (BASE, CHAIN045):
             for strip in (True, False):
-                for lexical in (0.5, 0.4, 0.6):
-                    for time_cue in (1.0, 0.5):
-                        weights = RetrievalWeights(lexical=lexical, time_cue=time_cue, strip_participants=strip)
-                        name_ = f"{build.name} names{'-' if strip else '+'} lex{lexical} time{time_cue}"
-                        if (build, weights) != (BASE, RetrievalWeights()):
-                            out.append(Candidate(name_, build, weights))
+                for floor in (0.25, 0.0):
+                    for lexical in (0.5, 0.4, 0.6):
+                        for time_cue in (1.0, 0.5):
+                            weights = RetrievalWeights(
+                                lexical=lexical, time_cue=time_cue, strip_participants=strip, participant_df=floor
+                            )
+                            if (build, weights) != (BASE, RetrievalWeights()):
+                                label = f"{build.name} names{'-' if strip else '+'} floor{floor} lex{lexical} time{time_cue}"
+                                out.append(Candidate(label, build, weights))
         return out
     raise SystemExit(f"unknown grid {name!r}: defaults, ablations or choices")
 
@@ -367,6 +378,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'LOO fold mean':<66}{fold_mean['mid@5']:>8.4f}{fold_mean['mid@10']:>8.4f}{fold_mean['default']:>9.4f}")
     print(f"{'defaults on each conversation, mean of the five':<66}{conv_mean['mid@5']:>8.4f}{conv_mean['mid@10']:>8.4f}{conv_mean['default']:>9.4f}")
     print(f"chosen on all five: {best_all.name}")
+    pairwise = {}
+    if args.grid == "ablations":  # each change judged on its own: LOO between having it and not
+        for candidate in candidates[2:]:
+            # "before + X": X is the change; "default - X": the defaults are the change.
+            without, with_ = (candidates[1], candidate) if candidate.name.startswith("before") else (candidate, default)
+            pair_folds, _ = leave_one_out(scores, [without, with_], sids)
+            pairwise[candidate.name] = {
+                "folds_keeping_the_change": sum(f.chosen == with_.name for f in pair_folds),
+                "fold_mean": {k: round(statistics.fmean(f.held_out_values[k] for f in pair_folds), 4) for k in metrics},
+            }
+    print()
+    print(f"{'candidate':<48}{'@5':>7}{'@10':>7}{'default':>8}{'multi-hop':>10}{'open-dom':>9}  LOO of the change alone")
+    for candidate in candidates:
+        rows = [r for sid in sids for r in scores[candidate.name][sid]]
+        cats = category_row(scores[candidate.name], convs, "mid@10")
+        line = (
+            f"{candidate.name:<48}{mean_of(rows, 'mid@5'):>7.3f}{mean_of(rows, 'mid@10'):>7.3f}{mean_of(rows, 'default'):>8.3f}"
+            f"{cats['multi-hop']:>10.3f}{cats['open-domain']:>9.3f}"
+        )
+        if candidate.name in pairwise:
+            pair = pairwise[candidate.name]
+            line += f"  kept on {pair['folds_keeping_the_change']}/5 folds, held-out @10 {pair['fold_mean']['mid@10']:.3f}"
+        print(line)
     print(f"\nwall {time.perf_counter() - started:.0f} s", file=sys.stderr)
     figures = {
         "grid": args.grid,
@@ -377,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "folds": [f.__dict__ for f in folds],
         "fold_mean": fold_mean,
         "defaults_conversation_mean": conv_mean,
+        "pairwise_loo": pairwise,
         "candidate_all_dev_mid@10": {c.name: round(mean_of([r for sid in sids for r in scores[c.name][sid]], SELECT_ON), 4) for c in candidates},
     }
     if args.json:

@@ -79,7 +79,7 @@ class Recall:
         top_k = top_k or self.params.top_k
         top_m = top_m or self.params.top_m
         with state.lock:
-            names = state.index.participants() if self.weights.strip_participants else set()
+            names = state.index.participants() if self.weights.strip_participants else frozenset()
         # Every page is said by one of the people talking, so their names say nothing about which page; in a
         # query's embedding they weigh like a topic and pull up greetings ("Hey Caroline!"). BM25 keeps them.
         query_embedding = np.asarray(self.embedder.embed([without_names(query, names)])[0], dtype=np.float32)

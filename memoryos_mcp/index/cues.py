@@ -8,6 +8,7 @@ date ("in May 2023") is answered by pages of that day or month.
 from __future__ import annotations
 
 import re
+from collections.abc import Set
 
 import numpy as np
 
@@ -97,6 +98,7 @@ _VOCATIVE = re.compile(
     rf"\b{_GREETING}\s*,?\s+(?!{_GREETING}\b)([A-Z][a-z]+)\b"  # "Hey Caroline", "Thanks, Mel" (not "Yes Bye")
     r"|,\s*([A-Z][a-z]+)\s*[!.?]"  # "..., Caroline!"
 )
+_SELF_NAME = re.compile(r"\b(?i:i'm|i am|my name is|my name's|call me)\s+([A-Z][a-z]+)\b")  # "Hi! I'm Maya."
 PARTICIPANT_MIN_USES = 3  # vocative uses that make a name a participant's (one or two may be a place: "Hi, Paris!")
 
 
@@ -105,7 +107,17 @@ def vocatives(text: str) -> list[str]:
     return [m.group(1) or m.group(2) for m in _VOCATIVE.finditer(text)]
 
 
-def without_names(query: str, names: set[str]) -> str:
+def self_names(text: str) -> list[str]:
+    """Names someone introduces themselves by ("I'm Maya", "my name is Maya"; also "I'm Italian")."""
+    return [m.group(1) for m in _SELF_NAME.finditer(text)]
+
+
+def is_participant(vocative_uses: int, introductions: int) -> bool:
+    """Addressed by the name often enough, or introduced by it and addressed by it at least once."""
+    return vocative_uses >= PARTICIPANT_MIN_USES or (introductions > 0 and vocative_uses > 0)
+
+
+def without_names(query: str, names: Set[str]) -> str:
     """The query without the participants' names (and their possessive "'s")."""
     if not names:
         return query

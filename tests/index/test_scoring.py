@@ -3,6 +3,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from memoryos_mcp.index.cues import (
     calendar_date,
     date_cues,
     date_match,
+    is_participant,
+    self_names,
     vocatives,
     without_names,
 )
@@ -176,3 +179,29 @@ def test_without_names_drops_names_and_their_possessive() -> None:
     assert without_names("Who is Melanie?", names) == "Who is Melanie?"  # whole words only
     assert without_names("Caroline", names) == "Caroline"  # nothing would be left: keep the query
     assert without_names("What did Caroline do?", set()) == "What did Caroline do?"
+
+
+def test_a_name_is_a_participants_when_used_to_address_someone_often_or_after_an_introduction() -> None:
+    assert self_names("Hi! I'm Maya. My name is Maya, call me May.") == ["Maya", "Maya", "May"]
+    assert is_participant(3, 0) and is_participant(1, 1)
+    assert not is_participant(2, 0) and not is_participant(0, 5)  # "I'm Italian" alone names nobody
+
+
+def test_a_participants_rarely_written_name_does_not_make_its_page_the_best_match() -> None:
+    said = [
+        ("Hi! I'm Maya. I just moved to Lisbon.", "Welcome to Lisbon, Maya!"),
+        ("We are migrating the billing pipeline.", "One team at a time?"),
+        ("I tried to cook bacalhau yesterday.", "Did it come out creamy?"),
+        ("My cat sleeps on the balcony.", "She likes the sun."),
+        ("I hiked the Sintra trail with my sister.", "Did you reach the castle?"),
+        ("The backfill test passed.", "A real milestone."),
+        ("I am nervous about my talk.", "Rehearse it twice."),
+        ("Pastry is hard to get right.", "Store-bought is fine."),
+    ]
+    index = build([page(i, text, response=reply) for i, (text, reply) in enumerate(said)], context_window=0)
+    assert index.participants() == {"Maya"}
+    lexical_only = RetrievalWeights(lexical=1.0, context_window=0)
+    scores = scores_by_page(index, "What has Maya cooked?", lexical_only)
+    assert max(range(len(said)), key=scores.__getitem__) == 2
+    literal = scores_by_page(index, "What has Maya cooked?", replace(lexical_only, participant_df=0.0))
+    assert max(range(len(said)), key=literal.__getitem__) == 0  # the rarely written name alone would win
