@@ -154,11 +154,13 @@ def test_round_trip_with_persona_restores_every_tier_and_the_same_retrieval(tmp_
 
 
 def test_round_trip_of_hundreds_of_pages_and_two_users_gives_the_same_results(tmp_path: Path) -> None:
-    source = local_service(tmp_path / "source", mtm_capacity=2)
+    # Chains that break often (a high threshold for the fake embedder's vectors) make many segments, so that
+    # some are archived and the export must carry them too.
+    source = local_service(tmp_path / "source", mtm_capacity=2, chain_threshold=0.45)
     import_lines(source, history(300, "ann") + history(40, "bob"), default_user="default", chunk_size=64)
     users = ["ann", "bob"]
     text = export_text(source, source.store.user_ids())
-    target = local_service(tmp_path / "target", mtm_capacity=2)
+    target = local_service(tmp_path / "target", mtm_capacity=2, chain_threshold=0.45)
     report = import_export(target, text.splitlines(), chunk_size=50)
     assert report.ok and report.restored == users, report.summary()
     for user in users:

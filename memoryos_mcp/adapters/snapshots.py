@@ -62,6 +62,8 @@ class SnapshotStore:
             "epoch": epoch,
             "context_window": packed["context_window"],
             "dim": packed["dim"],
+            "vocatives": packed.get("vocatives", {}),
+            "introduced": packed.get("introduced", {}),
         }
         target = self.path(user_id)
         for stale in self.directory.glob(f"{target.name}.tmp*"):  # left by a process killed while saving
@@ -100,6 +102,8 @@ class SnapshotStore:
                 packed: dict[str, Any] = {name: data[name] for name in _ARRAYS}
                 packed.update({name: _untext(data[name]) for name in _LISTS})
                 packed.update(context_window=header["context_window"], dim=header["dim"], memory_epoch=header.get("epoch", ""))
+                # None in older snapshots: the names are counted again from the pages on restore
+                packed["vocatives"], packed["introduced"] = header.get("vocatives"), header.get("introduced")
                 return packed, int(header["seq"])
         except Exception as exc:  # a cache: any damage only costs a slower start
             logger.warning("ignoring the index snapshot %s: %s", path, exc)

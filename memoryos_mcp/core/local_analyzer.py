@@ -25,7 +25,7 @@ from memoryos_mcp.core.text import exchange_text, extract_keywords, extractive_s
 class LocalAnalyzer:
     """Implements MemoryAnalyzer without a language model."""
 
-    def __init__(self, chain_threshold: float = 0.45, max_topics: int = 3) -> None:
+    def __init__(self, chain_threshold: float = 0.2, max_topics: int = 3) -> None:
         self.chain_threshold = chain_threshold
         self.max_topics = max_topics
 

@@ -43,7 +43,7 @@ class MemoryParams:
     lpm_top_k: int = 10  # facts and traits retrieved
     fact_duplicate_cosine: float = 0.92  # a new fact this close to a kept one is a near-duplicate
     max_deferred_pages: int = 6  # STM overflow allowed to wait for an unreachable LLM before the local fallback
-    chain_threshold: float = 0.45  # local analysis: cosine to the previous page that continues a chain
+    chain_threshold: float = 0.2  # local analysis: cosine to the previous page that continues a chain (LoCoMo LOO)
     assistant_profile: str = ""
 
     def heat(self, segment: Segment, now: float) -> float:

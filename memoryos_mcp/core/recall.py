@@ -17,6 +17,7 @@ from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
 from memoryos_mcp.core.protocols import Embedder, MemoryStore
 from memoryos_mcp.core.state import UserState
 from memoryos_mcp.core.text import extract_keywords
+from memoryos_mcp.index.cues import without_names
 from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights, parse_epoch
 
 
@@ -77,7 +78,11 @@ class Recall:
         """`window`: inclusive (since, until) in seconds since the epoch; only pages dated inside it."""
         top_k = top_k or self.params.top_k
         top_m = top_m or self.params.top_m
-        query_embedding = np.asarray(self.embedder.embed([query])[0], dtype=np.float32)
+        with state.lock:
+            names = state.index.participants() if self.weights.strip_participants else frozenset()
+        # Every page is said by one of the people talking, so their names say nothing about which page; in a
+        # query's embedding they weigh like a topic and pull up greetings ("Hey Caroline!"). BM25 keeps them.
+        query_embedding = np.asarray(self.embedder.embed([without_names(query, names)])[0], dtype=np.float32)
         query_keywords = extract_keywords(query, limit=12)
         with state.lock:
             if include_archived:  # the whole history: reads every archived segment and its pages (slow)

@@ -1,4 +1,4 @@
-"""Cues about time in a query: questions that ask "when", and dates the query names.
+"""Cues in a query: questions that ask "when", dates the query names, and the names of the people talking.
 
 A question about time ("When did…", "How long ago…") is answered by a page that says when something
 happened, and the date of the exchange alone rarely matches the question's words. A query that names a
@@ -8,6 +8,7 @@ date ("in May 2023") is answered by pages of that day or month.
 from __future__ import annotations
 
 import re
+from collections.abc import Set
 
 import numpy as np
 
@@ -86,3 +87,41 @@ def asks_about_time(query: str) -> bool:
 
 def mentions_time(page: Page) -> bool:
     return _TIME_MENTION.search(exchange_text(page)) is not None
+
+
+# Who takes part in a conversation: the names its speakers call each other by ("Hey Caroline!", "Thanks, Mel.").
+_GREETING = (
+    r"(?i:hey|hi|hello|hiya|thanks|thank you|congrats|congratulations|bye|yeah|yes|yep|sorry|wow|whoa|oh|"
+    r"good luck|cool|see you|take care|good night|morning|ok|okay|no)"
+)
+_VOCATIVE = re.compile(
+    rf"\b{_GREETING}\s*,?\s+(?!{_GREETING}\b)([A-Z][a-z]+)\b"  # "Hey Caroline", "Thanks, Mel" (not "Yes Bye")
+    r"|,\s*([A-Z][a-z]+)\s*[!.?]"  # "..., Caroline!"
+)
+_SELF_NAME = re.compile(r"\b(?i:i'm|i am|my name is|my name's|call me)\s+([A-Z][a-z]+)\b")  # "Hi! I'm Maya."
+PARTICIPANT_MIN_USES = 3  # vocative uses that make a name a participant's (one or two may be a place: "Hi, Paris!")
+
+
+def vocatives(text: str) -> list[str]:
+    """Names the text addresses someone by."""
+    return [m.group(1) or m.group(2) for m in _VOCATIVE.finditer(text)]
+
+
+def self_names(text: str) -> list[str]:
+    """Names someone introduces themselves by ("I'm Maya", "my name is Maya"; also "I'm Italian")."""
+    return [m.group(1) for m in _SELF_NAME.finditer(text)]
+
+
+def is_participant(vocative_uses: int, introductions: int) -> bool:
+    """Addressed by the name often enough, or introduced by it and addressed by it at least once."""
+    return vocative_uses >= PARTICIPANT_MIN_USES or (introductions > 0 and vocative_uses > 0)
+
+
+def without_names(query: str, names: Set[str]) -> str:
+    """The query without the participants' names (and their possessive "'s")."""
+    if not names:
+        return query
+    kept = re.sub(
+        r"\b(?:" + "|".join(re.escape(n) for n in sorted(names)) + r")(?:'s|’s)?\b", " ", query
+    )
+    return " ".join(kept.split()) or query

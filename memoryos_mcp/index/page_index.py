@@ -27,8 +27,17 @@ from typing import Any
 import numpy as np
 
 from memoryos_mcp.core.models import Page, Segment
-from memoryos_mcp.core.text import page_text
-from memoryos_mcp.index.cues import asks_about_time, calendar_date, date_cues, date_match, mentions_time
+from memoryos_mcp.core.text import exchange_text, page_text
+from memoryos_mcp.index.cues import (
+    asks_about_time,
+    calendar_date,
+    date_cues,
+    date_match,
+    is_participant,
+    mentions_time,
+    self_names,
+    vocatives,
+)
 from memoryos_mcp.index.terms import index_terms, zscore
 
 NEIGHBOUR_WEIGHT = 0.5  # share of a neighbour page's embedding in a page's context embedding
@@ -38,14 +47,18 @@ _BM25_K1, _BM25_B = 1.2, 0.75  # Okapi BM25's usual defaults
 
 @dataclass(frozen=True)
 class RetrievalWeights:
-    """How scores are mixed. Defaults chosen on LoCoMo dev (see bench/locomo.py); they are not per-dataset knobs."""
+    """How scores are mixed. Defaults chosen on LoCoMo dev, each choice checked leave-one-conversation-out
+    (bench/locomo_loo.py); they are not per-dataset knobs."""
 
-    lexical: float = 0.6  # page score = lexical·z(BM25) + (1 − lexical)·z(cosine)
+    lexical: float = 0.5  # page score = lexical·z(BM25) + (1 − lexical)·z(cosine)
     segment_f_score: float = 0.2  # segment score = this·z(F_score) + (1 − this)·z(best page score)
     context_window: int = 1  # neighbour pages on each side that count as a page's dialogue context
     # Bonuses in standard deviations of the page score:
-    time_cue: float = 0.5  # pages that mention time, on questions about time ("When did…")
+    time_cue: float = 1.0  # pages that mention time, on questions about time ("When did…")
     date_cue: float = 1.0  # pages dated on the day or month the query names ("in May 2023")
+    # The query is embedded without the names the speakers call each other by (PageIndex.participants).
+    strip_participants: bool = True
+    participant_df: float = 0.25  # BM25 counts a participant's name as if in at least this share of pages
 
 
 def parse_epoch(timestamp: str) -> float:
@@ -199,6 +212,10 @@ class PageIndex:
         self._text_bytes = 0
         self._postings_bytes = 0  # kept up to date so that measuring the index costs nothing
         self._members: dict[int, np.ndarray] = {}  # segment code -> its live slots in conversation order
+        # Who is talking: name -> times the live pages address someone by it / someone introduces themselves by it.
+        self._vocatives: Counter[str] = Counter()
+        self._introduced: Counter[str] = Counter()
+        self._participants: frozenset[str] | None = None  # cached until a page comes or goes
 
     # ------------------------------------------------------------------ reading
 
@@ -260,6 +277,14 @@ class PageIndex:
             if slot is not None:
                 self._page(slot).analyzed = True
 
+    def participants(self) -> frozenset[str]:
+        """The names the people of these conversations go by (cues.vocatives, cues.self_names)."""
+        if self._participants is None:
+            self._participants = frozenset(
+                name for name, uses in self._vocatives.items() if is_participant(uses, self._introduced[name])
+            )
+        return self._participants
+
     def segment_ids(self) -> set[str]:
         return {sid for sid, code in self._seg_code.items() if self._seg_slots[code]}
 
@@ -314,6 +339,7 @@ class PageIndex:
             del self._key_slots[position]
             touched.update(self._key_slots[max(0, position - w) : position + w])
             self._text_bytes -= int(self._textlen[slot])
+            self._count_names(self._page(slot), -1)
             self._pages[slot] = None
             self._alive[slot] = False
             self._seg_slots[self._seg[slot]].discard(slot)
@@ -358,6 +384,7 @@ class PageIndex:
             self._members[code] = np.append(members, slot)  # the usual case: the newest page of its segment
         else:
             self._members.pop(code, None)
+        self._count_names(page, 1)
         terms = Counter(index_terms(page_text(page)))
         ids = np.fromiter((self._term_id(t) for t in terms), dtype=np.int32, count=len(terms))
         counts = np.fromiter(terms.values(), dtype=np.float32, count=len(terms))
@@ -372,6 +399,15 @@ class PageIndex:
         self._textlen[slot] = _text_size(stored)
         self._text_bytes += int(self._textlen[slot])
         return slot
+
+    def _count_names(self, page: Page, sign: int) -> None:
+        self._participants = None
+        text = exchange_text(page)
+        for counter, names in ((self._vocatives, vocatives(text)), (self._introduced, self_names(text))):
+            for name in names:
+                counter[name] += sign
+                if counter[name] <= 0:
+                    del counter[name]
 
     def _term_id(self, term: str) -> int:
         tid = self._vocab.get(term)
@@ -553,6 +589,8 @@ class PageIndex:
             "vocab": [every_term[t] for t in used.tolist()],
             "segments": code_names,
             "records": records,
+            "vocatives": dict(self._vocatives),
+            "introduced": dict(self._introduced),
         }
 
     @classmethod
@@ -598,6 +636,12 @@ class PageIndex:
         bounds = np.searchsorted(index._seg[by_code], np.arange(len(names) + 1))
         index._seg_slots = [set(by_code[bounds[c] : bounds[c + 1]].tolist()) for c in range(len(names))]
         index._text_bytes = int(index._textlen.sum())
+        if data.get("vocatives") is None or data.get("introduced") is None:
+            for slot in range(n):  # a snapshot from before names were counted: read them from the pages once
+                index._count_names(index._page(slot), 1)
+        else:
+            index._vocatives = Counter({str(k): int(v) for k, v in dict(data["vocatives"]).items()})
+            index._introduced = Counter({str(k): int(v) for k, v in dict(data["introduced"]).items()})
         return index
 
 
@@ -612,8 +656,10 @@ class PageIndex:
             members = self._members[code] = slots[order]
         return members
 
-    def _bm25(self, terms: Sequence[str]) -> np.ndarray:
-        """BM25 of every slot's context document (its terms plus its neighbours'); 0 for dead slots."""
+    def _bm25(self, terms: Sequence[str], common: frozenset[str] = frozenset(), common_df: float = 0.0) -> np.ndarray:
+        """BM25 of every slot's context document (its terms plus its neighbours'); 0 for dead slots.
+
+        Terms in `common` count as if they were in at least `common_df` of the documents (a share)."""
         n = self._n
         out = np.zeros(n, dtype=np.float64)
         live = self._alive[:n]
@@ -646,7 +692,7 @@ class PageIndex:
             else:
                 docs, inverse = np.unique(targets, return_inverse=True)
                 counts = np.bincount(inverse, weights=weights)
-            df = len(docs)
+            df = max(len(docs), common_df * n_docs) if term in common else len(docs)
             idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
             out[docs] += idf * counts * (_BM25_K1 + 1.0) / (counts + norm[docs])
         return out
@@ -668,7 +714,10 @@ class PageIndex:
         scores = np.full(n, -np.inf)
         if not live.any():
             return scores
-        lexical = self._bm25(index_terms(query))[live]
+        # A participant's name is in every page in spirit (someone is always talking), however rarely it is
+        # written: its idf must not make the one page that spells it ("Hi! I'm Maya") the best match.
+        names = frozenset(t for name in self.participants() for t in index_terms(name)) if weights.participant_df else frozenset()
+        lexical = self._bm25(index_terms(query), names, weights.participant_df)[live]
         dense = self._dense(query_embedding)[live]
         mixed = weights.lexical * zscore(lexical) + (1.0 - weights.lexical) * zscore(dense)
         if weights.time_cue and asks_about_time(query):

@@ -121,6 +121,25 @@ def test_retrieval_is_two_stage_and_heats_the_segments_it_returns(store: ChromaS
     assert "number4" in result.context and "2024-01-01 10:00" in result.context
 
 
+def test_retrieval_embeds_the_query_without_the_names_of_the_people_talking(
+    store: ChromaStore, embedder: HashEmbedder
+) -> None:
+    asked: list[str] = []
+
+    class Recording(HashEmbedder):
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            asked.extend(texts)
+            return super().embed(texts)
+
+    memory = make(store, Recording(), stm_capacity=1)
+    for i, greeting in enumerate(["Hey Caroline!", "Thanks, Caroline.", "Bye Caroline!", "Hi Paris!"]):
+        memory.add_page("u1", f"{TOPICS['hiking']} number{i}", greeting, "2024-01-01T10:00:00")
+    asked.clear()
+    result = memory.retrieve("u1", "Where did Caroline's friend hike in Paris?")
+    assert asked == ["Where did friend hike in Paris?"]  # Caroline is talked to; Paris only once
+    assert result.query == "Where did Caroline's friend hike in Paris?"
+
+
 def test_interrupted_move_is_repaired_without_duplicates(store: ChromaStore, embedder: HashEmbedder) -> None:
     memory = make(store, embedder, stm_capacity=2)
     first = add(memory, TOPICS["hiking"], n=0)

@@ -13,14 +13,21 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from memoryos_mcp.core.models import Page, Segment
-from memoryos_mcp.core.text import page_text
-from memoryos_mcp.index.cues import asks_about_time, date_cues, mentions_time
+from memoryos_mcp.core.text import exchange_text, page_text
+from memoryos_mcp.index.cues import asks_about_time, date_cues, mentions_time, self_names, vocatives
 from memoryos_mcp.index.page_index import CONTEXT_GAP_S, NEIGHBOUR_WEIGHT, RetrievalWeights, parse_epoch
 from memoryos_mcp.index.terms import index_terms, zscore
 
 
 class ReferenceBM25:
-    def __init__(self, documents: Sequence[Mapping[str, int]], k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(
+        self,
+        documents: Sequence[Mapping[str, int]],
+        k1: float = 1.2,
+        b: float = 0.75,
+        common: frozenset[str] = frozenset(),
+        common_df: float = 0.0,
+    ) -> None:
         self.k1, self.b = k1, b
         self.tf = list(documents)
         lengths = np.asarray([sum(tf.values()) for tf in self.tf], dtype=np.float64)
@@ -28,6 +35,8 @@ class ReferenceBM25:
         self.norm = k1 * (1.0 - b + b * lengths / average)
         df = Counter(term for tf in self.tf for term in tf)
         n = len(documents)
+        # A participant's name counts as if in at least common_df of the documents.
+        df = Counter({t: max(f, common_df * n) if t in common else f for t, f in df.items()})
         self.idf = {t: math.log(1.0 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
 
     def scores(self, query_terms: Sequence[str]) -> np.ndarray:
@@ -76,7 +85,7 @@ class ReferenceIndex:
             for j in self.neighbours[i]:
                 terms.update(own[j])
             documents.append(terms)
-        self.bm25 = ReferenceBM25(documents)
+        self.documents = documents
         self.time_mask = np.asarray([mentions_time(p) for p in self.pages], dtype=np.float64)
         if n:
             vectors = np.asarray([p.embedding for p in self.pages], dtype=np.float32)
@@ -90,7 +99,12 @@ class ReferenceIndex:
     def scores(self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights) -> np.ndarray:
         if not self.pages:
             return np.zeros(0)
-        lexical = self.bm25.scores(index_terms(query))
+        # Participants: addressed by a name three times, or introduced by it and addressed by it once.
+        addressed = Counter(n for p in self.pages for n in vocatives(exchange_text(p)))
+        introduced = Counter(n for p in self.pages for n in self_names(exchange_text(p)))
+        names = {n for n, uses in addressed.items() if uses >= 3 or (uses > 0 and introduced[n] > 0)}
+        common = frozenset(t for n in names for t in index_terms(n)) if weights.participant_df else frozenset()
+        lexical = ReferenceBM25(self.documents, common=common, common_df=weights.participant_df).scores(index_terms(query))
         dense = (self.embeddings @ np.asarray(query_embedding, dtype=np.float32)).astype(np.float64)
         scores = weights.lexical * zscore(lexical) + (1.0 - weights.lexical) * zscore(dense)
         if weights.time_cue and asks_about_time(query):

@@ -24,6 +24,7 @@ QUERIES = [
     "camping trip by the lake last week",
     "guitar concert tickets",
     "nothing matches zzzz",
+    "What did Ann paint at the lake?",  # Ann is a participant once three pages call her so
 ]
 DIM = 16
 
@@ -36,7 +37,8 @@ def _page(rng: random.Random, n: int, segments: list[str]) -> Page:
     return Page(
         id=f"p{n}",
         user_id="u",
-        user_input=" ".join(words[: len(words) // 2 + 1]),
+        # Some pages address Ann (a participant: BM25 treats her name as common) or Bob (not often enough).
+        user_input=rng.choice(["", "", "", "Hey Ann! ", "Thanks, Bob. "]) + " ".join(words[: len(words) // 2 + 1]),
         agent_response=" ".join(words[len(words) // 2 + 1 :]),
         timestamp=f"2023-05-{day:02d}T{hour:02d}:{rng.randint(0, 59):02d}:00",
         # Mostly increasing, sometimes older than the newest: pages can land in the middle of the order.
@@ -187,3 +189,24 @@ def test_an_exported_and_restored_index_ranks_the_same_and_keeps_changing_correc
     restored.remove_segments([segment])
     live = {pid: p for pid, p in live.items() if p.segment_id != segment}
     _check(restored, live, rng, segment_ids, 1)
+
+
+def _said(n: int, user_input: str, response: str) -> Page:
+    return Page(f"v{n}", "u", user_input, response, "2024-05-08T10:00:00", added_at=n, segment_id="s", embedding=np.ones(DIM, dtype=np.float32))
+
+
+def test_participants_are_the_names_used_to_address_someone_often_enough() -> None:
+    index = PageIndex()
+    index.add([_said(0, "Hey Caroline!", "Hi Mel, I went to Paris."), _said(1, "Thanks, Caroline.", "Hi, Paris!")])
+    index.add([_said(2, "Yes", "Bye Caroline!")])
+    assert index.participants() == {"Caroline"}  # Mel once and Paris once: not yet
+    index.remove(["v2"])
+    assert index.participants() == set()
+    index.add([_said(3, "Wow, Caroline!", "Good luck Mel! Bye Mel!")])
+    restored = PageIndex.restore(pack_snapshot(index.export()))
+    assert restored.participants() == index.participants() == {"Caroline", "Mel"}
+    older = pack_snapshot(index.export())
+    del older["vocatives"], older["introduced"]  # a snapshot written before names were counted: counted again from its pages
+    assert PageIndex.restore(older).participants() == {"Caroline", "Mel"}
+    restored.remove(["v0"])  # a restored page not decoded yet: read to know whom it addressed
+    assert restored.participants() == set()

@@ -3,13 +3,23 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from memoryos_mcp.core.models import Page, Segment
 from memoryos_mcp.core.text import page_text
-from memoryos_mcp.index.cues import asks_about_time, calendar_date, date_cues, date_match
+from memoryos_mcp.index.cues import (
+    asks_about_time,
+    calendar_date,
+    date_cues,
+    date_match,
+    is_participant,
+    self_names,
+    vocatives,
+    without_names,
+)
 from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights
 from memoryos_mcp.index.terms import index_terms, stem, zscore
 from tests.fakes import HashEmbedder
@@ -156,3 +166,42 @@ def test_pages_dated_as_the_query_says_rank_higher() -> None:
     q = "Where did I volunteer in December 2023?"
     scores = scores_by_page(build([early, late], context_window=0), q)
     assert scores[1] == pytest.approx(scores[0] + 1.0)
+
+
+def test_vocatives_are_the_names_someone_is_addressed_by() -> None:
+    assert vocatives("Hey Caroline! Thanks, Mel. We went to Paris last week, Jo!") == ["Caroline", "Mel", "Jo"]
+    assert vocatives("thanks! Appreciate it. What did you paint?") == []  # no name after the greeting's pause
+
+
+def test_without_names_drops_names_and_their_possessive() -> None:
+    names = {"Caroline", "Mel"}
+    assert without_names("What did Caroline's mom give Mel?", names) == "What did mom give ?"
+    assert without_names("Who is Melanie?", names) == "Who is Melanie?"  # whole words only
+    assert without_names("Caroline", names) == "Caroline"  # nothing would be left: keep the query
+    assert without_names("What did Caroline do?", set()) == "What did Caroline do?"
+
+
+def test_a_name_is_a_participants_when_used_to_address_someone_often_or_after_an_introduction() -> None:
+    assert self_names("Hi! I'm Maya. My name is Maya, call me May.") == ["Maya", "Maya", "May"]
+    assert is_participant(3, 0) and is_participant(1, 1)
+    assert not is_participant(2, 0) and not is_participant(0, 5)  # "I'm Italian" alone names nobody
+
+
+def test_a_participants_rarely_written_name_does_not_make_its_page_the_best_match() -> None:
+    said = [
+        ("Hi! I'm Maya. I just moved to Lisbon.", "Welcome to Lisbon, Maya!"),
+        ("We are migrating the billing pipeline.", "One team at a time?"),
+        ("I tried to cook bacalhau yesterday.", "Did it come out creamy?"),
+        ("My cat sleeps on the balcony.", "She likes the sun."),
+        ("I hiked the Sintra trail with my sister.", "Did you reach the castle?"),
+        ("The backfill test passed.", "A real milestone."),
+        ("I am nervous about my talk.", "Rehearse it twice."),
+        ("Pastry is hard to get right.", "Store-bought is fine."),
+    ]
+    index = build([page(i, text, response=reply) for i, (text, reply) in enumerate(said)], context_window=0)
+    assert index.participants() == {"Maya"}
+    lexical_only = RetrievalWeights(lexical=1.0, context_window=0)
+    scores = scores_by_page(index, "What has Maya cooked?", lexical_only)
+    assert max(range(len(said)), key=scores.__getitem__) == 2
+    literal = scores_by_page(index, "What has Maya cooked?", replace(lexical_only, participant_df=0.0))
+    assert max(range(len(said)), key=literal.__getitem__) == 0  # the rarely written name alone would win

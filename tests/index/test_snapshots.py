@@ -74,3 +74,14 @@ def test_a_snapshot_ahead_of_the_store_is_not_used(store: ChromaStore, tmp_path:
     index = PageIndex()
     snapshots.save("alice", 999, index.export())  # e.g. the store was restored from an older backup
     assert summary(make(store, snapshots).state("alice")) == summary(make(store, None).state("alice"))
+
+
+def test_the_names_of_the_people_talking_survive_a_restart_from_a_snapshot(store: ChromaStore, tmp_path: Path) -> None:
+    snapshots = SnapshotStore(tmp_path / "snap", identity="test")
+    first = make(store, snapshots, every=1000)
+    for i in range(12):
+        first.add_page("alice", f"bread dough oven entry{i}", "Thanks, Alice!", f"2024-01-{1 + i:02d}T10:00:00")
+    assert first.save_snapshots() == 1
+    restarted = make(store, snapshots).state("alice")
+    assert restarted.snapshot_seq >= 0
+    assert restarted.index.participants() == {"Alice"} == make(store, None).state("alice").index.participants()
