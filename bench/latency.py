@@ -40,12 +40,16 @@ TOPICS = {
 def _page(rng: random.Random, n: int) -> tuple[str, str]:
     topic = rng.choice(list(TOPICS))
     words = rng.sample(TOPICS[topic], 3)
-    return (f"Entry {n}: today the {words[0]} and the {words[1]} made me think about {topic}.",
-            f"Interesting — tell me more about the {words[2]}.")
+    return (
+        f"Entry {n}: today the {words[0]} and the {words[1]} made me think about {topic}.",
+        f"Interesting — tell me more about the {words[2]}.",
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pages", type=int, default=500, help="pages stored before timing warm calls")
     parser.add_argument("--samples", type=int, default=50, help="timed calls of each tool")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -57,7 +61,14 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
         env["MEMORYOS_DATA_DIR"] = tmp
         server = RawStdio([str(exe), "serve"], env)
-        server.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}})
+        server.request(
+            "initialize",
+            {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "bench", "version": "0"},
+            },
+        )
         t_init = time.perf_counter() - server.started
         server.notify("notifications/initialized")
         server.request("tools/list")
@@ -69,9 +80,11 @@ def main() -> None:
         for n in tqdm(range(args.pages), desc="storing pages", file=sys.stderr):
             user_input, response = _page(rng, n)
             t = time.perf_counter()
-            server.call_tool("add_memory", {"user_input": user_input, "agent_response": response, "metadata": {"n": n}})
+            server.call_tool(
+                "add_memory", {"user_input": user_input, "agent_response": response, "metadata": {"n": n}}
+            )
             add_ms.append((time.perf_counter() - t) * 1000)
-        warm_add = add_ms[-args.samples:]
+        warm_add = add_ms[-args.samples :]
 
         retrieve_ms: list[float] = []
         for _ in tqdm(range(args.samples), desc="retrieving", file=sys.stderr):

@@ -49,13 +49,27 @@ def keyword_model(request: dict[str, Any]) -> dict[str, Any]:
         pages, groups = [], {}
         for index, _, user, assistant in _PAGE.findall(prompt):
             words = extract_keywords(f"{user} {assistant}", limit=5)
-            pages.append({"index": int(index), "continues_previous": bool(last & set(words)), "chain_summary": f"{user[:120]}"})
+            pages.append(
+                {
+                    "index": int(index),
+                    "continues_previous": bool(last & set(words)),
+                    "chain_summary": f"{user[:120]}",
+                }
+            )
             groups.setdefault(words[0] if words else "chat", []).append(int(index))
             last = set(words)
-        topics = [{"summary": f"Talk about {t}.", "keywords": [t], "pages": idx} for t, idx in list(groups.items())[:3]]
+        topics = [
+            {"summary": f"Talk about {t}.", "keywords": [t], "pages": idx}
+            for t, idx in list(groups.items())[:3]
+        ]
         return {"pages": pages, "topics": topics}
     if "TASK: refresh_segments" in prompt:
-        return {"segments": [{"id": sid, "summary": f"Updated segment {sid}.", "keywords": []} for sid in _SEGMENT.findall(prompt)]}
+        return {
+            "segments": [
+                {"id": sid, "summary": f"Updated segment {sid}.", "keywords": []}
+                for sid in _SEGMENT.findall(prompt)
+            ]
+        }
     facts = [f"[{when[:10]}] {user[:100]}" for _, when, user, _ in _PAGE.findall(prompt) if user]
     return {"profile": {"static": {}, "traits": {}}, "user_facts": facts[:5], "assistant_traits": []}
 
@@ -70,18 +84,30 @@ def lazy_model(request: dict[str, Any]) -> dict[str, Any]:
         }
     if "TASK: refresh_segments" in prompt:
         return {"segments": [{"id": "S1", "summary": "...", "keywords": ["..."]}]}
-    return {"profile": {"static": {"name": "..."}, "traits": {}}, "user_facts": ["..."], "assistant_traits": []}
+    return {
+        "profile": {"static": {"name": "..."}, "traits": {}},
+        "user_facts": ["..."],
+        "assistant_traits": [],
+    }
 
 
 MODELS = {"keyword": keyword_model, "lazy": lazy_model}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--conversation", default="conv-26")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "locomo" / "locomo_dev.json")
-    parser.add_argument("--model", choices=sorted(MODELS), default="keyword", help="how the fake endpoint answers")
-    parser.add_argument("--cooldown-s", type=float, default=0.0, help="MEMORYOS_LLM_COOLDOWN_S for the run (default 0)")
+    parser.add_argument(
+        "--data", type=Path, default=ROOT.parent / "shared" / "data" / "locomo" / "locomo_dev.json"
+    )
+    parser.add_argument(
+        "--model", choices=sorted(MODELS), default="keyword", help="how the fake endpoint answers"
+    )
+    parser.add_argument(
+        "--cooldown-s", type=float, default=0.0, help="MEMORYOS_LLM_COOLDOWN_S for the run (default 0)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -94,12 +120,21 @@ def main() -> None:
     kinds: Counter[str] = Counter()
     with FakeOpenAIServer(default=MODELS[args.model]) as fake, tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(
-            data_dir=Path(tmp), llm_base_url=fake.base_url, llm_api_key="bench", llm_cooldown_s=args.cooldown_s
+            data_dir=Path(tmp),
+            llm_base_url=fake.base_url,
+            llm_api_key="bench",
+            llm_cooldown_s=args.cooldown_s,
         )
         service = MemoryService.create(settings)
         started = time.monotonic()
         for page in tqdm(conversation.pages, desc=f"replaying {conversation.sample_id}", file=sys.stderr):
-            result = service.add_memory(page.user_input, page.agent_response, conversation.user_id, page.timestamp, {"turns": " ".join(page.turns)})
+            result = service.add_memory(
+                page.user_input,
+                page.agent_response,
+                conversation.user_id,
+                page.timestamp,
+                {"turns": " ".join(page.turns)},
+            )
             page_ids.append(result.page_id)
             per_add.append(
                 {

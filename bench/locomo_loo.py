@@ -68,7 +68,9 @@ class CachedEmbedder:
         todo = list(dict.fromkeys(t for t in texts if t not in self.memo))
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
-            for text, vector in zip(chunk, np.asarray(self.inner.embed(chunk), dtype=np.float32), strict=True):
+            for text, vector in zip(
+                chunk, np.asarray(self.inner.embed(chunk), dtype=np.float32), strict=True
+            ):
                 self.memo[text] = vector
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -117,13 +119,21 @@ def build_conversations(
     folder = Path(tempfile.mkdtemp(prefix=f"build-{build.name}-", dir=root))
     store = ChromaStore(make_client(data_dir=folder, host=None, port=8000, ssl=False), "loo")
     analyzer = LocalAnalyzer(chain_threshold=build.params.chain_threshold)
-    memory = MemoryOS(store, embedder, analyzer, build.params, weights=RetrievalWeights(context_window=build.context_window))
+    memory = MemoryOS(
+        store, embedder, analyzer, build.params, weights=RetrievalWeights(context_window=build.context_window)
+    )
     out: dict[str, Built] = {}
     for conv in conversations:
         started = time.perf_counter()
         pages = []
         for page in conv.pages:
-            stored = memory.new_page(conv.user_id, page.user_input, page.agent_response, page.timestamp, {"turns": " ".join(page.turns)})
+            stored = memory.new_page(
+                conv.user_id,
+                page.user_input,
+                page.agent_response,
+                page.timestamp,
+                {"turns": " ".join(page.turns)},
+            )
             stored.embedding = embedder.embed([exchange_text(stored)])[0]
             pages.append(stored)
         for start in range(0, len(pages), 200):  # import-sized chunks, as `memoryos-mcp import` writes them
@@ -177,7 +187,9 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
 # ---------------------------------------------------------------------------------------------- grids
 
 BASE = Build("base")  # today's defaults
-CHAIN045 = Build("chain0.45", MemoryParams(chain_threshold=0.45))  # the LLM-free chain threshold before issue 11
+CHAIN045 = Build(
+    "chain0.45", MemoryParams(chain_threshold=0.45)
+)  # the LLM-free chain threshold before issue 11
 # The query-time defaults before issue 11.
 OLD_WEIGHTS = RetrievalWeights(lexical=0.6, time_cue=0.5, strip_participants=False, participant_df=0.0)
 
@@ -200,13 +212,29 @@ def grid(name: str) -> list[Candidate]:
         return [
             default,
             Candidate("before issue 11", CHAIN045, OLD_WEIGHTS),
-            Candidate("before + names out of the query embedding", CHAIN045, replace(OLD_WEIGHTS, strip_participants=True)),
-            Candidate("before + names' BM25 idf floor 0.25", CHAIN045, replace(OLD_WEIGHTS, participant_df=0.25)),
-            Candidate("before + lexical 0.5, time cue 1.0", CHAIN045, replace(OLD_WEIGHTS, lexical=0.5, time_cue=1.0)),
+            Candidate(
+                "before + names out of the query embedding",
+                CHAIN045,
+                replace(OLD_WEIGHTS, strip_participants=True),
+            ),
+            Candidate(
+                "before + names' BM25 idf floor 0.25", CHAIN045, replace(OLD_WEIGHTS, participant_df=0.25)
+            ),
+            Candidate(
+                "before + lexical 0.5, time cue 1.0",
+                CHAIN045,
+                replace(OLD_WEIGHTS, lexical=0.5, time_cue=1.0),
+            ),
             Candidate("before + chain threshold 0.2", BASE, OLD_WEIGHTS),
-            Candidate("default - names back in the query embedding", BASE, RetrievalWeights(strip_participants=False)),
+            Candidate(
+                "default - names back in the query embedding",
+                BASE,
+                RetrievalWeights(strip_participants=False),
+            ),
             Candidate("default - names' BM25 idf floor", BASE, RetrievalWeights(participant_df=0.0)),
-            Candidate("default - lexical 0.6, time cue 0.5 again", BASE, RetrievalWeights(lexical=0.6, time_cue=0.5)),
+            Candidate(
+                "default - lexical 0.6, time cue 0.5 again", BASE, RetrievalWeights(lexical=0.6, time_cue=0.5)
+            ),
             Candidate("default - chain threshold 0.45 again", CHAIN045),
         ]
     if name == "choices":
@@ -217,7 +245,10 @@ def grid(name: str) -> list[Candidate]:
                     for lexical in (0.5, 0.4, 0.6):
                         for time_cue in (1.0, 0.5):
                             weights = RetrievalWeights(
-                                lexical=lexical, time_cue=time_cue, strip_participants=strip, participant_df=floor
+                                lexical=lexical,
+                                time_cue=time_cue,
+                                strip_participants=strip,
+                                participant_df=floor,
                             )
                             if (build, weights) != (BASE, RetrievalWeights()):
                                 label = f"{build.name} names{'-' if strip else '+'} floor{floor} lex{lexical} time{time_cue}"
@@ -255,7 +286,9 @@ class Fold:
     held_out_values: dict[str, float]
 
 
-def leave_one_out(scores: Scores, candidates: Sequence[Candidate], sids: Sequence[str]) -> tuple[list[Fold], dict[str, list[dict[str, float]]]]:
+def leave_one_out(
+    scores: Scores, candidates: Sequence[Candidate], sids: Sequence[str]
+) -> tuple[list[Fold], dict[str, list[dict[str, float]]]]:
     """Each conversation held out in turn; returns the folds and the held-out rows of each conversation."""
     folds, held = [], {}
     for sid in sids:
@@ -277,9 +310,15 @@ def leave_one_out(scores: Scores, candidates: Sequence[Candidate], sids: Sequenc
 # ---------------------------------------------------------------------------------------------- report
 
 
-def category_row(rows_by_conv: Mapping[str, Sequence[Mapping[str, float]]], convs: Mapping[str, Conversation], key: str) -> dict[str, float]:
+def category_row(
+    rows_by_conv: Mapping[str, Sequence[Mapping[str, float]]], convs: Mapping[str, Conversation], key: str
+) -> dict[str, float]:
     """Mean of `key` per category and overall, pooled over the questions of the given conversations."""
-    pairs = [(q.category, r[key]) for sid, rows in rows_by_conv.items() for q, r in zip(convs[sid].questions, rows, strict=True)]
+    pairs = [
+        (q.category, r[key])
+        for sid, rows in rows_by_conv.items()
+        for q, r in zip(convs[sid].questions, rows, strict=True)
+    ]
     out = {CATEGORIES[c]: round(statistics.fmean(v for cat, v in pairs if cat == c), 4) for c in CATEGORIES}
     out["overall"] = round(statistics.fmean(v for _, v in pairs), 4)
     return out
@@ -294,7 +333,9 @@ def format_rows(title: str, rows: Mapping[str, Mapping[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def flat_rows(conversations: Sequence[Conversation], embedder: Any) -> dict[str, dict[str, list[dict[str, float]]]]:
+def flat_rows(
+    conversations: Sequence[Conversation], embedder: Any
+) -> dict[str, dict[str, list[dict[str, float]]]]:
     """Flat dense / BM25 / hybrid @5/@10/@20 per question, as bench/locomo.py scores them."""
     out: dict[str, dict[str, list[dict[str, float]]]] = {}
     for conv in conversations:
@@ -312,13 +353,19 @@ def flat_rows(conversations: Sequence[Conversation], embedder: Any) -> dict[str,
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Leave-one-conversation-out evaluation of retrieval choices on LoCoMo.")
+    parser = argparse.ArgumentParser(
+        description="Leave-one-conversation-out evaluation of retrieval choices on LoCoMo."
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--grid", default="choices", help="candidate list: defaults, ablations or choices (default)")
+    parser.add_argument(
+        "--grid", default="choices", help="candidate list: defaults, ablations or choices (default)"
+    )
     parser.add_argument("--conversations", default="", help="comma-separated sample ids (default: all)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the flat baselines")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
-    parser.add_argument("--dump", type=Path, default=None, help="write per-question rows of every candidate here")
+    parser.add_argument(
+        "--dump", type=Path, default=None, help="write per-question rows of every candidate here"
+    )
     return parser.parse_args(argv)
 
 
@@ -334,8 +381,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     candidates = grid(args.grid)
     started = time.perf_counter()
     embedder = CachedEmbedder(make_embedder())
-    embedder.prime(" ".join(p for p in (page.user_input.strip(), page.agent_response.strip()) if p) for c in conversations for page in c.pages)
-    print(f"embedded {len(embedder.memo)} page texts in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    embedder.prime(
+        " ".join(p for p in (page.user_input.strip(), page.agent_response.strip()) if p)
+        for c in conversations
+        for page in c.pages
+    )
+    print(
+        f"embedded {len(embedder.memo)} page texts in {time.perf_counter() - started:.0f} s", file=sys.stderr
+    )
 
     root = Path(tempfile.mkdtemp(prefix="memoryos-loo-"))
     scores: Scores = {}
@@ -344,12 +397,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for candidate in candidates:
             if candidate.build.name not in builds:
                 t0 = time.perf_counter()
-                builds[candidate.build.name] = build_conversations(conversations, candidate.build, embedder, root)
+                builds[candidate.build.name] = build_conversations(
+                    conversations, candidate.build, embedder, root
+                )
                 print(f"build {candidate.build.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
             t0 = time.perf_counter()
-            scores[candidate.name] = {sid: evaluate(b, candidate) for sid, b in builds[candidate.build.name].items()}
+            scores[candidate.name] = {
+                sid: evaluate(b, candidate) for sid, b in builds[candidate.build.name].items()
+            }
             all_dev = mean_of([r for sid in sids for r in scores[candidate.name][sid]], SELECT_ON)
-            print(f"  {candidate.name:<40} mid@10 {all_dev:.4f}  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+            print(
+                f"  {candidate.name:<40} mid@10 {all_dev:.4f}  ({time.perf_counter() - t0:.1f} s)",
+                file=sys.stderr,
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -366,30 +426,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         flat = flat_rows(conversations, embedder.inner)
         for name in flat[sids[0]][0]:
             tables[f"flat {name}"] = category_row(flat, convs, name)
-    print(format_rows(f"LoCoMo evidence recall ({', '.join(sids)}), grid {args.grid!r}: {len(candidates)} candidate(s)", tables))
+    print(
+        format_rows(
+            f"LoCoMo evidence recall ({', '.join(sids)}), grid {args.grid!r}: {len(candidates)} candidate(s)",
+            tables,
+        )
+    )
     print()
-    print(f"{'held out':<10}{'chosen on the other four':<46}{'train @10':>10}{'@5':>8}{'@10':>8}{'default':>9}")
+    print(
+        f"{'held out':<10}{'chosen on the other four':<46}{'train @10':>10}{'@5':>8}{'@10':>8}{'default':>9}"
+    )
     for f in folds:
         v = f.held_out_values
-        print(f"{f.held_out:<10}{f.chosen:<46}{f.train_value:>10.4f}{v['mid@5']:>8.4f}{v['mid@10']:>8.4f}{v['default']:>9.4f}")
+        print(
+            f"{f.held_out:<10}{f.chosen:<46}{f.train_value:>10.4f}{v['mid@5']:>8.4f}{v['mid@10']:>8.4f}{v['default']:>9.4f}"
+        )
     metrics = ("mid@5", "mid@10", "default")
     fold_mean = {k: round(statistics.fmean(f.held_out_values[k] for f in folds), 4) for k in metrics}
-    conv_mean = {k: round(statistics.fmean(mean_of(scores[default.name][sid], k) for sid in sids), 4) for k in metrics}
-    print(f"{'LOO fold mean':<66}{fold_mean['mid@5']:>8.4f}{fold_mean['mid@10']:>8.4f}{fold_mean['default']:>9.4f}")
-    print(f"{'defaults on each conversation, mean of the five':<66}{conv_mean['mid@5']:>8.4f}{conv_mean['mid@10']:>8.4f}{conv_mean['default']:>9.4f}")
+    conv_mean = {
+        k: round(statistics.fmean(mean_of(scores[default.name][sid], k) for sid in sids), 4) for k in metrics
+    }
+    print(
+        f"{'LOO fold mean':<66}{fold_mean['mid@5']:>8.4f}{fold_mean['mid@10']:>8.4f}{fold_mean['default']:>9.4f}"
+    )
+    print(
+        f"{'defaults on each conversation, mean of the five':<66}{conv_mean['mid@5']:>8.4f}{conv_mean['mid@10']:>8.4f}{conv_mean['default']:>9.4f}"
+    )
     print(f"chosen on all five: {best_all.name}")
     pairwise = {}
     if args.grid == "ablations":  # each change judged on its own: LOO between having it and not
         for candidate in candidates[2:]:
             # "before + X": X is the change; "default - X": the defaults are the change.
-            without, with_ = (candidates[1], candidate) if candidate.name.startswith("before") else (candidate, default)
+            without, with_ = (
+                (candidates[1], candidate) if candidate.name.startswith("before") else (candidate, default)
+            )
             pair_folds, _ = leave_one_out(scores, [without, with_], sids)
             pairwise[candidate.name] = {
                 "folds_keeping_the_change": sum(f.chosen == with_.name for f in pair_folds),
-                "fold_mean": {k: round(statistics.fmean(f.held_out_values[k] for f in pair_folds), 4) for k in metrics},
+                "fold_mean": {
+                    k: round(statistics.fmean(f.held_out_values[k] for f in pair_folds), 4) for k in metrics
+                },
             }
     print()
-    print(f"{'candidate':<48}{'@5':>7}{'@10':>7}{'default':>8}{'multi-hop':>10}{'open-dom':>9}  LOO of the change alone")
+    print(
+        f"{'candidate':<48}{'@5':>7}{'@10':>7}{'default':>8}{'multi-hop':>10}{'open-dom':>9}  LOO of the change alone"
+    )
     for candidate in candidates:
         rows = [r for sid in sids for r in scores[candidate.name][sid]]
         cats = category_row(scores[candidate.name], convs, "mid@10")
@@ -412,7 +493,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fold_mean": fold_mean,
         "defaults_conversation_mean": conv_mean,
         "pairwise_loo": pairwise,
-        "candidate_all_dev_mid@10": {c.name: round(mean_of([r for sid in sids for r in scores[c.name][sid]], SELECT_ON), 4) for c in candidates},
+        "candidate_all_dev_mid@10": {
+            c.name: round(mean_of([r for sid in sids for r in scores[c.name][sid]], SELECT_ON), 4)
+            for c in candidates
+        },
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

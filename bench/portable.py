@@ -54,7 +54,8 @@ def compare(source: Path, target: Path) -> dict[str, Any]:
         s = service.stats(USER)
         counts = (s.short_term_pages, s.mid_term_pages, s.segments, s.archived_segments, s.indexed_pages)
         found = [
-            [(p.id, round(p.score, 5)) for p in service.retrieve_memory(q, user_id=USER).mid_term] for q in QUERIES
+            [(p.id, round(p.score, 5)) for p in service.retrieve_memory(q, user_id=USER).mid_term]
+            for q in QUERIES
         ]
         answers.append((counts, found))
     (a_counts, a_found), (b_counts, b_found) = answers
@@ -67,7 +68,9 @@ def compare(source: Path, target: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pages", type=int, default=5000)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep-dir", action="store_true", help="keep the temporary directory")
@@ -90,7 +93,9 @@ def main() -> None:
         "import_summary": restored.group(0) if restored else import_log[-300:],
         **compare(source, target),
     }
-    print(f"\n| pages | export s | file MB | import s | pages/s round trip | stats equal | {len(QUERIES)} retrievals equal |")
+    print(
+        f"\n| pages | export s | file MB | import s | pages/s round trip | stats equal | {len(QUERIES)} retrievals equal |"
+    )
     print("|---:|---:|---:|---:|---:|:-:|:-:|")
     rate = args.pages / (figures["export_s"] + figures["import_s"])
     print(

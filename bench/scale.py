@@ -102,10 +102,16 @@ class Server:
         self.rpc = RawStdio([str(EXE), "serve", "--data-dir", str(data_dir)], _env(**env), stderr=self.err)
         self.rpc.request(
             "initialize",
-            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "scale-bench", "version": "0"}},
+            {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "scale-bench", "version": "0"},
+            },
         )
         self.rpc.notify("notifications/initialized")
-        self.rpc.call_tool("memory_stats", {"user_id": "nobody"})  # returns once the model and Chroma are loaded
+        self.rpc.call_tool(
+            "memory_stats", {"user_id": "nobody"}
+        )  # returns once the model and Chroma are loaded
         self.ready_s = time.perf_counter() - self.rpc.started
 
     def call(self, tool: str, **arguments: Any) -> tuple[dict[str, Any], float]:
@@ -123,7 +129,11 @@ def one_user(size: int, cycles: int, raw_sample: int, tmp: Path) -> dict[str, An
     raw_rate, raw_n = raw_embedding_rate(source, min(size, raw_sample))
     data_dir = tmp / f"data-{size}"
     log = tmp / f"server-{size}.log"
-    figures: dict[str, Any] = {"pages": size, "raw_embed_pages_per_s": round(raw_rate, 1), "raw_embed_sample": raw_n}
+    figures: dict[str, Any] = {
+        "pages": size,
+        "raw_embed_pages_per_s": round(raw_rate, 1),
+        "raw_embed_sample": raw_n,
+    }
     figures.update(run_import(source, data_dir, log))
     figures["import_vs_raw"] = round(figures["import_pages_per_s"] / raw_rate, 2)
 
@@ -219,8 +229,12 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1000,10000,100000", help="pages of the one-user runs, comma-separated")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", default="1000,10000,100000", help="pages of the one-user runs, comma-separated"
+    )
     parser.add_argument("--cycles", type=int, default=50, help="add_memory + retrieve_memory cycles per size")
     parser.add_argument("--raw-sample", type=int, default=4000, help="pages embedded to measure the raw rate")
     parser.add_argument("--users", type=int, default=100, help="users of the many-users run")
@@ -228,7 +242,9 @@ def main() -> int:
     parser.add_argument("--budget-mb", type=int, default=64, help="index_cache_mb of the many-users run")
     parser.add_argument("--no-users", action="store_true", help="skip the many-users run")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "scale.json")
-    parser.add_argument("--keep-dir", type=Path, help="work here and keep the data (default: a temporary dir)")
+    parser.add_argument(
+        "--keep-dir", type=Path, help="work here and keep the data (default: a temporary dir)"
+    )
     args = parser.parse_args()
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]

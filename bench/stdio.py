@@ -13,7 +13,15 @@ class RawStdio:
 
     def __init__(self, command: list[str], env: dict[str, str], stderr: Any = subprocess.DEVNULL) -> None:
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
         self.next_id = 0
 
     def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:

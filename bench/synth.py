@@ -157,9 +157,15 @@ def conversation(n_pages: int, seed: int = 0, start: datetime | None = None) -> 
     made = 0
     while made < n_pages:
         when += timedelta(hours=rng.choice([5, 20, 24, 30, 48, 72]))
-        session_topics = [rng.choice(favourites if rng.random() < 0.6 else topics) for _ in range(rng.choice([1, 1, 2]))]
+        session_topics = [
+            rng.choice(favourites if rng.random() < 0.6 else topics) for _ in range(rng.choice([1, 1, 2]))
+        ]
         for i in range(min(rng.randint(6, 20), n_pages - made)):
-            topic = session_topics[i * len(session_topics) // 20] if len(session_topics) > 1 else session_topics[0]
+            topic = (
+                session_topics[i * len(session_topics) // 20]
+                if len(session_topics) > 1
+                else session_topics[0]
+            )
             first, second = rng.sample(TOPICS[topic]["user"], 2)
             user = f"{_fill(rng, first, topic)} {_fill(rng, second, topic)}"
             reply = _fill(rng, rng.choice(REPLIES), topic)

@@ -78,11 +78,15 @@ class TokenTable:
         try:
             raw = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigurationError(f"{where} cannot be read ({exc.strerror}); check the path and permissions") from None
+            raise ConfigurationError(
+                f"{where} cannot be read ({exc.strerror}); check the path and permissions"
+            ) from None
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise ConfigurationError(f"{where} is not valid JSON ({exc}); see the README's Security section") from None
+            raise ConfigurationError(
+                f"{where} is not valid JSON ({exc}); see the README's Security section"
+            ) from None
         tokens = data.get("tokens") if isinstance(data, dict) else None
         if not isinstance(tokens, list) or not tokens:
             raise ConfigurationError(
@@ -94,7 +98,9 @@ class TokenTable:
         for number, entry in enumerate(tokens, start=1):
             stored, grant = _entry(entry, f"{where}: token entry {number}", f"token {number}")
             if any(hmac.compare_digest(stored, other) for other, _ in entries):
-                raise ConfigurationError(f"{where}: token entry {number} repeats an earlier token; give each token once")
+                raise ConfigurationError(
+                    f"{where}: token entry {number} repeats an earlier token; give each token once"
+                )
             in_clear = in_clear or "token" in entry
             entries.append((stored, grant))
         if in_clear and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -111,9 +117,13 @@ def _entry(entry: Any, where: str, default_name: str) -> tuple[bytes, Grant]:
         raise ConfigurationError(f'{where} must be an object such as {{"token": "...", "users": ["alice"]}}')
     unknown = sorted(set(entry) - _ENTRY_KEYS)
     if unknown:
-        raise ConfigurationError(f"{where} has unknown key(s) {names(unknown)}; the keys are {names(sorted(_ENTRY_KEYS))}")
+        raise ConfigurationError(
+            f"{where} has unknown key(s) {names(unknown)}; the keys are {names(sorted(_ENTRY_KEYS))}"
+        )
     if ("token" in entry) == ("token_sha256" in entry):
-        raise ConfigurationError(f"{where} needs exactly one of 'token' (in clear) and 'token_sha256' (hex digest)")
+        raise ConfigurationError(
+            f"{where} needs exactly one of 'token' (in clear) and 'token_sha256' (hex digest)"
+        )
     if "token" in entry:
         token = entry["token"]
         if not isinstance(token, str) or len(token) < MIN_TOKEN_CHARS or not _TOKEN.match(token):
@@ -131,14 +141,18 @@ def _entry(entry: Any, where: str, default_name: str) -> tuple[bytes, Grant]:
         stored = bytes.fromhex(hexdigest)
     users = entry.get("users")
     if not isinstance(users, list) or not users or not all(isinstance(u, str) for u in users):
-        raise ConfigurationError(f'{where} needs "users": a non-empty list of user_ids, or ["*"] for any user')
+        raise ConfigurationError(
+            f'{where} needs "users": a non-empty list of user_ids, or ["*"] for any user'
+        )
     for uid in users:
         problem = None if uid == ANY_USER else user_id_problem(uid)
         if problem:
             raise ConfigurationError(f"{where}: {quote(uid)} is not a user_id: {problem}")
     name = entry.get("name", default_name)
     if not isinstance(name, str) or not name.strip():
-        raise ConfigurationError(f"{where}: name must be a non-empty string (it is shown in logs, the token never is)")
+        raise ConfigurationError(
+            f"{where}: name must be a non-empty string (it is shown in logs, the token never is)"
+        )
     return stored, Grant(name=name, users=None if ANY_USER in users else frozenset(users))
 
 
@@ -185,4 +199,6 @@ def resolve_user(
             "this token may act for no user this server allows (see its users and allowed_users); "
             "ask the operator for a token bound to your user"
         )
-    raise InvalidInputError(f"user_id is required: this caller may act for {names(sorted(users)[:10])}; pass one")
+    raise InvalidInputError(
+        f"user_id is required: this caller may act for {names(sorted(users)[:10])}; pass one"
+    )

@@ -77,15 +77,21 @@ def parse_line(number: int, raw: str, settings: Settings, default_user: str) -> 
         raise InvalidInputError(f"a line must be a JSON object, not {type(item).__name__}")
     unknown = sorted(set(item) - LINE_KEYS)
     if unknown:
-        raise InvalidInputError(f"unknown key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(LINE_KEYS))}")
+        raise InvalidInputError(
+            f"unknown key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(LINE_KEYS))}"
+        )
     for key in ("user_input", "agent_response", "timestamp", "user_id", "idempotency_key"):
         if item.get(key) is not None and not isinstance(item[key], str):
             raise InvalidInputError(f"{key} must be a string")
     s = settings
     uid = validation.user_id(item.get("user_id"), default_user)
-    user_input, agent_response = validation.exchange(item.get("user_input"), item.get("agent_response"), s.max_text_chars)
+    user_input, agent_response = validation.exchange(
+        item.get("user_input"), item.get("agent_response"), s.max_text_chars
+    )
     stamp = validation.timestamp(item.get("timestamp"))
-    metadata = validation.metadata(item.get("metadata"), max_keys=s.max_metadata_keys, max_value_chars=s.max_metadata_value_chars)
+    metadata = validation.metadata(
+        item.get("metadata"), max_keys=s.max_metadata_keys, max_value_chars=s.max_metadata_value_chars
+    )
     key = item.get("idempotency_key")
     if not key:
         # The content decides the id; a missing timestamp (imported as "now") must not make a re-run differ.

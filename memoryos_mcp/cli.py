@@ -39,13 +39,19 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (also MEMORYOS_CONFIG)")
     parser.add_argument("--data-dir", dest="data_dir", help="embedded Chroma directory (default ~/.memoryos)")
     parser.add_argument("--chroma-host", dest="chroma_host", help="use a Chroma server at this host instead")
-    parser.add_argument("--chroma-port", dest="chroma_port", type=int, help="Chroma server port (default 8000)")
+    parser.add_argument(
+        "--chroma-port", dest="chroma_port", type=int, help="Chroma server port (default 8000)"
+    )
     parser.add_argument("--user-id", dest="user_id", help="default user_id for calls that give none")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memoryos-mcp", description="MemoryOS-style long-term memory as an MCP server")
+    parser = argparse.ArgumentParser(
+        prog="memoryos-mcp", description="MemoryOS-style long-term memory as an MCP server"
+    )
     parser.add_argument("--version", action="version", version=f"memoryos-mcp {__version__}")
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the MCP server (default command)")
@@ -65,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(bulk)
     bulk.add_argument("file", help="JSON Lines file, or - for standard input")
-    bulk.add_argument("--chunk-size", type=int, default=256, help="pages per embedding call and write (default 256)")
+    bulk.add_argument(
+        "--chunk-size", type=int, default=256, help="pages per embedding call and write (default 256)"
+    )
     bulk.description += (
         " A file written by `memoryos-mcp export` is recognised by its first line and restored exactly (every "
         "tier, with its vectors); a user who already has different memory here is refused, not merged."
@@ -105,8 +113,12 @@ def _add_control(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         "them. Embedded store: with the server stopped; or against a Chroma server.",
     )
     _add_common(forget)
-    forget.add_argument("--page-id", dest="page_ids", action="append", default=[], help="a page id (repeatable)")
-    forget.add_argument("--fact-id", dest="fact_ids", action="append", default=[], help="a fact id (repeatable)")
+    forget.add_argument(
+        "--page-id", dest="page_ids", action="append", default=[], help="a page id (repeatable)"
+    )
+    forget.add_argument(
+        "--fact-id", dest="fact_ids", action="append", default=[], help="a fact id (repeatable)"
+    )
     forget.add_argument("--before", help="forget every page dated before this ISO date or datetime")
     forget.add_argument("--all", dest="everything", action="store_true", help="forget everything of the user")
     forget.add_argument("--confirm", help="with --all: the user id again")
@@ -140,7 +152,9 @@ def forget(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from memoryos_mcp.service import MemoryService
 
     service = MemoryService.create(_settings(args))
-    result = service.forget_memory(None, args.page_ids, args.fact_ids, args.before, args.everything, args.confirm)
+    result = service.forget_memory(
+        None, args.page_ids, args.fact_ids, args.before, args.everything, args.confirm
+    )
     out.write(result.model_dump_json(indent=2) + "\n")
     return 0
 
@@ -193,8 +207,12 @@ def demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     out.write(f"ready in {time.monotonic() - started:.1f} s\n\n")
     user = "demo-user"
     moved = 0
-    for i, (said, answered) in enumerate(tqdm(CONVERSATION, desc="storing pages", unit="page", file=sys.stderr)):
-        result = service.add_memory(said, answered, user_id=user, timestamp=f"2025-06-{i + 1:02d} 19:00:00", metadata={"turn": i + 1})
+    for i, (said, answered) in enumerate(
+        tqdm(CONVERSATION, desc="storing pages", unit="page", file=sys.stderr)
+    ):
+        result = service.add_memory(
+            said, answered, user_id=user, timestamp=f"2025-06-{i + 1:02d} 19:00:00", metadata={"turn": i + 1}
+        )
         moved += len(result.moved_to_mid_term)
     stats = service.stats(user)
     out.write(
@@ -242,16 +260,22 @@ def import_file(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         open(args.file, encoding="utf-8") if source is None else contextlib.nullcontext(stream) as lines,
         tqdm(total=total, desc="importing", unit="line", file=sys.stderr, smoothing=0.05) as bar,
     ):
-        report = import_lines(service, lines, default_user=settings.user_id, chunk_size=args.chunk_size, progress=bar.update)
+        report = import_lines(
+            service, lines, default_user=settings.user_id, chunk_size=args.chunk_size, progress=bar.update
+        )
     # The users just imported are cached here: save their indexes so that the server starts them fast.
     saved = service.memory.save_snapshots()
     out.write(report.summary() + "\n")
     if saved:
-        out.write(f"saved the retrieval index of {saved} user(s) with many pages, for a fast first retrieval\n")
+        out.write(
+            f"saved the retrieval index of {saved} user(s) with many pages, for a fast first retrieval\n"
+        )
     return 1 if report.failed else 0
 
 
-def _restore(args: argparse.Namespace, settings: Settings, lines: Iterable[str], total: int | None, out: TextIO) -> int:
+def _restore(
+    args: argparse.Namespace, settings: Settings, lines: Iterable[str], total: int | None, out: TextIO
+) -> int:
     """Import of an export file: records restored as they are (no embedding model is loaded)."""
     from tqdm import tqdm
 
@@ -272,7 +296,9 @@ def _restore(args: argparse.Namespace, settings: Settings, lines: Iterable[str],
                 memory.state(user)
         saved = memory.save_snapshots()
         if saved:
-            out.write(f"saved the retrieval index of {saved} user(s) with many pages, for a fast first retrieval\n")
+            out.write(
+                f"saved the retrieval index of {saved} user(s) with many pages, for a fast first retrieval\n"
+            )
     return 0 if report.ok else 1
 
 
@@ -302,7 +328,9 @@ def export_file(args: argparse.Namespace) -> int:
     sink = open(temporary, "wb") if temporary else sys.stdout.buffer  # noqa: SIM115 - closed below
     try:
         with tqdm(desc="exporting", unit="page", file=sys.stderr, smoothing=0.05) as bar:
-            report = export_users(service, users, lambda text: sink.write(text.encode("utf-8")), progress=bar.update)
+            report = export_users(
+                service, users, lambda text: sink.write(text.encode("utf-8")), progress=bar.update
+            )
         sink.flush()
         if temporary and target:
             sink.close()

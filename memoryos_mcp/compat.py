@@ -93,7 +93,9 @@ class ReferenceExchange(BaseModel):
     user_input: str
     agent_response: str
     timestamp: str
-    meta_data: dict[str, Scalar] = Field(default_factory=dict, description="ours: the metadata given to add_memory")
+    meta_data: dict[str, Scalar] = Field(
+        default_factory=dict, description="ours: the metadata given to add_memory"
+    )
 
 
 class ReferencePage(ReferenceExchange):
@@ -116,7 +118,9 @@ class ReferenceRetrieveResult(BaseModel):
     user_profile: str = Field(description=f"the long-term profile as text, or {NO_PROFILE!r}")
     short_term_memory: list[ReferenceExchange] = Field(description="the most recent pages, oldest first")
     short_term_count: int
-    retrieved_pages: list[ReferencePage] = Field(description="mid-term pages, best first, at most max_results")
+    retrieved_pages: list[ReferencePage] = Field(
+        description="mid-term pages, best first, at most max_results"
+    )
     retrieved_user_knowledge: list[ReferenceKnowledge]
     retrieved_assistant_knowledge: list[ReferenceKnowledge]
     total_pages_found: int = Field(description="mid-term pages found (retrieval stops at max_results)")
@@ -132,7 +136,9 @@ class ReferenceProfileResult(BaseModel):
     status: str = Field("success", description="always 'success': failures are tool errors")
     timestamp: str
     user_id: str
-    assistant_id: str | None = Field(description="always null: assistant traits are kept per user, not per assistant")
+    assistant_id: str | None = Field(
+        description="always null: assistant traits are kept per user, not per assistant"
+    )
     user_profile: str = Field(description=f"the long-term profile as text, or {NO_PROFILE!r}")
     user_knowledge: list[ReferenceKnowledge] | None = None
     user_knowledge_count: int | None = None
@@ -243,7 +249,12 @@ def to_json(result: BaseModel) -> dict[str, Any]:
     """The JSON object of a result: the reference leaves out the knowledge lists it was not asked for."""
     data = result.model_dump(mode="json")
     if isinstance(result, ReferenceProfileResult):
-        for key in ("user_knowledge", "user_knowledge_count", "assistant_knowledge", "assistant_knowledge_count"):
+        for key in (
+            "user_knowledge",
+            "user_knowledge_count",
+            "assistant_knowledge",
+            "assistant_knowledge_count",
+        ):
             if data[key] is None:
                 del data[key]
     return data

@@ -39,8 +39,10 @@ def names(items: Iterable[str], conjunction: str = "and") -> str:
     return ", ".join(quoted[:-1]) + f" {conjunction} " + quoted[-1]
 
 
-def unknown_names(kind: str, unknown: Sequence[str], accepted: Sequence[str], owner: str | None = None) -> str:
-    """"unknown argument 'usr_input' (did you mean 'user_input'?): add_memory accepts 'user_input', ..."
+def unknown_names(
+    kind: str, unknown: Sequence[str], accepted: Sequence[str], owner: str | None = None
+) -> str:
+    """ "unknown argument 'usr_input' (did you mean 'user_input'?): add_memory accepts 'user_input', ..."
 
     Without `owner` the accepted names are not listed (there may be dozens), only the closest one.
     """
@@ -99,7 +101,11 @@ def accepted(schema: Mapping[str, Any], root: Mapping[str, Any] | None = None) -
         return "a JSON object"
     if kind == "array":
         items = schema.get("items")
-        return f"a list of {_plural(accepted(items, root))}" if isinstance(items, Mapping) and items else "a list"
+        return (
+            f"a list of {_plural(accepted(items, root))}"
+            if isinstance(items, Mapping) and items
+            else "a list"
+        )
     return "a valid value"
 
 

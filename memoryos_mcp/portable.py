@@ -181,12 +181,18 @@ class ExportReport:
             f"{r['profile']} profile(s) ({self.seconds:.1f} s)"
         )
         for user in self.changed:
-            text += f"\n  user {user} was written to while it was exported: export it again for a consistent copy"
+            text += (
+                f"\n  user {user} was written to while it was exported: export it again for a consistent copy"
+            )
         return text
 
 
 def export_user(
-    store: MemoryStore, user_id: str, write: Callable[[str], None], report: ExportReport, progress: Callable[[int], None]
+    store: MemoryStore,
+    user_id: str,
+    write: Callable[[str], None],
+    report: ExportReport,
+    progress: Callable[[int], None],
 ) -> None:
     """Write one user's block. Reads are bounded: pages come a hundred segments at a time."""
     before = store.read_version(user_id)
@@ -308,8 +314,12 @@ def check_header(first_line: str, embedding_model: str) -> dict[str, Any]:
 def _get(item: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     value = item.get(key)
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):  # JSON true is no count
-        raise InvalidInputError(f"{key} must be {' or '.join(k.__name__ for k in kinds)}, not {type(value).__name__}")
+    if not isinstance(value, kinds) or (
+        isinstance(value, bool) and bool not in kinds
+    ):  # JSON true is no count
+        raise InvalidInputError(
+            f"{key} must be {' or '.join(k.__name__ for k in kinds)}, not {type(value).__name__}"
+        )
     return value
 
 
@@ -432,10 +442,21 @@ def to_profile(item: dict[str, Any]) -> tuple[UserProfile, np.ndarray]:
             raise InvalidInputError(f"profile trait group {group!r} must be an object")
         traits[group] = {}
         for dim, t in dims.items():
-            if not isinstance(t, dict) or t.get("level") not in ("High", "Medium", "Low") or not isinstance(t.get("evidence"), str):
-                raise InvalidInputError(f"profile trait {group}/{dim} needs a level (High, Medium, Low) and evidence")
+            if (
+                not isinstance(t, dict)
+                or t.get("level") not in ("High", "Medium", "Low")
+                or not isinstance(t.get("evidence"), str)
+            ):
+                raise InvalidInputError(
+                    f"profile trait {group}/{dim} needs a level (High, Medium, Low) and evidence"
+                )
             traits[group][dim] = TraitLevel(level=t["level"], evidence=t["evidence"])
-    profile = UserProfile(user_id=item["user_id"], static=dict(static), traits=traits, updated_at=float(_get(item, "updated_at", _NUMBER)))
+    profile = UserProfile(
+        user_id=item["user_id"],
+        static=dict(static),
+        traits=traits,
+        updated_at=float(_get(item, "updated_at", _NUMBER)),
+    )
     return profile, decode_vector(item["embedding"])
 
 
@@ -486,7 +507,9 @@ class _UserBlock:
     the store holds exactly these records (a re-run), and is refused otherwise (nothing silently merged).
     """
 
-    def __init__(self, service: MemoryService, user_id: str, line: int, chunk: int, report: RestoreReport) -> None:
+    def __init__(
+        self, service: MemoryService, user_id: str, line: int, chunk: int, report: RestoreReport
+    ) -> None:
         self.service = service
         self.store = service.store
         self.user_id = user_id
@@ -533,11 +556,15 @@ class _UserBlock:
         by_kind: dict[str, list[Any]] = {}
         for (number, kind, parsed), rid in zip(pending, ids, strict=True):
             if owners.get(rid, self.user_id) != self.user_id:
-                self.report.failed.append((number, f"id {rid} belongs to another user in this store; not overwritten"))
+                self.report.failed.append(
+                    (number, f"id {rid} belongs to another user in this store; not overwritten")
+                )
                 self.bad += 1
             else:
                 by_kind.setdefault(kind, []).append(parsed)
-        self.store.put_segments(by_kind.get("segment", []), new=True)  # with N_visit and last access as exported
+        self.store.put_segments(
+            by_kind.get("segment", []), new=True
+        )  # with N_visit and last access as exported
         pages = by_kind.get("page", [])
         self.store.put_stm_pages([page for tier, page in pages if tier == "short_term"])
         self.store.put_mtm_pages([page for tier, page in pages if tier == "mid_term"])
@@ -555,8 +582,12 @@ class _UserBlock:
         pages = [parsed for _, kind, parsed in pending if kind == "page"]
         found = self.store.find_pages(self.user_id, [p.id for _, p in pages])
         # find_pages names mid_term for a page an interrupted move left in both tiers.
-        self.missing += sum(1 for tier, p in pages if p.id not in found or (tier == "mid_term" and found[p.id] != tier))
-        self.missing += sum(1 for _, kind, s in pending if kind == "segment" and s.id not in self.target_segments)
+        self.missing += sum(
+            1 for tier, p in pages if p.id not in found or (tier == "mid_term" and found[p.id] != tier)
+        )
+        self.missing += sum(
+            1 for _, kind, s in pending if kind == "segment" and s.id not in self.target_segments
+        )
         self.missing += sum(1 for _, kind, f in pending if kind == "fact" and f.id not in self.target_facts)
         self.tiers.update(tier for tier, _ in pages)
         self.archived += sum(1 for _, kind, s in pending if kind == "segment" and s.archived)
@@ -587,7 +618,9 @@ class _UserBlock:
         try:
             self.flush()
             if self.mode == "restore":
-                reason += "; what was read is written but the user is not sealed: import a complete export again"
+                reason += (
+                    "; what was read is written but the user is not sealed: import a complete export again"
+                )
             self.report.incomplete.append((self.user_id, reason))
         finally:
             self.close()
@@ -621,7 +654,10 @@ class _UserBlock:
         # A user restored where it had no memory starts a new epoch, like its first add would.
         epoch = self.version.epoch if self.version.seq > 0 else uuid.uuid4().hex
         change = Change(
-            seq=self.version.seq + 1, epoch=epoch, mid_term_pages=self.tiers["mid_term"], archived_segments=self.archived
+            seq=self.version.seq + 1,
+            epoch=epoch,
+            mid_term_pages=self.tiers["mid_term"],
+            archived_segments=self.archived,
         )
         self.store.append_change(self.user_id, change, self.service.memory.owner)
         discard_snapshot(self.service, self.user_id)
@@ -707,7 +743,9 @@ def import_export(
                     block = _UserBlock(service, item["user_id"], number, chunk_size, report)
                     continue
                 if block is None or item["user_id"] != block.user_id:
-                    raise InvalidInputError(f"a {kind} record of user {item['user_id']} outside that user's block")
+                    raise InvalidInputError(
+                        f"a {kind} record of user {item['user_id']} outside that user's block"
+                    )
                 if kind == "user_end":
                     ended, block = block, None
                     ended.finish(item["counts"])
@@ -717,7 +755,9 @@ def import_export(
                 if dim is None:
                     dim = size
                 elif size != dim:
-                    raise InvalidInputError(f"embedding has {size} dimensions; the file's first vector had {dim}")
+                    raise InvalidInputError(
+                        f"embedding has {size} dimensions; the file's first vector had {dim}"
+                    )
                 block.add(number, kind, parsed)
             except InvalidInputError as exc:
                 report.failed.append((number, str(exc)))
@@ -730,7 +770,9 @@ def import_export(
             ended.abandon(f"the file ends (line {number}) before its user_end line: the export is truncated")
     except MemoryOSError:
         raise
-    except Exception as exc:  # Chroma raises many types; the operator needs one message (what was sealed stays)
+    except (
+        Exception
+    ) as exc:  # Chroma raises many types; the operator needs one message (what was sealed stays)
         where = f" while restoring user {block.user_id}" if block is not None else ""
         raise StorageError(f"the store failed{where} (line {number}): {exc}") from exc
     finally:

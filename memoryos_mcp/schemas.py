@@ -30,7 +30,9 @@ class PageOut(BaseModel):
         "user's pages and mixed; higher is better, only the order and the gaps mean something",
     )
     chain_summary: str = Field("", description="running summary of the dialogue chain the page belongs to")
-    metadata: dict[str, Scalar] = Field(default_factory=dict, description="caller metadata given to add_memory")
+    metadata: dict[str, Scalar] = Field(
+        default_factory=dict, description="caller metadata given to add_memory"
+    )
 
     @classmethod
     def of(cls, page: Page, tier: str, score: float | None = None) -> PageOut:
@@ -148,7 +150,9 @@ class AddMemoryResult(BaseModel):
     llm_calls: int
     prompt_tokens: int
     completion_tokens: int
-    llm_failures: int = Field(description="LLM steps that failed; their work stays pending or used the local fallback")
+    llm_failures: int = Field(
+        description="LLM steps that failed; their work stays pending or used the local fallback"
+    )
     notes: list[str]
 
     @classmethod
@@ -211,7 +215,9 @@ class UserProfileResult(BaseModel):
     user_id: str
     profile: ProfileOut
     user_knowledge: list[FactOut] | None = Field(None, description="facts about the user, oldest first")
-    assistant_traits: list[FactOut] | None = Field(None, description="facts about the assistant, oldest first")
+    assistant_traits: list[FactOut] | None = Field(
+        None, description="facts about the assistant, oldest first"
+    )
     profiling_available: bool = Field(description="False when no LLM is configured: profiles then stay empty")
     note: str = ""
 
@@ -227,7 +233,9 @@ class MemoryStats(BaseModel):
     indexed_pages: int = Field(description="mid-term pages of the active segments: what retrieval searches")
     user_facts: int
     assistant_traits: int
-    cache_mb: float = Field(description="server-wide memory of cached user state and indexes (budget: index_cache_mb)")
+    cache_mb: float = Field(
+        description="server-wide memory of cached user state and indexes (budget: index_cache_mb)"
+    )
     cached_users: int = Field(description="users whose state is cached now")
     llm_configured: bool
     llm_calls_total: int
@@ -274,12 +282,18 @@ class ListedFactOut(BaseModel):
     kind: str = Field(description="user_fact (about the user) or assistant_trait (about you)")
     text: str
     created_at: str
-    source_pages: list[str] = Field(description="pages it was learned from; forgetting all of them forgets it")
+    source_pages: list[str] = Field(
+        description="pages it was learned from; forgetting all of them forgets it"
+    )
 
     @classmethod
     def of(cls, fact: Fact) -> ListedFactOut:
         return cls(
-            id=fact.id, kind=fact.kind, text=fact.text, created_at=_iso(fact.created_at), source_pages=fact.source_pages
+            id=fact.id,
+            kind=fact.kind,
+            text=fact.text,
+            created_at=_iso(fact.created_at),
+            source_pages=fact.source_pages,
         )
 
 
@@ -292,7 +306,9 @@ class ListMemoriesResult(BaseModel):
     segments: list[ListedSegmentOut] | None = None
     facts: list[ListedFactOut] | None = None
     profile: ProfileOut | None = Field(None, description="with kind=facts: the long-term profile too")
-    next_cursor: str | None = Field(None, description="pass as cursor to get the next page; absent when no more remain")
+    next_cursor: str | None = Field(
+        None, description="pass as cursor to get the next page; absent when no more remain"
+    )
 
 
 class ForgetMemoryResult(BaseModel):
@@ -301,12 +317,20 @@ class ForgetMemoryResult(BaseModel):
     user_id: str
     everything: bool = Field(description="true when all of the user's memory was removed")
     pages_removed: int
-    page_ids_removed: list[str] = Field(description="ids of the pages removed (with everything: the short-term ones)")
+    page_ids_removed: list[str] = Field(
+        description="ids of the pages removed (with everything: the short-term ones)"
+    )
     segments_removed: int = Field(description="segments left without pages, removed")
-    segments_recomputed: int = Field(description="segments that lost pages: summary, keywords and embedding recomputed")
-    chain_summaries_recomputed: int = Field(description="kept pages whose dialogue-chain summary followed a forgotten page")
+    segments_recomputed: int = Field(
+        description="segments that lost pages: summary, keywords and embedding recomputed"
+    )
+    chain_summaries_recomputed: int = Field(
+        description="kept pages whose dialogue-chain summary followed a forgotten page"
+    )
     facts_removed: int
-    fact_ids_removed: list[str] = Field(description="named facts, and facts learned only from forgotten pages")
+    fact_ids_removed: list[str] = Field(
+        description="named facts, and facts learned only from forgotten pages"
+    )
     profile_removed: bool
     unknown_page_ids: list[str] = Field(description="not pages of this user (nothing was done with them)")
     unknown_fact_ids: list[str] = Field(description="not facts of this user (nothing was done with them)")

@@ -71,7 +71,9 @@ class _ServiceSlot:
 
     def get(self) -> MemoryService:
         if self.lazy is None:
-            raise ToolError("the memory server is not running (no lifespan); this is a bug in the host program")
+            raise ToolError(
+                "the memory server is not running (no lifespan); this is a bug in the host program"
+            )
         return self.lazy.get()
 
 
@@ -134,7 +136,11 @@ def _protocol_error(exc: Exception, what: str, data: dict[str, Any] | None = Non
     domain = _domain_error(exc)
     if domain is None:
         logger.error("%s failed unexpectedly", what, exc_info=exc)
-        return MCPError(code=INTERNAL_ERROR, message=f"{what} failed unexpectedly; the server log has the details", data=data)
+        return MCPError(
+            code=INTERNAL_ERROR,
+            message=f"{what} failed unexpectedly; the server log has the details",
+            data=data,
+        )
     code = INVALID_PARAMS if isinstance(domain, InvalidInputError) else INTERNAL_ERROR
     return MCPError(code=code, message=str(domain), data=data)
 
@@ -147,14 +153,18 @@ class ContractServer(MCPServer):
     dumps into one sentence each; prompt and resource failures keep their reason.
     """
 
-    def __init__(self, *args: Any, callers: Callers, json_errors: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, callers: Callers, json_errors: frozenset[str] = frozenset(), **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.callers = callers
         # Tools whose error text is {"status": "error", "message": ...}: scripts written for the paper's own
         # server parse every reply as JSON (compat mode). They stay tool errors (is_error) all the same.
         self.json_errors = json_errors
 
-    def _checked_arguments(self, arguments: Mapping[str, Any], accepted: Iterable[str], owner: str) -> dict[str, Any]:
+    def _checked_arguments(
+        self, arguments: Mapping[str, Any], accepted: Iterable[str], owner: str
+    ) -> dict[str, Any]:
         accepted = list(accepted)
         unknown = [key for key in arguments if key not in accepted]
         if unknown:
@@ -179,7 +189,9 @@ class ContractServer(MCPServer):
             # Keep the kind: a crash stays an UnexpectedToolError, which the SDK logs with its traceback.
             raise type(exc)(text) from exc
 
-    async def _call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None) -> Any:
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None
+    ) -> Any:
         schemas = {t.name: t.input_schema for t in await self.list_tools()}
         schema = schemas.get(name)
         if schema is None:
@@ -205,7 +217,9 @@ class ContractServer(MCPServer):
         prompts = {p.name: p for p in await self.list_prompts()}
         prompt = prompts.get(name)
         if prompt is None:
-            raise MCPError(code=INVALID_PARAMS, message=unknown_names("prompt", [name], list(prompts), "this server"))
+            raise MCPError(
+                code=INVALID_PARAMS, message=unknown_names("prompt", [name], list(prompts), "this server")
+            )
         declared = prompt.arguments or []
         missing = [a.name for a in declared if a.required and a.name not in (arguments or {})]
         try:
@@ -226,15 +240,23 @@ class ContractServer(MCPServer):
 
 
 # Arguments shared by our tools and their compat twins: one description, one bound each.
-UserInput = Annotated[str, Field(description="What the user said in this exchange (may be empty if agent_response is not).")]
-AgentResponse = Annotated[str, Field(description="What the assistant answered (may be empty if user_input is not).")]
+UserInput = Annotated[
+    str, Field(description="What the user said in this exchange (may be empty if agent_response is not).")
+]
+AgentResponse = Annotated[
+    str, Field(description="What the assistant answered (may be empty if user_input is not).")
+]
 Timestamp = Annotated[
     str | None,
-    Field(description="When the exchange happened: ISO-8601 ('2024-05-08T13:56:00') or 'YYYY-MM-DD HH:MM:SS'. Default: now."),
+    Field(
+        description="When the exchange happened: ISO-8601 ('2024-05-08T13:56:00') or 'YYYY-MM-DD HH:MM:SS'. Default: now."
+    ),
 ]
 Metadata = Annotated[
     dict[str, Any] | None,
-    Field(description="Flat JSON object of string/number/boolean values stored with the page and returned with it."),
+    Field(
+        description="Flat JSON object of string/number/boolean values stored with the page and returned with it."
+    ),
 ]
 IdempotencyKey = Annotated[
     str | None,
@@ -248,14 +270,21 @@ Query = Annotated[str, Field(description="What to look for: the user's question 
 TopK = Annotated[int | None, Field(description="Mid-term pages to return (default 10).", ge=1, le=100)]
 TopM = Annotated[int | None, Field(description="Mid-term segments searched (default 5).", ge=1, le=50)]
 IncludeShortTerm = Annotated[bool, Field(description="Also return the most recent pages.")]
-Since = Annotated[str | None, Field(description="Only pages dated on or after this ISO-8601 date or datetime ('2024-05-01').")]
+Since = Annotated[
+    str | None,
+    Field(description="Only pages dated on or after this ISO-8601 date or datetime ('2024-05-01')."),
+]
 Until = Annotated[
     str | None,
-    Field(description="Only pages dated on or before this ISO-8601 date or datetime (a date includes that whole day)."),
+    Field(
+        description="Only pages dated on or before this ISO-8601 date or datetime (a date includes that whole day)."
+    ),
 ]
 IncludeKnowledge = Annotated[bool, Field(description="Include the facts learned about the user.")]
 
-WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+WRITES = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+)
 READS = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
@@ -278,7 +307,10 @@ def _memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
         user's long-term profile. The result says what happened. Texts are limited to max_text_chars
         (default 20,000) each.
         """
-        return _call(slot, lambda s: s.add_memory(user_input, agent_response, user_id, timestamp, metadata, idempotency_key))
+        return _call(
+            slot,
+            lambda s: s.add_memory(user_input, agent_response, user_id, timestamp, metadata, idempotency_key),
+        )
 
     # Not read-only: retrieval is what heats a segment (the paper's N_visit and last access are written).
     @mcp.tool(annotations=WRITES)
@@ -301,14 +333,18 @@ def _memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
         """
         return _call(
             slot,
-            lambda s: s.retrieve_memory(query, user_id, top_k, top_m, include_short_term, since=since, until=until),
+            lambda s: s.retrieve_memory(
+                query, user_id, top_k, top_m, include_short_term, since=since, until=until
+            ),
         )
 
     @mcp.tool(annotations=READS)
     def get_user_profile(
         user_id: UserId = None,
         include_knowledge: IncludeKnowledge = True,
-        include_assistant_traits: Annotated[bool, Field(description="Include facts learned about you, the assistant.")] = True,
+        include_assistant_traits: Annotated[
+            bool, Field(description="Include facts learned about you, the assistant.")
+        ] = True,
     ) -> UserProfileResult:
         """The user's long-term persona: static profile (name, location, ...), trait dimensions with evidence,
         and optionally the user knowledge and assistant traits learned from conversations.
@@ -321,7 +357,9 @@ def _memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
 def _reply(result: BaseModel) -> CallToolResult:
     """A compat result as the reference sends it: its JSON object as the text, the same object as structured output."""
     data = compat.to_json(result)
-    return CallToolResult(content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False))], structured_content=data)
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False))], structured_content=data
+    )
 
 
 def _reference_memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
@@ -367,10 +405,16 @@ def _reference_memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
     def retrieve_memory(
         query: Query,
         relationship_with_user: Annotated[
-            str | None, Field(description="Accepted for the reference server's callers; does not change what is retrieved.")
+            str | None,
+            Field(
+                description="Accepted for the reference server's callers; does not change what is retrieved."
+            ),
         ] = None,
         style_hint: Annotated[
-            str | None, Field(description="Accepted for the reference server's callers; does not change what is retrieved.")
+            str | None,
+            Field(
+                description="Accepted for the reference server's callers; does not change what is retrieved."
+            ),
         ] = None,
         max_results: Annotated[
             int | None,
@@ -418,7 +462,9 @@ def _reference_memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
         include_assistant_knowledge: Annotated[
             bool | None, Field(description="Include facts learned about you, the assistant (default false).")
         ] = None,
-        include_assistant_traits: Annotated[bool | None, Field(description="The same as include_assistant_knowledge.")] = None,
+        include_assistant_traits: Annotated[
+            bool | None, Field(description="The same as include_assistant_knowledge.")
+        ] = None,
     ) -> Annotated[CallToolResult, compat.ReferenceProfileResult]:
         """The user's long-term persona as text, and optionally the user knowledge and the assistant knowledge
         learned from conversations, each with a count. Profiling needs an LLM; without one the profile reads
@@ -426,10 +472,16 @@ def _reference_memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
 
         def read(s: MemoryService) -> compat.ReferenceProfileResult:
             assistant = compat.either(
-                "include_assistant_traits", include_assistant_traits, "include_assistant_knowledge", include_assistant_knowledge
+                "include_assistant_traits",
+                include_assistant_traits,
+                "include_assistant_knowledge",
+                include_assistant_knowledge,
             )
             return compat.get_user_profile(
-                s, user_id=user_id, include_knowledge=include_knowledge, include_assistant_knowledge=bool(assistant)
+                s,
+                user_id=user_id,
+                include_knowledge=include_knowledge,
+                include_assistant_knowledge=bool(assistant),
             )
 
         return _reply(_call(slot, read))
@@ -464,7 +516,9 @@ def build_server(
     slot = _ServiceSlot()
     if token_verifier is None and auth is None:
         token_verifier, auth = static_token_auth(settings) or (None, None)
-    callers = Callers(settings.user_id, None if settings.allowed_users is None else frozenset(settings.allowed_users))
+    callers = Callers(
+        settings.user_id, None if settings.allowed_users is None else frozenset(settings.allowed_users)
+    )
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
@@ -506,34 +560,68 @@ def build_server(
         user_id: UserId = None,
         kind: Annotated[
             str,
-            Field(description="pages (exchanges), segments (mid-term topics with heat) or facts (user facts and "
-                  "assistant traits with the pages they came from, plus the profile)."),
+            Field(
+                description="pages (exchanges), segments (mid-term topics with heat) or facts (user facts and "
+                "assistant traits with the pages they came from, plus the profile)."
+            ),
         ] = "pages",
         tier: Annotated[str, Field(description="For pages: short_term, mid_term or all.")] = "all",
-        since: Annotated[str | None, Field(description="Only items dated on or after this ISO-8601 date or datetime.")] = None,
-        until: Annotated[str | None, Field(description="Only items dated on or before this (a date includes its whole day).")] = None,
-        limit: Annotated[int | None, Field(description="Items per call (default 50, at most 200).", ge=1, le=200)] = None,
-        cursor: Annotated[str | None, Field(description="next_cursor of the previous call, to continue the listing.")] = None,
+        since: Annotated[
+            str | None, Field(description="Only items dated on or after this ISO-8601 date or datetime.")
+        ] = None,
+        until: Annotated[
+            str | None,
+            Field(description="Only items dated on or before this (a date includes its whole day)."),
+        ] = None,
+        limit: Annotated[
+            int | None, Field(description="Items per call (default 50, at most 200).", ge=1, le=200)
+        ] = None,
+        cursor: Annotated[
+            str | None, Field(description="next_cursor of the previous call, to continue the listing.")
+        ] = None,
     ) -> ListMemoriesResult:
         """List what is remembered about a user, newest first: pages with id, tier, timestamp, texts, segment and
         metadata; or segments; or facts and the profile. Use the ids with forget_memory. Makes no change."""
         return _call(slot, lambda s: s.list_memories(user_id, kind, tier, since, until, limit, cursor))
 
-    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False))
+    @mcp.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        )
+    )
     def forget_memory(
         user_id: UserId = None,
-        page_ids: Annotated[list[str] | None, Field(description="Pages to forget (ids from list_memories or retrieve_memory).")] = None,
-        fact_ids: Annotated[list[str] | None, Field(description="User facts or assistant traits to forget (ids from list_memories).")] = None,
-        before: Annotated[str | None, Field(description="Forget every page dated before this ISO-8601 date or datetime.")] = None,
-        all: Annotated[bool, Field(description="Forget everything of this user: pages, segments, chain state, profile, facts.")] = False,  # noqa: A002 - the contract's name
-        confirm: Annotated[str | None, Field(description="With all=true: the user_id again, to confirm.")] = None,
+        page_ids: Annotated[
+            list[str] | None,
+            Field(description="Pages to forget (ids from list_memories or retrieve_memory)."),
+        ] = None,
+        fact_ids: Annotated[
+            list[str] | None,
+            Field(description="User facts or assistant traits to forget (ids from list_memories)."),
+        ] = None,
+        before: Annotated[
+            str | None, Field(description="Forget every page dated before this ISO-8601 date or datetime.")
+        ] = None,
+        all: Annotated[
+            bool,
+            Field(
+                description="Forget everything of this user: pages, segments, chain state, profile, facts."
+            ),
+        ] = False,  # noqa: A002 - the contract's name
+        confirm: Annotated[
+            str | None, Field(description="With all=true: the user_id again, to confirm.")
+        ] = None,
     ) -> ForgetMemoryResult:
         """Forget memories for good: the named pages from every tier and every later result, and what was learned
         only from them (segment summaries are recomputed from the pages kept; facts learned only from forgotten
         pages are removed). Unknown ids are reported, not an error. all=true needs confirm equal to the user_id."""
         return _call(slot, lambda s: s.forget_memory(user_id, page_ids, fact_ids, before, all, confirm))
 
-    @mcp.resource("memoryos://status", mime_type="application/json", description="Tier counts for the caller's user and server-wide LLM usage")
+    @mcp.resource(
+        "memoryos://status",
+        mime_type="application/json",
+        description="Tier counts for the caller's user and server-wide LLM usage",
+    )
     def status() -> str:
         user = callers.user(None)
         stats = _call(slot, lambda s: s.stats(user))

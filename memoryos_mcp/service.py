@@ -50,7 +50,9 @@ NO_LLM_NOTE = (
 
 def params_from(settings: Settings) -> MemoryParams:
     """The paper parameters of `settings` (same names); the rest of MemoryParams keeps its defaults."""
-    return MemoryParams(**{f.name: getattr(settings, f.name) for f in fields(MemoryParams) if f.name in Settings.model_fields})
+    return MemoryParams(
+        **{f.name: getattr(settings, f.name) for f in fields(MemoryParams) if f.name in Settings.model_fields}
+    )
 
 
 def peak_rss_mb() -> float:
@@ -86,7 +88,11 @@ def make_snapshots(settings: Settings) -> IndexSnapshots | None:
 
     if settings.chroma_host:
         location = f"{settings.chroma_host}:{settings.chroma_port}"
-        folder = settings.data_dir / "index-snapshots" / f"{settings.chroma_host}_{settings.chroma_port}_{settings.collection_prefix}"
+        folder = (
+            settings.data_dir
+            / "index-snapshots"
+            / f"{settings.chroma_host}_{settings.chroma_port}_{settings.collection_prefix}"
+        )
     else:
         location = str(settings.data_dir.resolve())
         folder = settings.data_dir / "index-snapshots" / settings.collection_prefix
@@ -100,14 +106,20 @@ def prepare_to_serve(settings: Settings) -> None:
     fails every call just looks broken. So an open bind without tokens and a data directory already in use
     stop here; Chroma and the embedding model still load in the background afterwards.
     """
-    if settings.transport == "streamable-http" and settings.auth_tokens_file is None and not is_loopback(settings.host):
+    if (
+        settings.transport == "streamable-http"
+        and settings.auth_tokens_file is None
+        and not is_loopback(settings.host)
+    ):
         raise ConfigurationError(
             f"refusing to serve HTTP on {settings.host}:{settings.port} without authentication: anyone who can "
             "reach that address could read and change every user's memory. Set MEMORYOS_AUTH_TOKENS_FILE to a "
             "token file (README, Security), or bind to 127.0.0.1"
         )
     if settings.transport == "stdio" and settings.auth_tokens_file is not None:
-        logger.info("auth_tokens_file applies to HTTP only; on stdio the caller is the local user who started the server")
+        logger.info(
+            "auth_tokens_file applies to HTTP only; on stdio the caller is the local user who started the server"
+        )
     if settings.chroma_host is None:
         from memoryos_mcp.adapters.dir_lock import lock_data_dir
 
@@ -148,16 +160,25 @@ class MemoryService:
 
         try:
             client = make_client(
-                data_dir=settings.data_dir, host=settings.chroma_host, port=settings.chroma_port, ssl=settings.chroma_ssl
+                data_dir=settings.data_dir,
+                host=settings.chroma_host,
+                port=settings.chroma_port,
+                ssl=settings.chroma_ssl,
             )
             store = ChromaStore(client, settings.collection_prefix)
         except Exception as exc:
-            where = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.data_dir)
+            where = (
+                f"{settings.chroma_host}:{settings.chroma_port}"
+                if settings.chroma_host
+                else str(settings.data_dir)
+            )
             raise StorageError(f"cannot open Chroma at {where}: {exc}") from exc
         if embedder is None:
             from memoryos_mcp.adapters.embedder import make_embedder
 
-            embedder = make_embedder(settings.embedding_model, settings.embedding_device, settings.embedding_backend)
+            embedder = make_embedder(
+                settings.embedding_model, settings.embedding_device, settings.embedding_backend
+            )
         return cls(settings, store, embedder, make_analyzer(settings), make_snapshots(settings))
 
     def _lock(self, user_id: str, kind: str) -> threading.Lock:
@@ -190,7 +211,9 @@ class MemoryService:
         uid = validation.user_id(user_id, s.user_id)
         ui, ar = validation.exchange(user_input, agent_response, s.max_text_chars)
         ts = validation.timestamp(timestamp)
-        meta = validation.metadata(metadata, max_keys=s.max_metadata_keys, max_value_chars=s.max_metadata_value_chars)
+        meta = validation.metadata(
+            metadata, max_keys=s.max_metadata_keys, max_value_chars=s.max_metadata_value_chars
+        )
         key = validation.idempotency_key(idempotency_key)
         deadline = time.monotonic() + s.add_time_budget_s
         result = self._run(
@@ -212,7 +235,9 @@ class MemoryService:
             if not new:
                 return 0, len(lines)
             pages = [
-                self.memory.new_page(user_id, ln.user_input, ln.agent_response, ln.timestamp, ln.metadata, page_id=ln.page_id)
+                self.memory.new_page(
+                    user_id, ln.user_input, ln.agent_response, ln.timestamp, ln.metadata, page_id=ln.page_id
+                )
                 for ln in new
             ]
             vectors = self.memory.embedder.embed([exchange_text(p) for p in pages])
@@ -259,7 +284,10 @@ class MemoryService:
         return RetrieveMemoryResult.of(uid, retrieval)
 
     def get_user_profile(
-        self, user_id: str | None = None, include_knowledge: bool = True, include_assistant_traits: bool = True
+        self,
+        user_id: str | None = None,
+        include_knowledge: bool = True,
+        include_assistant_traits: bool = True,
     ) -> UserProfileResult:
         uid = validation.user_id(user_id, self.settings.user_id)
 
@@ -301,16 +329,27 @@ class MemoryService:
             below = None
             if body is not None:
                 try:
-                    below = (-math.inf if body["e"] is None else float(body["e"]), int(body["a"]), str(body["i"]))  # type: ignore[arg-type]
+                    below = (
+                        -math.inf if body["e"] is None else float(body["e"]),
+                        int(body["a"]),
+                        str(body["i"]),
+                    )  # type: ignore[arg-type]
                 except (KeyError, TypeError, ValueError):
-                    raise InvalidInputError("cursor is damaged: pass next_cursor from the previous result unchanged") from None
+                    raise InvalidInputError(
+                        "cursor is damaged: pass next_cursor from the previous result unchanged"
+                    ) from None
             listing = self._run(
-                uid, "list_memories", lambda: self.memory.list_pages(uid, level, window, n, below), lock="retrieve"  # type: ignore[arg-type]
+                uid,
+                "list_memories",
+                lambda: self.memory.list_pages(uid, level, window, n, below),
+                lock="retrieve",  # type: ignore[arg-type]
             )
             result.pages = [PageOut.of(p, tier) for p, tier in listing.pages]
             if listing.next_below is not None:
                 e, a, i = listing.next_below
-                result.next_cursor = encode_cursor({"k": "pages", "e": None if e == -math.inf else e, "a": a, "i": i})
+                result.next_cursor = encode_cursor(
+                    {"k": "pages", "e": None if e == -math.inf else e, "a": a, "i": i}
+                )
             return result
         offset = int(body.get("o", 0)) if body is not None and isinstance(body.get("o"), int) else 0
         now = time.time()
@@ -324,7 +363,9 @@ class MemoryService:
         else:
             state = self._run(uid, "list_memories", lambda: self.memory.state(uid))
             facts = sorted(
-                (f for items in state.facts.values() for f in items), key=lambda f: (f.created_at, f.id), reverse=True
+                (f for items in state.facts.values() for f in items),
+                key=lambda f: (f.created_at, f.id),
+                reverse=True,
             )
             if window is not None:
                 facts = [f for f in facts if window[0] <= f.created_at <= window[1]]
@@ -349,7 +390,9 @@ class MemoryService:
         facts = validation.id_list(fact_ids, "fact_ids")
         if everything:
             if pages or facts or before:
-                raise InvalidInputError("all=true forgets everything of the user: do not combine it with page_ids, fact_ids or before")
+                raise InvalidInputError(
+                    "all=true forgets everything of the user: do not combine it with page_ids, fact_ids or before"
+                )
             if confirm != uid:
                 raise InvalidInputError(
                     f"forgetting all memory of user {uid!r} cannot be undone: pass confirm={uid!r} (the user_id "
@@ -363,7 +406,9 @@ class MemoryService:
                 "forget_memory needs something to forget: page_ids, fact_ids, before (a date), or all=true "
                 "with confirm=<user_id>"
             )
-        report = self._run(uid, "forget_memory", lambda: self.memory.forget(uid, pages, facts, moment), lock="add")
+        report = self._run(
+            uid, "forget_memory", lambda: self.memory.forget(uid, pages, facts, moment), lock="add"
+        )
         with self._locks_guard:
             self.usage_total.add(report.usage)
         return ForgetMemoryResult.of(uid, report)
@@ -412,7 +457,9 @@ class LazyService:
         try:
             self._service = self._factory()
             logger.info("memory service ready in %.1f s", time.monotonic() - started)
-        except BaseException as exc:  # kept and re-raised to every caller, so a tool call explains the failure
+        except (
+            BaseException
+        ) as exc:  # kept and re-raised to every caller, so a tool call explains the failure
             logger.exception("memory service failed to start")
             self._error = exc
         finally:
@@ -425,7 +472,9 @@ class LazyService:
     def get(self) -> MemoryService:
         """The service, waiting for start-up if it is still under way."""
         if not self._ready.wait(self._timeout):
-            raise StorageError(f"memory service did not start within {self._timeout:.0f} s; see the server log")
+            raise StorageError(
+                f"memory service did not start within {self._timeout:.0f} s; see the server log"
+            )
         if self._error is not None:
             if isinstance(self._error, MemoryOSError):
                 raise self._error

@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     user_id: str = Field("default", description="user_id used when a tool call gives none")
     data_dir: Path = Field(Path("~/.memoryos"), description="embedded Chroma directory")
     collection_prefix: str = Field("memoryos", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,60}$")
-    chroma_host: str | None = Field(None, description="Chroma server host; set to use HttpClient instead of embedded")
+    chroma_host: str | None = Field(
+        None, description="Chroma server host; set to use HttpClient instead of embedded"
+    )
     chroma_port: int = 8000
     chroma_ssl: bool = False
 
@@ -86,7 +88,9 @@ class Settings(BaseSettings):
     )
 
     # --- language model (OpenAI-compatible) ----------------------------------------------------
-    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1")
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1"
+    )
     llm_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("llm_api_key", "MEMORYOS_LLM_API_KEY", "OPENAI_API_KEY")
     )
@@ -95,7 +99,9 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(1, ge=0, le=5)
     llm_max_tokens: int = Field(1024, ge=64)
     llm_cooldown_s: float = Field(
-        30.0, ge=0, description="after an LLM failure, wait this long before calling it again (doubling while it keeps failing, 8x at most)"
+        30.0,
+        ge=0,
+        description="after an LLM failure, wait this long before calling it again (doubling while it keeps failing, 8x at most)",
     )
     llm_json_mode: Literal["auto", "json_schema", "json_object", "off"] = Field(
         "auto",
@@ -103,7 +109,9 @@ class Settings(BaseSettings):
         "(llama.cpp), then json_object, then a plain request, and keeps the first the endpoint takes; json_schema / "
         "json_object start there; off always asks in plain text",
     )
-    add_time_budget_s: float = Field(40.0, gt=0, description="wall-clock budget for the LLM work of one add_memory")
+    add_time_budget_s: float = Field(
+        40.0, gt=0, description="wall-clock budget for the LLM work of one add_memory"
+    )
 
     # --- MemoryOS parameters (paper defaults) ---------------------------------------------
     stm_capacity: int = Field(7, ge=1, description="short-term capacity in pages (paper: 7)")
@@ -118,7 +126,9 @@ class Settings(BaseSettings):
     top_m: int = Field(5, ge=1, le=50, description="m: segments kept in retrieval stage one (paper: 5)")
     top_k: int = Field(10, ge=1, le=100, description="k: pages returned from mid-term (paper: 10 on LoCoMo)")
     lpm_capacity: int = Field(100, ge=1, description="user facts / assistant traits kept, FIFO (paper: 100)")
-    lpm_top_k: int = Field(10, ge=0, le=100, description="user facts and assistant traits retrieved (paper: 10)")
+    lpm_top_k: int = Field(
+        10, ge=0, le=100, description="user facts and assistant traits retrieved (paper: 10)"
+    )
     chain_threshold: float = Field(
         0.2,
         description="no-LLM dialogue chain: cosine with the previous page at or above this continues the chain "
@@ -272,7 +282,9 @@ def _explain(exc: ValidationError, cli: dict[str, Any], config_file: str | None)
             labels[name] = variable
         elif config_file:
             labels[name] = f"{name} in {config_file}"
-    text = explain_errors(exc.errors(), Settings.model_json_schema(), noun="setting", labels=labels, say_optional=False)
+    text = explain_errors(
+        exc.errors(), Settings.model_json_schema(), noun="setting", labels=labels, say_optional=False
+    )
     if config_file and any(error["type"] == "extra_forbidden" for error in exc.errors()):
         text += f" in config file {config_file} (config/memoryos.example.toml lists every setting)"
     return "invalid settings: " + text

@@ -30,7 +30,9 @@ def user_id(value: str | None, default: str) -> str:
 def text(value: str | None, name: str, limit: int) -> str:
     value = value or ""
     if len(value) > limit:
-        raise InvalidInputError(f"{name} is {len(value)} characters; the limit is {limit}. Shorten or split it.")
+        raise InvalidInputError(
+            f"{name} is {len(value)} characters; the limit is {limit}. Shorten or split it."
+        )
     return value
 
 
@@ -95,7 +97,9 @@ def metadata(value: dict[str, Any] | None, *, max_keys: int, max_value_chars: in
                 "string, number or boolean values only"
             )
         else:
-            raise InvalidInputError(f"metadata[{quote(key)}] must be a string, number or boolean, not {quote(item)}")
+            raise InvalidInputError(
+                f"metadata[{quote(key)}] must be a string, number or boolean, not {quote(item)}"
+            )
         if isinstance(item, str) and len(item) > max_value_chars:
             raise InvalidInputError(
                 f"metadata[{quote(key)}] is {len(item)} characters; the limit per value is {max_value_chars}"

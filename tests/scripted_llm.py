@@ -29,7 +29,12 @@ def good_answer(request: dict[str, Any]) -> dict[str, Any]:
     if "TASK: chain_and_topics" in prompt:
         return _chain_answer(prompt)
     if "TASK: refresh_segments" in prompt:
-        return {"segments": [{"id": sid, "summary": f"refreshed {sid}", "keywords": ["refreshed"]} for sid in _SEGMENT.findall(prompt)]}
+        return {
+            "segments": [
+                {"id": sid, "summary": f"refreshed {sid}", "keywords": ["refreshed"]}
+                for sid in _SEGMENT.findall(prompt)
+            ]
+        }
     if "TASK: persona" in prompt:
         return persona_answer(prompt)
     raise AssertionError(f"unexpected prompt: {prompt[:200]}")
@@ -41,7 +46,13 @@ def _chain_answer(prompt: str) -> dict[str, Any]:
     pages, groups = [], {}
     for index, _, text in _PAGE.findall(prompt):
         topic = _topic(text)
-        pages.append({"index": int(index), "continues_previous": topic == last_topic, "chain_summary": f"chain about {topic}"})
+        pages.append(
+            {
+                "index": int(index),
+                "continues_previous": topic == last_topic,
+                "chain_summary": f"chain about {topic}",
+            }
+        )
         groups.setdefault(topic, []).append(int(index))
         last_topic = topic
     topics = [{"summary": f"All about {t}.", "keywords": [t], "pages": idx} for t, idx in groups.items()]
@@ -75,7 +86,10 @@ def lazy_answer(request: dict[str, Any]) -> dict[str, Any]:
         return {"segments": [{"id": "S1", "summary": "...", "keywords": ["..."]}]}
     if "TASK: persona" in prompt:
         return {
-            "profile": {"static": {"name": "..."}, "traits": {"content_interests": {"hiking": {"level": "High", "evidence": "..."}}}},
+            "profile": {
+                "static": {"name": "..."},
+                "traits": {"content_interests": {"hiking": {"level": "High", "evidence": "..."}}},
+            },
             "user_facts": ["..."],
             "assistant_traits": [],
         }

@@ -38,7 +38,11 @@ INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
     "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
 }
 
 
@@ -65,7 +69,9 @@ async def serving(settings: Settings, service: MemoryService) -> AsyncIterator[s
     """The HTTP app of build_server under uvicorn on a free loopback port; yields the endpoint URL."""
     port = free_port()
     app = build_server(settings, service_factory=lambda: service).streamable_http_app(host="127.0.0.1")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     task = asyncio.create_task(server.serve())
     try:
         for _ in range(200):
@@ -127,7 +133,13 @@ async def test_no_token_is_401_before_any_mcp_processing(url: str) -> None:
 
 
 async def test_unknown_or_malformed_token_is_401(url: str) -> None:
-    for header in (f"Bearer {ALICE}x", f"Bearer {ALICE[:-1]}", f"Bearer {ADMIN.upper()}", f"Basic {ALICE}", ALICE):
+    for header in (
+        f"Bearer {ALICE}x",
+        f"Bearer {ALICE[:-1]}",
+        f"Bearer {ADMIN.upper()}",
+        f"Basic {ALICE}",
+        ALICE,
+    ):
         response = await post_initialize(url, {"Authorization": header})
         assert response.status_code == 401, header
 
@@ -194,11 +206,17 @@ async def test_a_star_token_acts_for_any_user(url: str) -> None:
         for user in ("carol", "dave", "alice"):
             added = await ok(admin, "add_memory", user_input=f"note of {user}", user_id=user)
             assert added["user_id"] == user
-        assert (await ok(admin, "retrieve_memory", query="note", user_id="dave"))["short_term"][0]["user_input"] == "note of dave"
+        assert (await ok(admin, "retrieve_memory", query="note", user_id="dave"))["short_term"][0][
+            "user_input"
+        ] == "note of dave"
 
 
-async def test_allowed_users_narrows_every_token(tmp_path: Path, tokens_file: Path, service: MemoryService) -> None:
-    settings = load_settings(data_dir=tmp_path / "data", auth_tokens_file=tokens_file, allowed_users=["alice"])
+async def test_allowed_users_narrows_every_token(
+    tmp_path: Path, tokens_file: Path, service: MemoryService
+) -> None:
+    settings = load_settings(
+        data_dir=tmp_path / "data", auth_tokens_file=tokens_file, allowed_users=["alice"]
+    )
     async with serving(settings, service) as endpoint, client_with(endpoint, ADMIN) as admin:
         assert (await ok(admin, "memory_stats"))["user_id"] == "alice"  # the only user left to act for
         assert "not among this server's allowed_users" in await refused(admin, "memory_stats", user_id="bob")
@@ -227,7 +245,16 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 def test_an_open_bind_without_tokens_refuses_to_start(tmp_path: Path) -> None:
-    done = _serve("--transport", "streamable-http", "--host", "0.0.0.0", "--port", str(free_port()), "--data-dir", str(tmp_path))
+    done = _serve(
+        "--transport",
+        "streamable-http",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(free_port()),
+        "--data-dir",
+        str(tmp_path),
+    )
     assert done.returncode == 2
     assert done.stdout == ""
     (line,) = done.stderr.strip().splitlines()
@@ -236,19 +263,29 @@ def test_an_open_bind_without_tokens_refuses_to_start(tmp_path: Path) -> None:
 
 def test_a_bad_tokens_file_refuses_to_start(tmp_path: Path) -> None:
     bad = write_tokens(tmp_path / "t.json", [{"token": "short", "users": ["alice"]}])
-    done = _serve("--transport", "streamable-http", "--data-dir", str(tmp_path), env={"MEMORYOS_AUTH_TOKENS_FILE": str(bad)})
+    done = _serve(
+        "--transport",
+        "streamable-http",
+        "--data-dir",
+        str(tmp_path),
+        env={"MEMORYOS_AUTH_TOKENS_FILE": str(bad)},
+    )
     assert done.returncode == 2 and done.stdout == ""
     assert "token entry 1: a token must be at least 16" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_an_open_bind_with_tokens_passes_the_checks(tmp_path: Path, tokens_file: Path) -> None:
     prepare_to_serve(
-        load_settings(data_dir=tmp_path / "d", transport="streamable-http", host="0.0.0.0", auth_tokens_file=tokens_file)
+        load_settings(
+            data_dir=tmp_path / "d", transport="streamable-http", host="0.0.0.0", auth_tokens_file=tokens_file
+        )
     )
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         prepare_to_serve(load_settings(data_dir=tmp_path / host, transport="streamable-http", host=host))
     with pytest.raises(ConfigurationError, match="refusing to serve HTTP on 192.168.1.5"):
-        prepare_to_serve(load_settings(data_dir=tmp_path / "e", transport="streamable-http", host="192.168.1.5"))
+        prepare_to_serve(
+            load_settings(data_dir=tmp_path / "e", transport="streamable-http", host="192.168.1.5")
+        )
 
 
 # ------------------------------------------------------------------ the token table and user binding
@@ -271,14 +308,23 @@ def test_tokens_match_in_clear_and_by_digest_only_exactly(tokens_file: Path) -> 
         ("{", "is not valid JSON"),
         ('{"tokens": []}', "with at least one token"),
         ('{"tokens": [{"users": ["a"]}]}', "needs exactly one of 'token'"),
-        ('{"tokens": [{"token": "0123456789abcdefX", "token_sha256": "00", "users": ["a"]}]}', "exactly one of"),
+        (
+            '{"tokens": [{"token": "0123456789abcdefX", "token_sha256": "00", "users": ["a"]}]}',
+            "exactly one of",
+        ),
         ('{"tokens": [{"token": "0123456789abcdefX"}]}', 'needs "users"'),
         ('{"tokens": [{"token": "0123456789abcdefX", "users": []}]}', 'needs "users"'),
         ('{"tokens": [{"token": "0123456789abcdefX", "users": ["null"]}]}', "'null' is not a user_id"),
         ('{"tokens": [{"token": "has spaces in it, 123", "users": ["a"]}]}', "without spaces"),
         ('{"tokens": [{"token_sha256": "abc", "users": ["a"]}]}', "64 hexadecimal characters"),
-        ('{"tokens": [{"token": "0123456789abcdefX", "users": ["a"], "scope": "x"}]}', "unknown key(s) 'scope'"),
-        ('{"tokens": [{"token": "0123456789abcdefX", "users": ["a"]}, {"token": "0123456789abcdefX", "users": ["b"]}]}', "repeats"),
+        (
+            '{"tokens": [{"token": "0123456789abcdefX", "users": ["a"], "scope": "x"}]}',
+            "unknown key(s) 'scope'",
+        ),
+        (
+            '{"tokens": [{"token": "0123456789abcdefX", "users": ["a"]}, {"token": "0123456789abcdefX", "users": ["b"]}]}',
+            "repeats",
+        ),
     ],
 )
 def test_a_bad_tokens_file_says_what_to_fix(tmp_path: Path, content: str, message: str) -> None:
@@ -290,7 +336,9 @@ def test_a_bad_tokens_file_says_what_to_fix(tmp_path: Path, content: str, messag
     assert "0123456789abcdefX" not in str(failure.value)  # a token never appears in a message
 
 
-def test_a_world_readable_file_with_clear_tokens_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_world_readable_file_with_clear_tokens_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "t.json"
     path.write_text(json.dumps({"tokens": [{"token": ALICE, "users": ["alice"]}]}))
     path.chmod(0o644)

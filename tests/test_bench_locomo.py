@@ -44,16 +44,22 @@ def test_evidence_recall_and_repaired_ids() -> None:
 
 
 def test_f1_and_bleu1_on_normalised_tokens() -> None:
-    assert locomo.f1_score("The 7th of May, 2023", "7 May 2023") == pytest.approx(2 * (2 / 4) * (2 / 3) / (2 / 4 + 2 / 3))
+    assert locomo.f1_score("The 7th of May, 2023", "7 May 2023") == pytest.approx(
+        2 * (2 / 4) * (2 / 3) / (2 / 4 + 2 / 3)
+    )
     assert locomo.f1_score("", "") == 1.0 and locomo.f1_score("x", "") == 0.0
-    assert locomo.bleu1("May 2023", "7 May 2023") == pytest.approx(math.exp(-0.5))  # precision 1, brevity penalty
+    assert locomo.bleu1("May 2023", "7 May 2023") == pytest.approx(
+        math.exp(-0.5)
+    )  # precision 1, brevity penalty
 
 
 def test_answers_come_from_the_context_through_the_openai_client() -> None:
     with FakeOpenAIServer() as fake:
         fake.enqueue("7 May 2023")
         client = openai.OpenAI(base_url=fake.base_url, api_key="test", max_retries=0, timeout=5)
-        answer = locomo.generate_answer(client, "fake-model", "When did Ann adopt the dog?", "[2023-05-08] dog")
+        answer = locomo.generate_answer(
+            client, "fake-model", "When did Ann adopt the dog?", "[2023-05-08] dog"
+        )
         assert answer == "7 May 2023"
         (request,) = fake.requests
         assert "When did Ann adopt the dog?" in request["messages"][-1]["content"]

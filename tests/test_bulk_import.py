@@ -20,7 +20,12 @@ from memoryos_mcp.service import MemoryService
 from memoryos_mcp.settings import load_settings
 from tests.fakes import HashEmbedder, mid_term_pages
 
-TOPICS = ["hiking trail boots summit", "sourdough bread oven flour", "guitar chords melody", "taxes invoice receipts"]
+TOPICS = [
+    "hiking trail boots summit",
+    "sourdough bread oven flour",
+    "guitar chords melody",
+    "taxes invoice receipts",
+]
 
 
 def lines(n: int, start: int = 0, **extra: object) -> list[str]:
@@ -45,7 +50,9 @@ def counts(service: MemoryService, user: str = "default") -> tuple[int, int]:
 
 def test_imported_pages_go_through_the_memory_model_and_are_found(service: MemoryService) -> None:
     data = lines(60)
-    data.insert(30, json.dumps({"user_input": "my locker code is zebracorn-7731", "timestamp": "2024-02-10T09:00:00"}))
+    data.insert(
+        30, json.dumps({"user_input": "my locker code is zebracorn-7731", "timestamp": "2024-02-10T09:00:00"})
+    )
     report = import_lines(service, data, default_user="default", chunk_size=16)
     assert (report.imported, report.skipped, report.failed) == (61, 0, [])
     stm, mtm = counts(service)
@@ -132,7 +139,11 @@ def _stored(data_dir: Path, page_ids: list[str]) -> int:
         "print(len(store.find_pages('default', json.loads(sys.stdin.read()))))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(data_dir)], input=json.dumps(page_ids), capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code, str(data_dir)],
+        input=json.dumps(page_ids),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     return int(done.stdout)
@@ -181,14 +192,22 @@ def test_killed_mid_import_then_rerun_loses_nothing_and_duplicates_nothing(tmp_p
         "ids = [p.id for p in stm + mtm]\n"
         "print(len(ids), len(set(ids)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(data_dir)], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1500", "1500"]  # no page in both tiers, none twice
 
 
 @pytest.mark.slow
 def test_the_command_reports_a_data_dir_in_use(tmp_path: Path) -> None:
-    make_client(data_dir=tmp_path / "data")  # this test process holds the directory, as a running server would
+    make_client(
+        data_dir=tmp_path / "data"
+    )  # this test process holds the directory, as a running server would
     source = tmp_path / "x.jsonl"
     source.write_text("\n".join(lines(3)) + "\n")
     done = subprocess.run(

@@ -16,13 +16,27 @@ pytestmark = pytest.mark.slow
 def _run(tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
     env["HOME"] = str(tmp_path)
-    command = [sys.executable, "-m", "memoryos_mcp", *args, "--data-dir", str(tmp_path / "data"), "--user-id", "ana"]
+    command = [
+        sys.executable,
+        "-m",
+        "memoryos_mcp",
+        *args,
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--user-id",
+        "ana",
+    ]
     return subprocess.run(command, env=env, input=stdin, capture_output=True, text=True, timeout=180)
 
 
 def test_import_list_forget_and_stats_from_the_command_line(tmp_path: Path) -> None:
     history = "\n".join(
-        json.dumps({"user_input": f"note {i} about {'the garden' if i % 2 else 'my guitar'}", "timestamp": f"2024-03-{i + 1:02d}T10:00:00"})
+        json.dumps(
+            {
+                "user_input": f"note {i} about {'the garden' if i % 2 else 'my guitar'}",
+                "timestamp": f"2024-03-{i + 1:02d}T10:00:00",
+            }
+        )
         for i in range(20)
     )
     assert _run(tmp_path, "import", "-", stdin=history).returncode == 0
@@ -44,9 +58,9 @@ def test_import_list_forget_and_stats_from_the_command_line(tmp_path: Path) -> N
 
     stats = json.loads(_run(tmp_path, "stats").stdout)
     assert stats["user_id"] == "ana" and stats["short_term_pages"] + stats["mid_term_pages"] == 17
-    assert {json.loads(line)["id"] for line in _run(tmp_path, "list", "--limit", "5").stdout.splitlines()} <= {
-        p["id"] for p in pages
-    } - {target, *older}
+    assert {
+        json.loads(line)["id"] for line in _run(tmp_path, "list", "--limit", "5").stdout.splitlines()
+    } <= {p["id"] for p in pages} - {target, *older}
 
     everything = _run(tmp_path, "forget", "--all", "--confirm", "ana")
     assert everything.returncode == 0 and json.loads(everything.stdout)["pages_removed"] == 17

@@ -32,7 +32,11 @@ REFERENCE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
 def compat_server(tmp_path: Path, **overrides: Any) -> MCPServer:
-    options: dict[str, Any] = {"data_dir": tmp_path / "data", "compat": "memoryos-reference", "stm_capacity": 2}
+    options: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "compat": "memoryos-reference",
+        "stm_capacity": 2,
+    }
     settings = load_settings(**{**options, **overrides})
     store = ChromaStore(make_client(data_dir=settings.data_dir), settings.collection_prefix)
     service = MemoryService(settings, store, HashEmbedder(), make_analyzer(settings))
@@ -85,7 +89,11 @@ async def test_add_memory_takes_meta_data_and_answers_in_the_reference_shape(ser
             meta_data={"turn": "D1:3", "n": 3},
         )
         assert added["timestamp"] == "2024-05-08 13:56:00"
-        assert added["details"] == {"user_input_length": 26, "agent_response_length": 10, "has_meta_data": True}
+        assert added["details"] == {
+            "user_input_length": 26,
+            "agent_response_length": 10,
+            "has_meta_data": True,
+        }
         assert added["page_id"].startswith("pg_") and added["page_id"] in added["message"]
         assert added["user_id"] == "default"
         # The metadata is stored under our name: list_memories (our contract in both modes) shows it.
@@ -109,7 +117,9 @@ async def test_retrieve_memory_takes_the_reference_arguments_and_fills_its_field
         assert found["query"] == "hiking trail mountains" and REFERENCE_TIME.match(found["timestamp"])
         assert found["user_profile"] == NO_PROFILE
         assert found["short_term_count"] == len(found["short_term_memory"]) <= 2
-        assert 1 <= len(found["retrieved_pages"]) <= 3 and found["total_pages_found"] == len(found["retrieved_pages"])
+        assert 1 <= len(found["retrieved_pages"]) <= 3 and found["total_pages_found"] == len(
+            found["retrieved_pages"]
+        )
         for page in found["retrieved_pages"]:
             assert set(page) == {"user_input", "agent_response", "timestamp", "meta_info", "meta_data"}
             assert page["user_input"].startswith("hiking trail") and page["meta_info"]
@@ -124,7 +134,9 @@ async def test_retrieve_memory_takes_the_reference_arguments_and_fills_its_field
 async def test_our_argument_names_still_work_in_compat_mode(server: MCPServer) -> None:
     async with Client(server) as client:
         await ok(client, "add_memory", user_input="hiking boots", metadata={"k": "v"}, idempotency_key="one")
-        again = await ok(client, "add_memory", user_input="hiking boots", metadata={"k": "v"}, idempotency_key="one")
+        again = await ok(
+            client, "add_memory", user_input="hiking boots", metadata={"k": "v"}, idempotency_key="one"
+        )
         assert "nothing added" in again["message"]
         await add_many(client, 6)
         found = await ok(client, "retrieve_memory", query="hiking", top_k=1, include_short_term=False)
@@ -179,8 +191,12 @@ async def test_tools_publish_the_reference_shape_as_output_schema(server: MCPSer
     async with Client(server) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         retrieve = tools["retrieve_memory"]
-        assert {"relationship_with_user", "style_hint", "max_results", "top_k"} <= set(retrieve.input_schema["properties"])
-        assert {"retrieved_pages", "short_term_count", "total_pages_found"} <= set(retrieve.output_schema["properties"])  # type: ignore[index]
+        assert {"relationship_with_user", "style_hint", "max_results", "top_k"} <= set(
+            retrieve.input_schema["properties"]
+        )
+        assert {"retrieved_pages", "short_term_count", "total_pages_found"} <= set(
+            retrieve.output_schema["properties"]
+        )  # type: ignore[index]
         assert "meta_data" in tools["add_memory"].input_schema["properties"]
         assert "include_assistant_knowledge" in tools["get_user_profile"].input_schema["properties"]
 
@@ -219,15 +235,27 @@ def llm() -> Iterator[FakeOpenAIServer]:
         yield fake
 
 
-async def test_knowledge_and_profile_text_come_back_in_the_reference_fields(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+async def test_knowledge_and_profile_text_come_back_in_the_reference_fields(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
     server = compat_server(
         tmp_path, llm_base_url=llm.base_url, llm_api_key="test-key", llm_max_retries=0, llm_cooldown_s=0.0, tau=3.0,
         stm_capacity=3, stm_evict_batch=3,
     )  # fmt: skip
     async with Client(server) as client:
-        await ok(client, "add_memory", user_input="I am Maya and I love hiking", agent_response="I am Memo, happy to help with hiking.")
+        await ok(
+            client,
+            "add_memory",
+            user_input="I am Maya and I love hiking",
+            agent_response="I am Memo, happy to help with hiking.",
+        )
         for n in range(1, 4):
-            await ok(client, "add_memory", user_input=f"I went hiking on the mountain trail with boots (page {n})", agent_response="Nice hiking!")
+            await ok(
+                client,
+                "add_memory",
+                user_input=f"I went hiking on the mountain trail with boots (page {n})",
+                agent_response="Nice hiking!",
+            )
         profile = await ok(client, "get_user_profile", include_assistant_knowledge=True)
         assert "name: Maya" in profile["user_profile"] and "hiking: High" in profile["user_profile"]
         assert profile["user_knowledge_count"] == len(profile["user_knowledge"]) >= 1
@@ -244,7 +272,10 @@ async def test_knowledge_and_profile_text_come_back_in_the_reference_fields(tmp_
 
 
 def test_profile_text_is_one_line_per_fact_or_trait() -> None:
-    profile = ProfileOut(static={"name": "Tom"}, traits={"content_interests": {"hiking": TraitOut(level="High", evidence="trails")}})
+    profile = ProfileOut(
+        static={"name": "Tom"},
+        traits={"content_interests": {"hiking": TraitOut(level="High", evidence="trails")}},
+    )
     assert profile_text(profile) == "name: Tom\ncontent_interests / hiking: High (trails)"
     assert profile_text(ProfileOut()) == NO_PROFILE
 
@@ -273,7 +304,6 @@ def test_compat_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().compat == "memoryos-reference"
 
 
-
 def test_random_arguments_at_the_compat_tools_end_in_a_result_or_a_clean_error(tmp_path: Path) -> None:
     """The fuzz of test_contract_fuzz.py, at the compat server: the reference tools' errors are JSON whose message
     is one plain sentence; no call fails at the protocol level or touches another user's memory."""
@@ -283,7 +313,9 @@ def test_random_arguments_at_the_compat_tools_end_in_a_result_or_a_clean_error(t
         listed = await client.call_tool("list_memories", {"user_id": VICTIM, "limit": 200})
         stats = await client.call_tool("memory_stats", {"user_id": VICTIM})
         assert listed.structured_content is not None and stats.structured_content is not None
-        pages = sorted((p["id"], p["user_input"], json.dumps(p["metadata"])) for p in listed.structured_content["pages"])
+        pages = sorted(
+            (p["id"], p["user_input"], json.dumps(p["metadata"])) for p in listed.structured_content["pages"]
+        )
         return pages, stats.structured_content["short_term_pages"], stats.structured_content["mid_term_pages"]
 
     async def setup() -> tuple[dict[str, dict[str, Any]], Any]:
@@ -295,9 +327,17 @@ def test_random_arguments_at_the_compat_tools_end_in_a_result_or_a_clean_error(t
 
     tools, before = anyio.run(setup)
     reference = sorted(REFERENCE_TOOLS)
-    calls = st.sampled_from(reference).flatmap(lambda name: st.tuples(st.just(name), arguments_for(tools[name])))
+    calls = st.sampled_from(reference).flatmap(
+        lambda name: st.tuples(st.just(name), arguments_for(tools[name]))
+    )
 
-    @settings(max_examples=80, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=80,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(batch=st.lists(calls, min_size=1, max_size=3))
     def run(batch: list[tuple[str, dict[str, Any]]]) -> None:
         async def go() -> None:

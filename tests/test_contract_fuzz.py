@@ -34,9 +34,15 @@ NUMBERS = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
 )
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT, HUGE)
-JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=12,
+)
 USER_IDS = st.one_of(
-    st.sampled_from(["alice", "bob", "", "null", "None", ".", "..", "-", "a" * 64, "a" * 65, "a b", "ü", "VICTIM"]),
+    st.sampled_from(
+        ["alice", "bob", "", "null", "None", ".", "..", "-", "a" * 64, "a" * 65, "a b", "ü", "VICTIM"]
+    ),
     TEXT,
 ).filter(lambda uid: uid != VICTIM)
 SAY = st.sampled_from(["I planted tomatoes", "We talked about the trip to Porto", "ok", "  ", ""]) | TEXT
@@ -83,8 +89,12 @@ def arguments_for(schema: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
 
 
 def assert_clean(message: str) -> None:
-    assert message and not message.startswith("Error executing tool"), f"a crash, not a tool error: {message!r}"
-    assert "\n" not in message and "validation error" not in message and "errors.pydantic.dev" not in message, message
+    assert message and not message.startswith("Error executing tool"), (
+        f"a crash, not a tool error: {message!r}"
+    )
+    assert (
+        "\n" not in message and "validation error" not in message and "errors.pydantic.dev" not in message
+    ), message
     assert len(message) < 600, f"{len(message)} characters: {message[:200]!r}"
 
 
@@ -95,9 +105,14 @@ def server(settings: Settings, service: MemoryService) -> MCPServer:
 
 async def victim_memory(client: Client) -> tuple[Any, ...]:
     stats = (await client.call_tool("memory_stats", {"user_id": VICTIM})).structured_content
-    found = (await client.call_tool("retrieve_memory", {"query": "garden", "user_id": VICTIM, "top_k": 100})).structured_content
+    found = (
+        await client.call_tool("retrieve_memory", {"query": "garden", "user_id": VICTIM, "top_k": 100})
+    ).structured_content
     assert stats is not None and found is not None
-    pages = [(p["id"], p["user_input"], p["agent_response"], p["metadata"]) for p in found["short_term"] + found["mid_term"]]
+    pages = [
+        (p["id"], p["user_input"], p["agent_response"], p["metadata"])
+        for p in found["short_term"] + found["mid_term"]
+    ]
     counts = {k: v for k, v in stats.items() if k.endswith(("_pages", "segments", "_facts", "_traits"))}
     return tuple(sorted(pages)), tuple(sorted(counts.items()))
 
@@ -112,15 +127,23 @@ def test_random_arguments_end_in_a_result_or_a_clean_error(server: MCPServer) ->
 
     tools, before = anyio.run(setup)
     assert {"add_memory", "retrieve_memory", "get_user_profile", "memory_stats"} <= set(tools)
-    calls = st.sampled_from(sorted(tools)).flatmap(lambda name: st.tuples(st.just(name), arguments_for(tools[name])))
-    prompt_arguments = st.dictionaries(st.sampled_from(["query", "user_id", "q", "extra"]) | TEXT, TEXT | HUGE, max_size=3)
+    calls = st.sampled_from(sorted(tools)).flatmap(
+        lambda name: st.tuples(st.just(name), arguments_for(tools[name]))
+    )
+    prompt_arguments = st.dictionaries(
+        st.sampled_from(["query", "user_id", "q", "extra"]) | TEXT, TEXT | HUGE, max_size=3
+    )
 
     @settings(
         max_examples=150,
         deadline=None,
         derandomize=True,
         database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
     )
     @given(batch=st.lists(calls, min_size=1, max_size=4), prompt=prompt_arguments)
     def run(batch: list[tuple[str, dict[str, Any]]], prompt: dict[str, str]) -> None:
@@ -136,7 +159,9 @@ def test_random_arguments_end_in_a_result_or_a_clean_error(server: MCPServer) ->
                 with anyio.fail_after(CALL_TIMEOUT_S):
                     try:
                         await client.get_prompt("memory_context", prompt)
-                    except MCPError as exc:  # a prompt reports bad arguments as invalid params, with the reason
+                    except (
+                        MCPError
+                    ) as exc:  # a prompt reports bad arguments as invalid params, with the reason
                         assert exc.error.code == INVALID_PARAMS, exc.error
                         assert_clean(exc.error.message)
 

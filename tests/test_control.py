@@ -47,10 +47,18 @@ async def error(client: Client, tool: str, **arguments: Any) -> str:
 
 async def test_a_retried_add_with_the_same_key_stores_one_page(server: MCPServer) -> None:
     async with Client(server) as client:
-        first = await call(client, "add_memory", user_input="I adopted a cat named Miso", idempotency_key="turn-1")
-        again = await call(client, "add_memory", user_input="I adopted a cat named Miso", idempotency_key="turn-1")
-        assert again["page_id"] == first["page_id"] and again["already_stored"] and not first["already_stored"]
-        other_user = await call(client, "add_memory", user_input="hello", idempotency_key="turn-1", user_id="bob")
+        first = await call(
+            client, "add_memory", user_input="I adopted a cat named Miso", idempotency_key="turn-1"
+        )
+        again = await call(
+            client, "add_memory", user_input="I adopted a cat named Miso", idempotency_key="turn-1"
+        )
+        assert (
+            again["page_id"] == first["page_id"] and again["already_stored"] and not first["already_stored"]
+        )
+        other_user = await call(
+            client, "add_memory", user_input="hello", idempotency_key="turn-1", user_id="bob"
+        )
         assert other_user["page_id"] != first["page_id"] and not other_user["already_stored"]
         assert (await call(client, "memory_stats"))["short_term_pages"] == 1
         assert (await call(client, "memory_stats", user_id="bob"))["short_term_pages"] == 1
@@ -111,7 +119,9 @@ def _history(service: MemoryService) -> dict[str, str]:
     ids = {}
     for day in range(1, 21):
         stamp = f"2024-05-{day:02d}T10:00:00"
-        ids[stamp[:10]] = service.add_memory(f"garden note for day {day}: tomatoes and basil", "ok", timestamp=stamp).page_id
+        ids[stamp[:10]] = service.add_memory(
+            f"garden note for day {day}: tomatoes and basil", "ok", timestamp=stamp
+        ).page_id
     return ids
 
 
@@ -119,9 +129,16 @@ def test_retrieve_since_until_keeps_only_pages_in_the_range(service: MemoryServi
     ids = _history(service)
     everything = service.retrieve_memory("tomatoes basil garden", top_k=30, top_m=10)
     assert len(everything.mid_term) + len(everything.short_term) == 20
-    found = service.retrieve_memory("tomatoes basil garden", top_k=30, top_m=10, since="2024-05-03", until="2024-05-06")
+    found = service.retrieve_memory(
+        "tomatoes basil garden", top_k=30, top_m=10, since="2024-05-03", until="2024-05-06"
+    )
     dates = sorted(p.timestamp[:10] for p in found.mid_term + found.short_term)
-    assert dates == ["2024-05-03", "2024-05-04", "2024-05-05", "2024-05-06"]  # inclusive, a date = the whole day
+    assert dates == [
+        "2024-05-03",
+        "2024-05-04",
+        "2024-05-05",
+        "2024-05-06",
+    ]  # inclusive, a date = the whole day
     assert {p.id for p in found.mid_term + found.short_term} == {ids[d] for d in dates}
     late = service.retrieve_memory("tomatoes", top_k=30, top_m=10, since="2024-05-19T10:00:00")
     assert sorted(p.timestamp[:10] for p in late.mid_term + late.short_term) == ["2024-05-19", "2024-05-20"]
@@ -138,10 +155,16 @@ async def test_bad_ranges_are_tool_errors(server: MCPServer) -> None:
 
 # ---------------------------------------------------------------------------------------------- listing
 
-TOPICS = ["tomatoes and basil in the garden", "the hiking trail above the valley", "guitar chords and strings"]
+TOPICS = [
+    "tomatoes and basil in the garden",
+    "the hiking trail above the valley",
+    "guitar chords and strings",
+]
 
 
-def _fill(service: MemoryService, n: int, user: str = "default", secret_at: int | None = None) -> dict[int, str]:
+def _fill(
+    service: MemoryService, n: int, user: str = "default", secret_at: int | None = None
+) -> dict[int, str]:
     ids = {}
     for i in range(n):
         text = f"day {i}: {TOPICS[i % 3]}"
@@ -209,20 +232,26 @@ def _mentions(service: MemoryService, word: str, user: str = "default") -> list[
     return found
 
 
-def test_forget_pages_removes_them_everywhere_and_after_a_restart(settings: Settings, service: MemoryService) -> None:
+def test_forget_pages_removes_them_everywhere_and_after_a_restart(
+    settings: Settings, service: MemoryService
+) -> None:
     ids = _fill(service, 30, secret_at=4)
     bob = service.add_memory("bob's own page", "ok", user_id="bob").page_id
     secret = ids[4]
     assert _mentions(service, "xylophonequartz")  # before: the word is found
     report = service.forget_memory(page_ids=[secret, "pg_nothing", bob])
     assert report.page_ids_removed == [secret] and report.pages_removed == 1
-    assert sorted(report.unknown_page_ids) == sorted(["pg_nothing", bob])  # bob's page is not alice's to forget
+    assert sorted(report.unknown_page_ids) == sorted(
+        ["pg_nothing", bob]
+    )  # bob's page is not alice's to forget
     assert report.segments_recomputed + report.segments_removed == 1
     assert _mentions(service, "xylophonequartz") == []
     assert service.stats().mid_term_pages + service.stats().short_term_pages == 29
     assert service.retrieve_memory("bob", user_id="bob").short_term[0].id == bob
 
-    restarted = MemoryService(settings, ChromaStore(make_client(data_dir=settings.data_dir)), HashEmbedder(), LocalAnalyzer())
+    restarted = MemoryService(
+        settings, ChromaStore(make_client(data_dir=settings.data_dir)), HashEmbedder(), LocalAnalyzer()
+    )
     assert _mentions(restarted, "xylophonequartz") == []
     assert restarted.store.find_pages("default", [secret]) == {}
     assert restarted.stats().mid_term_pages + restarted.stats().short_term_pages == 29
@@ -239,9 +268,11 @@ def test_forget_before_a_date_and_emptied_segments_go(service: MemoryService) ->
     segments = service.list_memories(kind="segments", limit=200).segments or []
     assert all(s.page_count > 0 for s in segments)
     assert sum(s.page_count for s in segments) == service.stats().mid_term_pages
-    assert len(service.retrieve_memory("garden tomatoes", top_k=50, top_m=50).mid_term) + len(
-        service.retrieve_memory("x").short_term
-    ) <= 21
+    assert (
+        len(service.retrieve_memory("garden tomatoes", top_k=50, top_m=50).mid_term)
+        + len(service.retrieve_memory("x").short_term)
+        <= 21
+    )
 
 
 def test_an_empty_forget_and_a_wrong_confirm_are_errors(service: MemoryService) -> None:
@@ -255,7 +286,9 @@ def test_an_empty_forget_and_a_wrong_confirm_are_errors(service: MemoryService) 
     assert service.stats().short_term_pages == 3
 
 
-def test_forget_all_leaves_no_record_and_no_cached_copy_anywhere(settings: Settings, store: ChromaStore) -> None:
+def test_forget_all_leaves_no_record_and_no_cached_copy_anywhere(
+    settings: Settings, store: ChromaStore
+) -> None:
     a = MemoryService(settings, store, HashEmbedder(), LocalAnalyzer())
     b = MemoryService(settings, store, HashEmbedder(), LocalAnalyzer())  # another server on the same store
     _fill(a, 30, user="alice", secret_at=7)
@@ -279,7 +312,11 @@ def test_chain_summaries_that_quoted_a_forgotten_page_are_recomputed(service: Me
     for i in range(24):  # one topic throughout: the dialogue chain runs on, its summary carrying page 4
         extra = " xylophonequartz xylophonequartz locker code" if i == 4 else ""
         ids[i] = service.add_memory(f"tomatoes basil garden soil watering note {i}{extra}", "ok").page_id
-    quoting = [p.id for p in service.list_memories(limit=200).pages or [] if "xylophonequartz" in p.chain_summary and p.id != ids[4]]
+    quoting = [
+        p.id
+        for p in service.list_memories(limit=200).pages or []
+        if "xylophonequartz" in p.chain_summary and p.id != ids[4]
+    ]
     assert quoting, "precondition: later pages' chain summaries quote page 4"
     report = service.forget_memory(page_ids=[ids[4]])
     assert set(quoting) <= set(ids.values()) and report.chain_summaries_recomputed >= 1
@@ -313,7 +350,14 @@ def test_facts_learned_only_from_forgotten_pages_go_and_others_stay(tmp_path: Pa
 async def test_every_tool_carries_honest_annotations(server: MCPServer) -> None:
     async with Client(server) as client:
         tools = {t.name: t.annotations for t in (await client.list_tools()).tools}
-    assert set(tools) >= {"add_memory", "retrieve_memory", "get_user_profile", "memory_stats", "list_memories", "forget_memory"}
+    assert set(tools) >= {
+        "add_memory",
+        "retrieve_memory",
+        "get_user_profile",
+        "memory_stats",
+        "list_memories",
+        "forget_memory",
+    }
     for name, hints in tools.items():
         assert hints is not None and hints.open_world_hint is False, name
     for name in ("get_user_profile", "memory_stats", "list_memories"):
@@ -326,7 +370,12 @@ async def test_every_tool_carries_honest_annotations(server: MCPServer) -> None:
 async def test_list_and_forget_through_the_mcp_tools(server: MCPServer) -> None:
     async with Client(server) as client:
         for i in range(14):
-            await call(client, "add_memory", user_input=f"note {i}" + (" with a quokka" if i == 2 else ""), idempotency_key=f"n{i}")
+            await call(
+                client,
+                "add_memory",
+                user_input=f"note {i}" + (" with a quokka" if i == 2 else ""),
+                idempotency_key=f"n{i}",
+            )
         listed = await call(client, "list_memories", limit=5)
         assert len(listed["pages"]) == 5 and listed["next_cursor"]
         rest = await call(client, "list_memories", limit=200, cursor=listed["next_cursor"])
@@ -343,7 +392,9 @@ async def test_list_and_forget_through_the_mcp_tools(server: MCPServer) -> None:
         assert done["everything"] and done["pages_removed"] == 13
 
 
-def test_a_forgotten_page_leaves_the_index_snapshot_on_disk(settings: Settings, store: ChromaStore, tmp_path: Path) -> None:
+def test_a_forgotten_page_leaves_the_index_snapshot_on_disk(
+    settings: Settings, store: ChromaStore, tmp_path: Path
+) -> None:
     snapshots = SnapshotStore(tmp_path / "snap", identity="test")
     service = MemoryService(settings, store, HashEmbedder(), LocalAnalyzer(), snapshots)
     service.memory.snapshot_min_pages = 5
@@ -360,10 +411,17 @@ def test_a_forgotten_page_leaves_the_index_snapshot_on_disk(settings: Settings, 
     assert _mentions(restarted, "xylophonequartz") == []
 
 
-def test_a_replica_stops_returning_a_page_another_replica_forgot(settings: Settings, chroma_server: int) -> None:
+def test_a_replica_stops_returning_a_page_another_replica_forgot(
+    settings: Settings, chroma_server: int
+) -> None:
     prefix = f"forget{uuid.uuid4().hex[:8]}"
     a, b = (
-        MemoryService(settings, ChromaStore(make_client(host="127.0.0.1", port=chroma_server), prefix), HashEmbedder(), LocalAnalyzer())
+        MemoryService(
+            settings,
+            ChromaStore(make_client(host="127.0.0.1", port=chroma_server), prefix),
+            HashEmbedder(),
+            LocalAnalyzer(),
+        )
         for _ in range(2)
     )
     ids = {}
@@ -387,7 +445,9 @@ def test_with_an_llm_the_segment_summary_is_rewritten_from_the_kept_pages(tmp_pa
         before = len(llm.requests)
         report = service.forget_memory(page_ids=[page.id])
         assert report.segments_recomputed == 1
-        refresh = [r for r in llm.requests[before:] if "TASK: refresh_segments" in r["messages"][1]["content"]]
+        refresh = [
+            r for r in llm.requests[before:] if "TASK: refresh_segments" in r["messages"][1]["content"]
+        ]
         assert len(refresh) == 1 and segment.summary not in refresh[0]["messages"][1]["content"]
         (after,) = service.list_memories(kind="segments").segments or []
         assert after.summary.startswith("refreshed") and after.page_count == segment.page_count - 1

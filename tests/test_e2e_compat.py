@@ -77,26 +77,52 @@ async def test_the_reference_test_client_passes_against_our_server(tmp_path: Pat
     params = launch(tmp_path / "memoryos_data")
 
     # Step 1 of test_simple.py: one launch, 15 add_memory calls, each must answer status "success".
-    async with stdio_client(params) as (read_stream, write_stream), ClientSession(read_stream, write_stream) as session:
+    async with (
+        stdio_client(params) as (read_stream, write_stream),
+        ClientSession(read_stream, write_stream) as session,
+    ):
         await session.initialize()
         for user_input, agent_response in CONVERSATIONS:
-            reply(await session.call_tool("add_memory", {"user_input": user_input, "agent_response": agent_response}))
+            reply(
+                await session.call_tool(
+                    "add_memory", {"user_input": user_input, "agent_response": agent_response}
+                )
+            )
 
     # Step 2: a second launch on the same memory, the two queries with the reference's arguments.
-    async with stdio_client(params) as (read_stream, write_stream), ClientSession(read_stream, write_stream) as session:
+    async with (
+        stdio_client(params) as (read_stream, write_stream),
+        ClientSession(read_stream, write_stream) as session,
+    ):
         await session.initialize()
         for n, (query, expected) in enumerate(QUERIES, 1):
-            arguments = {"query": query, "relationship_with_user": "friend", "style_hint": "helpful", "max_results": 10}
+            arguments = {
+                "query": query,
+                "relationship_with_user": "friend",
+                "style_hint": "helpful",
+                "max_results": 10,
+            }
             response = reply(await session.call_tool("retrieve_memory", arguments))
             pages = response.get("retrieved_pages", [])
-            for key in ("total_pages_found", "total_user_knowledge_found", "total_assistant_knowledge_found", "short_term_count"):
+            for key in (
+                "total_pages_found",
+                "total_user_knowledge_found",
+                "total_assistant_knowledge_found",
+                "short_term_count",
+            ):
                 assert isinstance(response.get(key, 0), int), key
-            assert all(isinstance(p["user_input"], str) and isinstance(p["agent_response"], str) for p in pages)
+            assert all(
+                isinstance(p["user_input"], str) and isinstance(p["agent_response"], str) for p in pages
+            )
             full_text = json.dumps(response, ensure_ascii=False).lower()
             found = [word for word in expected if word.lower() in full_text]
             assert found, f"query {n}: none of {expected} in the reply"  # the reference only warns here
             if n == 1:
-                assert response["total_pages_found"] > 0 and "tom" in full_text  # the reference only warns here
+                assert (
+                    response["total_pages_found"] > 0 and "tom" in full_text
+                )  # the reference only warns here
                 assert found == expected
-                assert pages[0]["user_input"] == CONVERSATIONS[0][0]  # the first exchange, from mid-term memory
+                assert (
+                    pages[0]["user_input"] == CONVERSATIONS[0][0]
+                )  # the first exchange, from mid-term memory
             assert response["short_term_count"] <= 2

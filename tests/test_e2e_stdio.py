@@ -63,7 +63,9 @@ async def _call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
 
 async def test_pages_survive_a_restart_and_come_back_with_metadata(tmp_path: Path) -> None:
     data_dir, stdout_log = tmp_path / "data", tmp_path / "stdout.jsonl"
-    pages = [("hiking", i, text) for i, text in enumerate(HIKING)] + [("cooking", i, text) for i, text in enumerate(COOKING)]
+    pages = [("hiking", i, text) for i, text in enumerate(HIKING)] + [
+        ("cooking", i, text) for i, text in enumerate(COOKING)
+    ]
     # Interleave the topics, as a real conversation would.
     pages.sort(key=lambda p: (p[1], p[0]))
     added: dict[str, tuple[str, int]] = {}
@@ -85,7 +87,9 @@ async def test_pages_survive_a_restart_and_come_back_with_metadata(tmp_path: Pat
         assert stats["short_term_pages"] + stats["mid_term_pages"] == 20
         assert stats["mid_term_pages"] > 0
 
-        found = await _call(client, "retrieve_memory", query="which hiking trails did I walk in the mountains?", top_k=5)
+        found = await _call(
+            client, "retrieve_memory", query="which hiking trails did I walk in the mountains?", top_k=5
+        )
         mid = found["mid_term"]
         assert len(mid) == 5
         assert sum(p["metadata"]["topic"] == "hiking" for p in mid) >= 4
@@ -110,7 +114,16 @@ async def test_streamable_http_transport_serves_the_tools(tmp_path: Path) -> Non
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
     proc = subprocess.Popen(
-        [*_command(), "serve", "--transport", "streamable-http", "--port", str(port), "--data-dir", str(tmp_path)],
+        [
+            *_command(),
+            "serve",
+            "--transport",
+            "streamable-http",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -153,7 +166,9 @@ async def test_forgotten_pages_stay_forgotten_across_a_restart(tmp_path: Path) -
         assert tools["forget_memory"].annotations.destructive_hint  # type: ignore[union-attr]
         for n, text in enumerate(HIKING + COOKING):
             extra = " My bank PIN is 9931, keep it secret." if n == 3 else ""
-            await _call(client, "add_memory", user_input=text + extra, timestamp=f"2024-03-{n + 1:02d}T18:00:00")
+            await _call(
+                client, "add_memory", user_input=text + extra, timestamp=f"2024-03-{n + 1:02d}T18:00:00"
+            )
         listed = await _call(client, "list_memories", limit=200)
         (secret,) = [p["id"] for p in listed["pages"] if "PIN" in p["user_input"]]
         forgot = await _call(client, "forget_memory", page_ids=[secret])
@@ -181,7 +196,11 @@ async def test_a_second_server_on_a_data_dir_in_use_exits_before_initialize(tmp_
         "jsonrpc": "2.0",
         "id": 1,
         "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
     }
     async with Client(_params(data_dir, tmp_path / "first.jsonl"), read_timeout_seconds=120) as first:
         await first.list_tools()  # the first server has taken the data dir's lock by now

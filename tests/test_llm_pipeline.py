@@ -67,7 +67,11 @@ def test_one_call_per_batch_chains_form_and_break(tmp_path: Path, llm: FakeOpenA
     assert llm.request_count == 1
     pages = mtm_pages(service)
     assert pages[0].chain_id == pages[1].chain_id != pages[2].chain_id
-    assert [p.chain_summary for p in pages] == ["chain about hiking", "chain about hiking", "chain about cooking"]
+    assert [p.chain_summary for p in pages] == [
+        "chain about hiking",
+        "chain about hiking",
+        "chain about cooking",
+    ]
     assert len(result.segments_created) == 2
     assert result.prompt_tokens > 0 and result.completion_tokens > 0
 
@@ -90,7 +94,11 @@ def test_topics_merge_into_the_right_segment_and_refresh_it(tmp_path: Path, llm:
 
 def test_hot_segment_promotes_into_profile_facts_and_traits(tmp_path: Path, llm: FakeOpenAIServer) -> None:
     service = make_service(tmp_path, llm.base_url, tau=3.0)
-    service.add_memory("I am Maya and I love hiking", "I am Memo, happy to help with hiking.", timestamp="2024-05-01 09:00:00")
+    service.add_memory(
+        "I am Maya and I love hiking",
+        "I am Memo, happy to help with hiking.",
+        timestamp="2024-05-01 09:00:00",
+    )
     for n in range(1, 4):
         result = add(service, "hiking", n)
     assert result.segments_promoted and result.facts_added >= 3
@@ -124,7 +132,10 @@ def test_degenerate_answer_never_overwrites_a_good_profile(tmp_path: Path, llm: 
         service.add_memory("I am Maya and I love hiking", f"ok {n}", timestamp="2024-05-01 09:00:00")
     assert service.get_user_profile().profile.static == {"name": "Maya"}
     empty = {
-        "profile": {"static": {"name": "unknown", "city": "", "age": "...", "traits": "content_interests:"}, "traits": {}},
+        "profile": {
+            "static": {"name": "unknown", "city": "", "age": "...", "traits": "content_interests:"},
+            "traits": {},
+        },
         "user_facts": ["..."],
         "assistant_traits": [],
     }
@@ -171,7 +182,9 @@ def test_an_unavailable_model_loses_nothing_and_recovers(
     assert result.llm_failures == 1 and service.stats().llm_failures_total >= 2
     stats = service.stats()
     assert stats.short_term_pages == 5 and stats.mid_term_pages == 0  # nothing lost, analysis pending
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("memoryos_mcp.adapters")]
+    errors = [
+        r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("memoryos_mcp.adapters")
+    ]
     assert len(errors) == 1, [r.getMessage() for r in errors]
 
     llm.default = good_answer  # the model is back: the next call retries the pending analysis
@@ -191,14 +204,18 @@ def test_a_bad_answer_costs_one_repair_and_the_batch_goes_on_locally(
     service = make_service(tmp_path, llm.base_url, llm_timeout_s=1.0)
     llm.default = lambda request: BAD_ANSWERS[fault]()
     caplog.set_level(logging.DEBUG, logger="memoryos_mcp")
-    results = [add(service, topic, n) for n, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "guitar"])]
+    results = [
+        add(service, topic, n) for n, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "guitar"])
+    ]
     moved = results[3]  # the fourth page overflows short-term memory: the first three leave it
     assert moved.llm_calls == 2 and moved.llm_failures == 1  # the answer and its one repair, then no waiting
     assert len(moved.moved_to_mid_term) == 3
     assert any("local fallback" in note for note in moved.notes), moved.notes
     stats = service.stats()
     assert stats.short_term_pages == 2 and stats.mid_term_pages == 3
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("memoryos_mcp.adapters")]
+    errors = [
+        r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("memoryos_mcp.adapters")
+    ]
     assert len(errors) == 1, [r.getMessage() for r in errors]
 
     llm.default = good_answer  # a better answer next time is used
@@ -250,7 +267,9 @@ def test_retrieval_makes_no_llm_call(tmp_path: Path, llm: FakeOpenAIServer) -> N
     assert llm.request_count == before
 
 
-def test_llm_calls_per_add_stay_within_target_over_a_long_conversation(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+def test_llm_calls_per_add_stay_within_target_over_a_long_conversation(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
     service = make_service(tmp_path, llm.base_url, tau=5.0, stm_capacity=7)
     topics = ["hiking"] * 5 + ["cooking"] * 4 + ["guitar"] * 6
     calls = 0
@@ -275,7 +294,9 @@ def test_a_model_that_keeps_answering_garbage_is_rested(tmp_path: Path, llm: Fak
     assert service.stats().short_term_pages + service.stats().mid_term_pages == 8
 
 
-def test_user_facts_stay_within_lpm_capacity_and_drops_are_reported(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+def test_user_facts_stay_within_lpm_capacity_and_drops_are_reported(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
     service = make_service(tmp_path, llm.base_url, tau=2.0, stm_capacity=1, stm_evict_batch=1, lpm_capacity=3)
     sentences = [
         "I adopted a tabby kitten named Miso",
@@ -296,7 +317,9 @@ def test_user_facts_stay_within_lpm_capacity_and_drops_are_reported(tmp_path: Pa
     assert "Miso" in dropped[0]  # oldest first
 
 
-def test_retrieval_does_not_wait_for_a_slow_add_of_the_same_user(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+def test_retrieval_does_not_wait_for_a_slow_add_of_the_same_user(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
     import threading
 
     service = make_service(tmp_path, llm.base_url, llm_timeout_s=5.0)
@@ -336,7 +359,9 @@ def test_each_question_carries_a_json_schema_a_good_answer_meets_and_a_lazy_one_
     assert pages["minItems"] == pages["maxItems"] == 3
 
 
-def test_lazy_answers_count_as_failures_and_cost_at_most_one_call_per_add(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+def test_lazy_answers_count_as_failures_and_cost_at_most_one_call_per_add(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
     # cooldown 0: the worst case, the lazy model is asked again at every batch.
     service = make_service(tmp_path, llm.base_url, stm_capacity=7, tau=5.0)
     llm.default = lazy_answer
@@ -357,7 +382,9 @@ def test_lazy_answers_count_as_failures_and_cost_at_most_one_call_per_add(tmp_pa
     found = {p.id for p in mtm_pages(service)} | {p.id for p in service.retrieve_memory("hiking").short_term}
     assert found == {r.page_id for r in results}
     for r in results[::7]:  # and retrievable by what they say
-        page = next(p for p in mtm_pages(service) + service.retrieve_memory("x").short_term if p.id == r.page_id)
+        page = next(
+            p for p in mtm_pages(service) + service.retrieve_memory("x").short_term if p.id == r.page_id
+        )
         hits = service.retrieve_memory(page.user_input, top_k=20, top_m=10)
         assert r.page_id in {p.id for p in hits.short_term + hits.mid_term}
 
@@ -372,7 +399,10 @@ def test_an_endpoint_like_llama_cpp_is_probed_once_then_asked_with_json_object_a
 
     llm.default = llama_cpp_like
     service = make_service(tmp_path, llm.base_url)
-    results = [add(service, topic, n) for n, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "hiking", "hiking", "guitar"])]
+    results = [
+        add(service, topic, n)
+        for n, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "hiking", "hiking", "guitar"])
+    ]
     types = [r.get("response_format", {}).get("type") for r in llm.requests]
     assert types[0] == "json_schema" and set(types[1:]) == {"json_object"} and len(types) >= 3
     assert not any(r.llm_failures for r in results)
@@ -397,8 +427,12 @@ def test_a_page_left_without_a_chain_summary_gets_the_local_one_and_the_answer_i
     assert "mountain trail" in summaries[1]  # extractive, from the page itself
 
 
-def test_a_failing_endpoint_costs_a_few_calls_then_rests_and_every_page_is_kept(tmp_path: Path, llm: FakeOpenAIServer) -> None:
-    service = make_service(tmp_path, llm.base_url, llm_max_retries=1, llm_cooldown_s=30.0, add_time_budget_s=5.0)
+def test_a_failing_endpoint_costs_a_few_calls_then_rests_and_every_page_is_kept(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
+    service = make_service(
+        tmp_path, llm.base_url, llm_max_retries=1, llm_cooldown_s=30.0, add_time_budget_s=5.0
+    )
     llm.default = lambda request: Fault.http(500)
     results, slowest = [], 0.0
     for n in range(30):

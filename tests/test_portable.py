@@ -31,7 +31,13 @@ TOPICS = [
     "hiking trail boots summit", "sourdough bread oven flour", "guitar chords melody", "taxes invoice receipts",
     "puppy leash vet", "marathon training pace", "pottery wheel clay", "chess opening gambit",
 ]  # fmt: skip
-QUERIES = ["hiking boots on the summit", "bread in the oven", "guitar melody note 17", "taxes receipts note 140", "flour"]
+QUERIES = [
+    "hiking boots on the summit",
+    "bread in the oven",
+    "guitar melody note 17",
+    "taxes receipts note 140",
+    "flour",
+]
 
 
 def history(n: int, user: str | None = None) -> list[str]:
@@ -92,7 +98,15 @@ def contents(service: MemoryService, user: str) -> dict[str, Any]:
 
 def stats(service: MemoryService, user: str) -> tuple[int, ...]:
     s = service.stats(user)
-    return (s.short_term_pages, s.mid_term_pages, s.segments, s.archived_segments, s.indexed_pages, s.user_facts, s.assistant_traits)
+    return (
+        s.short_term_pages,
+        s.mid_term_pages,
+        s.segments,
+        s.archived_segments,
+        s.indexed_pages,
+        s.user_facts,
+        s.assistant_traits,
+    )
 
 
 def retrievals(service: MemoryService, user: str, **kw: Any) -> list[Any]:
@@ -125,12 +139,30 @@ def llm_service(data_dir: Path, base_url: str) -> MemoryService:
     return MemoryService(settings, store, HashEmbedder(), make_analyzer(settings))
 
 
-def test_round_trip_with_persona_restores_every_tier_and_the_same_retrieval(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+def test_round_trip_with_persona_restores_every_tier_and_the_same_retrieval(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
     source = llm_service(tmp_path / "source", llm.base_url)
-    source.add_memory("I am Maya and I love hiking", "I am Memo, happy to help with hiking.", timestamp="2024-05-01 09:00:00")
-    texts = ["hiking on the trail", "cooking bread", "guitar chords", "taxes forms", "hiking boots", "cooking pasta"]
+    source.add_memory(
+        "I am Maya and I love hiking",
+        "I am Memo, happy to help with hiking.",
+        timestamp="2024-05-01 09:00:00",
+    )
+    texts = [
+        "hiking on the trail",
+        "cooking bread",
+        "guitar chords",
+        "taxes forms",
+        "hiking boots",
+        "cooking pasta",
+    ]
     for n in range(20):
-        source.add_memory(f"{texts[n % 6]} page {n}", f"nice {n}", timestamp=f"2024-05-{2 + n:02d} 10:00:00", metadata={"n": n})
+        source.add_memory(
+            f"{texts[n % 6]} page {n}",
+            f"nice {n}",
+            timestamp=f"2024-05-{2 + n:02d} 10:00:00",
+            metadata={"n": n},
+        )
     before = contents(source, "default")
     assert before["facts"] and before["profile"] and before["head"] and before["stm"]
     assert any(f["source_pages"] for f in before["facts"]), "facts carry their provenance"
@@ -140,12 +172,17 @@ def test_round_trip_with_persona_restores_every_tier_and_the_same_retrieval(tmp_
 
     text = export_text(source, ["default"])
     lines = text.splitlines()
-    assert json.loads(lines[0])["format"] == "memoryos-export" and json.loads(lines[0])["version"] == FORMAT_VERSION
+    assert (
+        json.loads(lines[0])["format"] == "memoryos-export"
+        and json.loads(lines[0])["version"] == FORMAT_VERSION
+    )
 
     target = local_service(tmp_path / "target")  # no LLM needed to restore what one learned
     report = import_export(target, lines)
     assert report.ok, report.summary()
-    assert report.restored == ["default"] and report.records["page"] == len(before["stm"]) + len(before["mtm"])
+    assert report.restored == ["default"] and report.records["page"] == len(before["stm"]) + len(
+        before["mtm"]
+    )
     assert contents(target, "default") == contents(source, "default")
     assert stats(target, "default") == stats(source, "default")
     assert retrievals(target, "default") == retrievals(source, "default")
@@ -168,10 +205,17 @@ def test_round_trip_of_hundreds_of_pages_and_two_users_gives_the_same_results(tm
         assert stats(target, user) == stats(source, user)
         assert source.stats(user).archived_segments > 0 or user == "bob"
         assert retrievals(target, user) == retrievals(source, user)
-        assert retrievals(target, user, include_archived=True) == retrievals(source, user, include_archived=True)
+        assert retrievals(target, user, include_archived=True) == retrievals(
+            source, user, include_archived=True
+        )
     # The restored memory works on: an add goes through the pipeline from the restored state.
-    target.add_memory("guitar chords melody after the move", "ok", user_id="ann", timestamp="2024-12-01T10:00:00")
-    assert target.stats("ann").short_term_pages == source.stats("ann").short_term_pages + 1 or target.stats("ann").mid_term_pages > 0
+    target.add_memory(
+        "guitar chords melody after the move", "ok", user_id="ann", timestamp="2024-12-01T10:00:00"
+    )
+    assert (
+        target.stats("ann").short_term_pages == source.stats("ann").short_term_pages + 1
+        or target.stats("ann").mid_term_pages > 0
+    )
 
 
 def test_a_second_import_imports_nothing_twice(tmp_path: Path) -> None:
@@ -262,8 +306,12 @@ def test_what_was_forgotten_is_not_exported_and_a_restore_after_forget_all_works
     # Forget everything, then restore the export into the same store: the user is back as exported.
     source.forget_memory(everything=True, confirm="default")
     import_export(source, io.StringIO(text).readlines())
+
     def records(export: str) -> list[dict[str, Any]]:  # vectors may differ in the last bit (see above)
-        return [{k: v for k, v in json.loads(line).items() if k != "embedding"} for line in export.splitlines()[1:]]
+        return [
+            {k: v for k, v in json.loads(line).items() if k != "embedding"}
+            for line in export.splitlines()[1:]
+        ]
 
     assert records(export_text(source, ["default"])) == records(text)
     assert source.stats("default").short_term_pages + source.stats("default").mid_term_pages == 38
@@ -274,13 +322,20 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "memoryos_mcp", *args], capture_output=True, text=True, timeout=120, check=False, cwd=REPO
+        [sys.executable, "-m", "memoryos_mcp", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
     )
 
 
 def _python(code: str, *args: str) -> str:
     """Run code in another process (an embedded data dir admits one process at a time); its stdout."""
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -310,13 +365,22 @@ def test_cli_export_then_import_restores_the_same_memory(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert "exported 2 user(s): 100 pages" in done.stderr and done.stdout == ""
     to_stdout = _cli("export", "--data-dir", str(source_dir), "--user-id", "bob")
-    assert to_stdout.returncode == 0 and json.loads(to_stdout.stdout.splitlines()[0])["format"] == "memoryos-export"
+    assert (
+        to_stdout.returncode == 0
+        and json.loads(to_stdout.stdout.splitlines()[0])["format"] == "memoryos-export"
+    )
 
     first = _cli("import", str(dump), "--data-dir", str(target_dir))
     assert first.returncode == 0, first.stderr
-    assert "restored 2 user(s) (100 pages" in first.stdout and "restoring" in first.stderr  # summary; progress on stderr
+    assert (
+        "restored 2 user(s) (100 pages" in first.stdout and "restoring" in first.stderr
+    )  # summary; progress on stderr
     second = _cli("import", str(dump), "--data-dir", str(target_dir))
-    assert second.returncode == 0 and "restored 0 user(s) (0 pages" in second.stdout and "2 already present" in second.stdout
+    assert (
+        second.returncode == 0
+        and "restored 0 user(s) (0 pages" in second.stdout
+        and "2 already present" in second.stdout
+    )
 
     header = json.loads(dump.read_text().splitlines()[0])
     header["version"] = FORMAT_VERSION + 1
@@ -328,13 +392,17 @@ def test_cli_export_then_import_restores_the_same_memory(tmp_path: Path) -> None
     assert _python(_DUMP, str(target_dir)) == _python(_DUMP, str(source_dir))
 
 
-def test_a_server_replica_that_cached_the_empty_user_sees_the_restore(tmp_path: Path, chroma_server: int) -> None:
+def test_a_server_replica_that_cached_the_empty_user_sees_the_restore(
+    tmp_path: Path, chroma_server: int
+) -> None:
     source = local_service(tmp_path / "source", mtm_capacity=2)
     import_lines(source, history(120, "ann"), default_user="default")
     lines = export_text(source, ["ann"]).splitlines()
 
     def replica() -> MemoryService:
-        settings = load_settings(chroma_host="127.0.0.1", chroma_port=chroma_server, collection_prefix="portable", mtm_capacity=2)
+        settings = load_settings(
+            chroma_host="127.0.0.1", chroma_port=chroma_server, collection_prefix="portable", mtm_capacity=2
+        )
         store = ChromaStore(make_client(host="127.0.0.1", port=chroma_server), "portable")
         return MemoryService(settings, store, HashEmbedder(), LocalAnalyzer(settings.chain_threshold))
 
@@ -369,6 +437,8 @@ def test_records_of_another_user_here_are_never_overwritten(tmp_path: Path) -> N
     record["id"] = bobs["stm"][0]["id"]  # a hand-edited or mixed-up file
     lines[victim] = json.dumps(record)
     report = import_export(target, lines)
-    assert report.failed == [(victim + 1, f"id {record['id']} belongs to another user in this store; not overwritten")]
+    assert report.failed == [
+        (victim + 1, f"id {record['id']} belongs to another user in this store; not overwritten")
+    ]
     assert [u for u, _ in report.incomplete] == ["ann"]
     assert contents(target, "bob") == bobs

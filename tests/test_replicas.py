@@ -54,7 +54,9 @@ async def test_two_replicas_share_one_memory(tmp_path: Path, chroma_server: int)
             ids = []
             for i in range(12):
                 topic = ["hiking trail boots", "bread oven dough", "guitar chords"][i % 3]
-                result = await _call(client, "add_memory", user_input=f"{tag} notes {i} about {topic}", user_id="alice")
+                result = await _call(
+                    client, "add_memory", user_input=f"{tag} notes {i} about {topic}", user_id="alice"
+                )
                 ids.append(result["page_id"])
             return ids
 

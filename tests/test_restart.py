@@ -35,7 +35,9 @@ def history(n: int) -> list[str]:
 def service_on(data_dir: Path, snapshots: bool) -> MemoryService:
     settings = load_settings(data_dir=data_dir, index_snapshots=snapshots)
     store = ChromaStore(make_client(data_dir=data_dir), settings.collection_prefix)
-    return MemoryService(settings, store, HashEmbedder(), LocalAnalyzer(settings.chain_threshold), make_snapshots(settings))
+    return MemoryService(
+        settings, store, HashEmbedder(), LocalAnalyzer(settings.chain_threshold), make_snapshots(settings)
+    )
 
 
 @pytest.mark.parametrize("snapshots", [False, True])

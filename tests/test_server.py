@@ -66,8 +66,16 @@ async def test_add_then_retrieve_returns_pages_with_metadata(server: MCPServer) 
 async def test_pages_reach_mid_term_with_segment_and_score(server: MCPServer) -> None:
     async with Client(server) as client:
         for i in range(10):
-            await call(client, "add_memory", user_input=f"hiking trail mountains step {i}", agent_response="nice", metadata={"i": i})
-        found = await call(client, "retrieve_memory", query="hiking trail mountains", top_k=3, include_short_term=False)
+            await call(
+                client,
+                "add_memory",
+                user_input=f"hiking trail mountains step {i}",
+                agent_response="nice",
+                metadata={"i": i},
+            )
+        found = await call(
+            client, "retrieve_memory", query="hiking trail mountains", top_k=3, include_short_term=False
+        )
         assert found["short_term"] == []
         assert 1 <= len(found["mid_term"]) <= 3
         for page in found["mid_term"]:
@@ -79,7 +87,13 @@ async def test_pages_reach_mid_term_with_segment_and_score(server: MCPServer) ->
 async def test_user_b_never_sees_user_a(server: MCPServer) -> None:
     async with Client(server) as client:
         for i in range(9):
-            await call(client, "add_memory", user_input=f"secret alpha project {i}", agent_response="ok", user_id="alice")
+            await call(
+                client,
+                "add_memory",
+                user_input=f"secret alpha project {i}",
+                agent_response="ok",
+                user_id="alice",
+            )
         found = await call(client, "retrieve_memory", query="secret alpha project", user_id="bob")
         assert found["short_term"] == [] and found["mid_term"] == [] and found["segments"] == []
         assert "secret" not in found["context"]
@@ -110,7 +124,11 @@ async def test_status_resource_reports_counts(server: MCPServer) -> None:
     ("tool", "arguments", "message"),
     [
         ("add_memory", {"user_input": "", "agent_response": "  "}, "both empty"),
-        ("add_memory", {"user_input": "hi", "timestamp": "yesterday-ish"}, "timestamp 'yesterday-ish' is not understood"),
+        (
+            "add_memory",
+            {"user_input": "hi", "timestamp": "yesterday-ish"},
+            "timestamp 'yesterday-ish' is not understood",
+        ),
         ("add_memory", {"user_input": "hi", "user_id": "../etc"}, "user_id '../etc' is invalid"),
         ("add_memory", {"user_input": "hi", "user_id": "x" * 65}, "is invalid"),
         ("add_memory", {"user_input": "hi", "metadata": {"a": {"b": 1}}}, "nested"),
@@ -160,29 +178,77 @@ def assert_plain(message: str) -> None:
 @pytest.mark.parametrize(
     ("tool", "arguments", "message"),
     [
-        ("add_memory", {"usr_input": "I moved to Lisbon"}, "unknown argument 'usr_input' (did you mean 'user_input'?): add_memory accepts 'user_input', 'agent_response', 'user_id', 'timestamp'"),
+        (
+            "add_memory",
+            {"usr_input": "I moved to Lisbon"},
+            "unknown argument 'usr_input' (did you mean 'user_input'?): add_memory accepts 'user_input', 'agent_response', 'user_id', 'timestamp'",
+        ),
         ("add_memory", {"text": "hello"}, "unknown argument 'text': add_memory accepts"),
-        ("memory_stats", {"user": "bob", "verbose": True}, "unknown arguments 'user' and 'verbose': memory_stats accepts 'user_id'"),
+        (
+            "memory_stats",
+            {"user": "bob", "verbose": True},
+            "unknown arguments 'user' and 'verbose': memory_stats accepts 'user_id'",
+        ),
         ("add_memory", {"user_input": "hi", "user_id": ""}, "user_id '' is invalid: use 1-64 characters"),
-        ("retrieve_memory", {"query": "hi", "user_id": "null"}, "user_id 'null' is invalid: it reads as a missing value"),
+        (
+            "retrieve_memory",
+            {"query": "hi", "user_id": "null"},
+            "user_id 'null' is invalid: it reads as a missing value",
+        ),
         ("memory_stats", {"user_id": "."}, "user_id '.' is invalid"),
         ("get_user_profile", {"user_id": ".."}, "user_id '..' is invalid"),
         ("memory_stats", {"user_id": 7}, "user_id must be a string or left out; got 7"),
-        ("retrieve_memory", {"query": "hi", "top_k": "abc"}, "top_k must be an integer from 1 to 100 (or left out); got 'abc'"),
-        ("retrieve_memory", {"query": "hi", "top_k": 1000}, "top_k must be an integer from 1 to 100 (or left out); got 1000"),
-        ("retrieve_memory", {"query": "hi", "top_m": 0}, "top_m must be an integer from 1 to 50 (or left out); got 0"),
-        ("retrieve_memory", {"query": "hi", "include_short_term": "maybe"}, "include_short_term must be true or false (or left out); got 'maybe'"),
+        (
+            "retrieve_memory",
+            {"query": "hi", "top_k": "abc"},
+            "top_k must be an integer from 1 to 100 (or left out); got 'abc'",
+        ),
+        (
+            "retrieve_memory",
+            {"query": "hi", "top_k": 1000},
+            "top_k must be an integer from 1 to 100 (or left out); got 1000",
+        ),
+        (
+            "retrieve_memory",
+            {"query": "hi", "top_m": 0},
+            "top_m must be an integer from 1 to 50 (or left out); got 0",
+        ),
+        (
+            "retrieve_memory",
+            {"query": "hi", "include_short_term": "maybe"},
+            "include_short_term must be true or false (or left out); got 'maybe'",
+        ),
         ("retrieve_memory", {"query": 5}, "query must be a string; got 5"),
         ("retrieve_memory", {}, "query is required: a string"),
-        ("add_memory", {"user_input": ["a", "b"]}, 'user_input must be a string (or left out); got ["a", "b"]'),
-        ("add_memory", {"user_input": "hi", "metadata": "a=1"}, "metadata must be a JSON object (or left out); got 'a=1'"),
-        ("add_memory", {"user_input": "hi", "metadata": {"n": 123456789012345678901234567890}}, "metadata['n'] is 123456789012345678901234567890, outside ±2^53"),
-        ("add_memory", {"user_input": "hi", "metadata": {"n": -(2**53) - 1}}, "outside ±2^53 where JSON numbers lose precision: send it as a string"),
+        (
+            "add_memory",
+            {"user_input": ["a", "b"]},
+            'user_input must be a string (or left out); got ["a", "b"]',
+        ),
+        (
+            "add_memory",
+            {"user_input": "hi", "metadata": "a=1"},
+            "metadata must be a JSON object (or left out); got 'a=1'",
+        ),
+        (
+            "add_memory",
+            {"user_input": "hi", "metadata": {"n": 123456789012345678901234567890}},
+            "metadata['n'] is 123456789012345678901234567890, outside ±2^53",
+        ),
+        (
+            "add_memory",
+            {"user_input": "hi", "metadata": {"n": -(2**53) - 1}},
+            "outside ±2^53 where JSON numbers lose precision: send it as a string",
+        ),
         ("retrieve_memory", {"query": "hi", "top_k": BIG}, "got 'xxxxxxxx"),
         ("add_memory", {"user_input": "hi", "timestamp": BIG}, "… (1,000,000 characters) is not understood"),
         ("memory_stats", {"user_id": BIG}, "… (1,000,000 characters) is invalid"),
         ("add_memory", {"user_input": "hi", "metadata": {BIG: 1}}, "metadata key 'xxx"),
-        ("add_memory", {"user_input": "hi", "metadata": {"k": "v" * 1_000_000}}, "is 1000000 characters; the limit per value is 1000"),
+        (
+            "add_memory",
+            {"user_input": "hi", "metadata": {"k": "v" * 1_000_000}},
+            "is 1000000 characters; the limit per value is 1000",
+        ),
     ],
 )
 async def test_the_contract_says_what_was_wrong_and_what_fits(
@@ -219,7 +285,9 @@ async def test_a_tool_added_later_gets_the_contract(server: MCPServer) -> None:
         return note
 
     async with Client(server) as client:
-        assert "unknown argument 'notes' (did you mean 'note'?)" in await error(client, "echo_user", notes="x")
+        assert "unknown argument 'notes' (did you mean 'note'?)" in await error(
+            client, "echo_user", notes="x"
+        )
         assert "user_id 'null' is invalid" in await error(client, "echo_user", note="x", user_id="null")
         assert not (await client.call_tool("echo_user", {"note": "hi"})).is_error
     assert seen == ["default:hi"]  # the default user was bound before the tool ran
@@ -228,7 +296,9 @@ async def test_a_tool_added_later_gets_the_contract(server: MCPServer) -> None:
 async def test_allowed_users_applies_on_stdio_too(settings: Settings, service: MemoryService) -> None:
     narrowed = settings.model_copy(update={"allowed_users": ["alice", "bob"]})
     async with Client(build_server(narrowed, service_factory=lambda: service)) as client:
-        assert "user_id is required: this caller may act for 'alice' and 'bob'" in await error(client, "memory_stats")
+        assert "user_id is required: this caller may act for 'alice' and 'bob'" in await error(
+            client, "memory_stats"
+        )
         assert "not among this server's allowed_users" in await error(client, "memory_stats", user_id="carol")
         assert (await call(client, "memory_stats", user_id="bob"))["user_id"] == "bob"
 
@@ -237,7 +307,10 @@ async def test_prompt_failures_carry_the_reason(server: MCPServer) -> None:
     async with Client(server) as client:
         for arguments, reason in [
             ({"query": "  "}, "query must not be empty"),
-            ({"query": "hi", "bogus": "1"}, "unknown argument 'bogus': prompt memory_context accepts 'query' and 'user_id'"),
+            (
+                {"query": "hi", "bogus": "1"},
+                "unknown argument 'bogus': prompt memory_context accepts 'query' and 'user_id'",
+            ),
             ({}, "prompt memory_context needs 'query'"),
             ({"query": "hi", "user_id": "null"}, "user_id 'null' is invalid"),
         ]:

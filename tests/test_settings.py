@@ -11,7 +11,15 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "memoryos.example.
 
 def test_defaults_are_the_papers() -> None:
     s = Settings()
-    assert (s.stm_capacity, s.mtm_capacity, s.theta, s.tau, s.top_m, s.top_k, s.lpm_capacity) == (7, 200, 0.6, 5, 5, 10, 100)
+    assert (s.stm_capacity, s.mtm_capacity, s.theta, s.tau, s.top_m, s.top_k, s.lpm_capacity) == (
+        7,
+        200,
+        0.6,
+        5,
+        5,
+        10,
+        100,
+    )
     assert (s.alpha, s.beta, s.gamma, s.mu) == (1, 1, 1, 1e7)
     assert not s.llm_configured
 
@@ -60,13 +68,25 @@ def test_bad_values_are_rejected() -> None:
     [
         ({"MEMORYOS_TOP_K": "0"}, None, "MEMORYOS_TOP_K must be an integer from 1 to 100; got '0'"),
         ({"MEMORYOS_PORT": "abc"}, None, "MEMORYOS_PORT must be an integer from 0 to 65535; got 'abc'"),
-        ({"MEMORYOS_TRANSPORT": "http"}, None, "MEMORYOS_TRANSPORT must be 'stdio' or 'streamable-http'; got 'http'"),
-        ({"MEMORYOS_USER_ID": "null"}, None, "MEMORYOS_USER_ID 'null' is invalid: it reads as a missing value"),
+        (
+            {"MEMORYOS_TRANSPORT": "http"},
+            None,
+            "MEMORYOS_TRANSPORT must be 'stdio' or 'streamable-http'; got 'http'",
+        ),
+        (
+            {"MEMORYOS_USER_ID": "null"},
+            None,
+            "MEMORYOS_USER_ID 'null' is invalid: it reads as a missing value",
+        ),
         ({"MEMORYOS_ALLOWED_USERS": " , "}, None, "MEMORYOS_ALLOWED_USERS ' , ' is invalid: names no user"),
         ({}, "top_kk = 3\n", "unknown setting 'top_kk' (did you mean 'top_k'?) in config file"),
         ({}, "top_k = = 3\n", "is not valid TOML"),
         ({}, 'stm_capacity = "seven"\n', "stm_capacity in "),
-        ({"MEMORYOS_CONFIG": "/nonexistent/m.toml"}, None, "MEMORYOS_CONFIG=/nonexistent/m.toml does not name an existing file"),
+        (
+            {"MEMORYOS_CONFIG": "/nonexistent/m.toml"},
+            None,
+            "MEMORYOS_CONFIG=/nonexistent/m.toml does not name an existing file",
+        ),
     ],
 )
 def test_a_bad_setting_stops_serve_with_one_line_and_status_2(

@@ -36,7 +36,10 @@ _SEGMENT_CHUNK = 100  # segment ids per `$in` filter
 _SMALL_SYNC = 100  # vector-index sync interval of every collection (see ChromaStore._sync_often)
 _PAGE = {"documents", "metadatas", "embeddings"}
 
-def make_client(*, data_dir: Path | None = None, host: str | None = None, port: int = 8000, ssl: bool = False) -> ClientAPI:
+
+def make_client(
+    *, data_dir: Path | None = None, host: str | None = None, port: int = 8000, ssl: bool = False
+) -> ClientAPI:
     """Embedded PersistentClient under data_dir, or HttpClient when a Chroma server host is given."""
     settings = chromadb.Settings(anonymized_telemetry=False)
     if host:
@@ -91,9 +94,13 @@ class ChromaStore:
         try:
             hnsw = (collection.configuration_json or {}).get("hnsw") or {}  # .configuration warns about EFs
             if int(hnsw.get("sync_threshold", 0)) > _SMALL_SYNC:  # a collection made before this setting
-                with warnings.catch_warnings():  # Chroma warns that embedding_function=None is a "legacy" config
+                with (
+                    warnings.catch_warnings()
+                ):  # Chroma warns that embedding_function=None is a "legacy" config
                     warnings.simplefilter("ignore", DeprecationWarning)
-                    collection.modify(configuration={"hnsw": {"sync_threshold": _SMALL_SYNC, "batch_size": _SMALL_SYNC}})
+                    collection.modify(
+                        configuration={"hnsw": {"sync_threshold": _SMALL_SYNC, "batch_size": _SMALL_SYNC}}
+                    )
         except Exception as exc:  # a server or version that cannot change it: only slower writes
             logger.debug("could not lower sync_threshold of %s: %s", collection.name, exc)
 
@@ -105,18 +112,24 @@ class ChromaStore:
         hnsw: dict[str, Any] = {"space": "cosine", "ef_construction": 16, "max_neighbors": 4}
         hnsw.update(sync_threshold=_SMALL_SYNC, batch_size=_SMALL_SYNC)
         return self.client.get_or_create_collection(
-            f"{self.prefix}_{tier}", configuration={"hnsw": hnsw}, embedding_function=None  # type: ignore[typeddict-item]
+            f"{self.prefix}_{tier}",
+            configuration={"hnsw": hnsw},
+            embedding_function=None,  # type: ignore[typeddict-item]
         )
 
     # ------------------------------------------------------------------ batched primitives
 
-    def _get_ids(self, collection: Collection, ids: Sequence[str], include: set[str]) -> list[tuple[str, str | None, dict[str, Any], np.ndarray | None]]:
+    def _get_ids(
+        self, collection: Collection, ids: Sequence[str], include: set[str]
+    ) -> list[tuple[str, str | None, dict[str, Any], np.ndarray | None]]:
         rows = []
         for chunk in _chunks(list(dict.fromkeys(ids)), self.batch):
             rows.extend(_rows(collection.get(ids=list(chunk), include=sorted(include))))  # type: ignore[arg-type]
         return rows
 
-    def _get_where(self, collection: Collection, where: dict[str, Any], include: set[str]) -> list[tuple[str, str | None, dict[str, Any], np.ndarray | None]]:
+    def _get_where(
+        self, collection: Collection, where: dict[str, Any], include: set[str]
+    ) -> list[tuple[str, str | None, dict[str, Any], np.ndarray | None]]:
         """All records matching a (selective) filter, read in pages under the batch limit."""
         rows: list[tuple[str, str | None, dict[str, Any], np.ndarray | None]] = []
         while True:
@@ -132,7 +145,11 @@ class ChromaStore:
             method(ids=list(ids[start:end]), **{k: list(v[start:end]) for k, v in columns.items()})
 
     def _delete_owned(self, collection: Collection, user_id: str, ids: Sequence[str]) -> None:
-        owned = [i for i, _, meta, _ in self._get_ids(collection, ids, {"metadatas"}) if meta.get("user_id") == user_id]
+        owned = [
+            i
+            for i, _, meta, _ in self._get_ids(collection, ids, {"metadatas"})
+            if meta.get("user_id") == user_id
+        ]
         for chunk in _chunks(owned, self.batch):
             collection.delete(ids=list(chunk))
 
@@ -178,8 +195,14 @@ class ChromaStore:
             embedding=embedding,
         )
 
-    def _pages(self, rows: Sequence[tuple[str, str | None, dict[str, Any], np.ndarray | None]], user_id: str) -> list[Page]:
-        pages = [self._page(i, d, m, e) for i, d, m, e in rows if m.get("user_id") == user_id and m.get("kind") == "page"]
+    def _pages(
+        self, rows: Sequence[tuple[str, str | None, dict[str, Any], np.ndarray | None]], user_id: str
+    ) -> list[Page]:
+        pages = [
+            self._page(i, d, m, e)
+            for i, d, m, e in rows
+            if m.get("user_id") == user_id and m.get("kind") == "page"
+        ]
         return sorted(pages, key=lambda p: (p.added_at, p.id))
 
     def _put_pages(self, collection: Collection, pages: Sequence[Page]) -> None:
@@ -210,7 +233,10 @@ class ChromaStore:
 
     def find_pages(self, user_id: str, page_ids: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        for tier, collection in (("short_term", self.stm), ("mid_term", self.mtm)):  # mid-term wins: the move happened
+        for tier, collection in (
+            ("short_term", self.stm),
+            ("mid_term", self.mtm),
+        ):  # mid-term wins: the move happened
             for pid, _, meta, _ in self._get_ids(collection, page_ids, {"metadatas"}):
                 if meta.get("user_id") == user_id and meta.get("kind") == "page":
                     found[pid] = tier
@@ -220,7 +246,11 @@ class ChromaStore:
         return self._pages(self._get_ids(self.mtm, page_ids, _PAGE), user_id) if page_ids else []
 
     def mark_analyzed(self, user_id: str, page_ids: Sequence[str]) -> None:
-        owned = [i for i, _, m, _ in self._get_ids(self.mtm, page_ids, {"metadatas"}) if m.get("user_id") == user_id]
+        owned = [
+            i
+            for i, _, m, _ in self._get_ids(self.mtm, page_ids, {"metadatas"})
+            if m.get("user_id") == user_id
+        ]
         self._write(self.mtm.update, owned, metadatas=[{"analyzed": True}] * len(owned))
 
     def pages_of_segments(self, user_id: str, segment_ids: Sequence[str]) -> list[Page]:
@@ -286,7 +316,11 @@ class ChromaStore:
         )
 
     def write_mid_term(
-        self, new_segments: Sequence[Segment], changed_segments: Sequence[Segment], pages: Sequence[Page], head: ChainHead | None
+        self,
+        new_segments: Sequence[Segment],
+        changed_segments: Sequence[Segment],
+        pages: Sequence[Page],
+        head: ChainHead | None,
     ) -> None:
         # One upsert for everything new (segments, pages, the chain head), one update for changed segments:
         # each call costs ~5 ms whatever it carries, and an eviction touches all of these.
@@ -304,13 +338,24 @@ class ChromaStore:
             documents.append(doc), metadatas.append(meta)
         if head is not None:
             doc, meta = self._head_record(head)
-            ids.append(f"chain:{head.user_id}"), embeddings.append(np.asarray(head.embedding, dtype=np.float32))
+            (
+                ids.append(f"chain:{head.user_id}"),
+                embeddings.append(np.asarray(head.embedding, dtype=np.float32)),
+            )
             documents.append(doc), metadatas.append(meta)
         if ids:
-            self._write(self.mtm.upsert, ids, embeddings=np.asarray(embeddings), documents=documents, metadatas=metadatas)
+            self._write(
+                self.mtm.upsert,
+                ids,
+                embeddings=np.asarray(embeddings),
+                documents=documents,
+                metadatas=metadatas,
+            )
         self.put_segments(changed_segments, new=False)
 
-    def record_visits(self, user_id: str, segment_ids: Sequence[str], now: float) -> dict[str, tuple[int, float]]:
+    def record_visits(
+        self, user_id: str, segment_ids: Sequence[str], now: float
+    ) -> dict[str, tuple[int, float]]:
         # Incremented from the stored value, not from a cached one: another replica may have visited too.
         written: dict[str, tuple[int, float]] = {}
         for sid, _, meta, _ in self._get_ids(self.mtm, segment_ids, {"metadatas"}):
@@ -320,14 +365,18 @@ class ChromaStore:
             ids = list(written)
             # update() merges metadata and leaves the vector alone, so the HNSW index is not touched.
             self._write(
-                self.mtm.update, ids, metadatas=[{"n_visit": written[i][0], "last_access": written[i][1]} for i in ids]
+                self.mtm.update,
+                ids,
+                metadatas=[{"n_visit": written[i][0], "last_access": written[i][1]} for i in ids],
             )
         return written
 
     # ------------------------------------------------------------------ chain head
 
     def get_chain_head(self, user_id: str) -> ChainHead | None:
-        for _, doc, meta, embedding in self._get_ids(self.mtm, [f"chain:{user_id}"], {"documents", "metadatas", "embeddings"}):
+        for _, doc, meta, embedding in self._get_ids(
+            self.mtm, [f"chain:{user_id}"], {"documents", "metadatas", "embeddings"}
+        ):
             if meta.get("user_id") == user_id:
                 body = json.loads(doc or "{}")
                 return ChainHead(user_id=user_id, embedding=embedding, **body)  # type: ignore[arg-type]
@@ -398,7 +447,9 @@ class ChromaStore:
                 source_pages=json.loads(str(meta.get("source_pages") or "[]")),
                 embedding=embedding,
             )
-            for fid, doc, meta, embedding in self._get_where(self.lpm, {"owner_kind": f"{user_id}|{kind}"}, _PAGE)
+            for fid, doc, meta, embedding in self._get_where(
+                self.lpm, {"owner_kind": f"{user_id}|{kind}"}, _PAGE
+            )
             if meta.get("user_id") == user_id and meta.get("kind") == kind
         ]
         return sorted(facts, key=lambda f: (f.created_at, f.id))
@@ -433,7 +484,9 @@ class ChromaStore:
     def _meta_put(self, records: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
         self.meta.upsert(
             ids=[r[0] for r in records],
-            embeddings=np.ones((len(records), 1), dtype=np.float32),  # the meta records are looked up by id only
+            embeddings=np.ones(
+                (len(records), 1), dtype=np.float32
+            ),  # the meta records are looked up by id only
             documents=[r[1] for r in records],
             metadatas=[r[2] for r in records],
         )
@@ -480,7 +533,11 @@ class ChromaStore:
     @staticmethod
     def _log_record(user_id: str, change: Change, writer: str) -> tuple[str, str, dict[str, Any]]:
         body = json.dumps(change.__dict__, ensure_ascii=False)
-        return f"log:{user_id}:{change.seq}", body, {"kind": "log", "user_id": user_id, "seq": change.seq, "writer": writer}
+        return (
+            f"log:{user_id}:{change.seq}",
+            body,
+            {"kind": "log", "user_id": user_id, "seq": change.seq, "writer": writer},
+        )
 
     @staticmethod
     def _version_record(user_id: str, change: Change) -> tuple[str, str, dict[str, Any]]:
@@ -501,14 +558,23 @@ class ChromaStore:
         # right: each entry names what its writer put in the store).
         for _ in range(64):
             entry_id, body, entry = self._log_record(user_id, change, writer)
-            self.meta.add(ids=[entry_id], embeddings=np.ones((1, 1), dtype=np.float32), documents=[body], metadatas=[entry])
+            self.meta.add(
+                ids=[entry_id],
+                embeddings=np.ones((1, 1), dtype=np.float32),
+                documents=[body],
+                metadatas=[entry],
+            )
             stored = self._get_ids(self.meta, [entry_id], {"documents", "metadatas"})
             if stored and stored[0][2].get("writer") == writer and stored[0][1] == body:
                 break
-            logger.warning("change %d of user %s was written by another process; using the next one", change.seq, user_id)
+            logger.warning(
+                "change %d of user %s was written by another process; using the next one", change.seq, user_id
+            )
             change.seq += 1
         else:
-            raise StorageError(f"could not append to the change log of user {user_id!r}: 64 entries in a row taken")
+            raise StorageError(
+                f"could not append to the change log of user {user_id!r}: 64 entries in a row taken"
+            )
         self._meta_put([self._version_record(user_id, change)])
 
         if change.seq % 64 == 0 and change.seq > LOG_KEEP:
@@ -545,8 +611,14 @@ class ChromaStore:
                 # Read again just before deleting: the holder may have renewed it, or another waiter replaced
                 # it, meanwhile (Chroma has no conditional delete; this leaves a window of a few ms).
                 again = self._get_ids(self.meta, [lease_id], {"metadatas"})
-                if again and again[0][2].get("owner") == meta.get("owner") and again[0][2].get("expires") == meta.get("expires"):
-                    logger.warning("write lease of %s held by %s expired; taking over", user_id, meta.get("owner"))
+                if (
+                    again
+                    and again[0][2].get("owner") == meta.get("owner")
+                    and again[0][2].get("expires") == meta.get("expires")
+                ):
+                    logger.warning(
+                        "write lease of %s held by %s expired; taking over", user_id, meta.get("owner")
+                    )
                     self.meta.delete(ids=[lease_id])
         return False
 
@@ -578,7 +650,8 @@ class ChromaStore:
             ids = [
                 i
                 for i, _, meta, _ in self._get_where(collection, {"user_id": user_id}, {"metadatas"})
-                if meta.get("user_id") == user_id and meta.get("kind") != "lease"  # the caller's lease goes last
+                if meta.get("user_id") == user_id
+                and meta.get("kind") != "lease"  # the caller's lease goes last
             ]
             for chunk in _chunks(ids, self.batch):
                 collection.delete(ids=list(chunk))
@@ -619,7 +692,9 @@ class ChromaStore:
         """Every user with memory here: a version record (every committed write leaves one) or short-term
         pages (a first add whose commit did not finish). Bounded reads: the meta and short-term collections
         are small, and both are read in pages under the batch limit."""
-        users = {str(m["user_id"]) for _, _, m, _ in self._get_where(self.meta, {"kind": "version"}, {"metadatas"})}
+        users = {
+            str(m["user_id"]) for _, _, m, _ in self._get_where(self.meta, {"kind": "version"}, {"metadatas"})
+        }
         offset = 0
         while True:
             rows = _rows(self.stm.get(limit=self.batch, offset=offset, include=["metadatas"]))
@@ -630,7 +705,9 @@ class ChromaStore:
 
     def profile_embedding(self, user_id: str) -> Vector | None:
         """The stored vector of the user's profile (get_profile returns the profile without it)."""
-        for _, _, meta, embedding in self._get_ids(self.lpm, [f"profile:{user_id}"], {"metadatas", "embeddings"}):
+        for _, _, meta, embedding in self._get_ids(
+            self.lpm, [f"profile:{user_id}"], {"metadatas", "embeddings"}
+        ):
             if meta.get("user_id") == user_id:
                 return embedding
         return None

@@ -77,7 +77,9 @@ class ModelHealth:
     def succeeded(self) -> None:
         with self._lock:
             if self._failing_since is not None and self._run_logged:
-                logger.warning("LLM %s answers again after %.0f s", self.model, self.clock() - self._failing_since)
+                logger.warning(
+                    "LLM %s answers again after %.0f s", self.model, self.clock() - self._failing_since
+                )
             self._failing_since = None
             self._failures_in_a_row = 0
             self._retry_at = 0.0

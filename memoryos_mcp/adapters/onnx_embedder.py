@@ -32,13 +32,21 @@ def onnx_path_for(model_dir: Path) -> Path:
     the user's cache. The name changes when the weights do."""
     weights = model_dir / "model.safetensors"
     stat = weights.stat() if weights.exists() else (model_dir / "config.json").stat()
-    key = hashlib.sha1(f"{model_dir.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{_EXPORT_VERSION}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(
+        f"{model_dir.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{_EXPORT_VERSION}".encode()
+    ).hexdigest()[:16]
     name = f"{model_dir.name}-{key}.onnx"
     beside_venv = Path(sys.prefix) / "share" / "memoryos-mcp" / "onnx"
-    for folder in (beside_venv, Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "memoryos-mcp" / "onnx"):
+    for folder in (
+        beside_venv,
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "memoryos-mcp" / "onnx",
+    ):
         if (folder / name).exists():
             return folder / name
-    for folder in (beside_venv, Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "memoryos-mcp" / "onnx"):
+    for folder in (
+        beside_venv,
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "memoryos-mcp" / "onnx",
+    ):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if os.access(folder, os.W_OK):
@@ -61,7 +69,9 @@ def export_onnx(model_dir: Path, target: Path) -> None:
             super().__init__()
             self.bert = bert
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+        ) -> torch.Tensor:
             out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
             return out.last_hidden_state
 
@@ -69,7 +79,10 @@ def export_onnx(model_dir: Path, target: Path) -> None:
     ids = torch.randint(1000, 2000, (2, 16))
     mask = torch.ones(2, 16, dtype=torch.long)
     mask[1, 10:] = 0
-    axes = {name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")}
+    axes = {
+        name: {0: "batch", 1: "tokens"}
+        for name in ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")
+    }
     temporary = target.with_name(f"{target.name}.tmp{os.getpid()}")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes about Python control flow: none applies here
@@ -125,7 +138,9 @@ class OnnxEmbedder:
                     n = len(encoded[i].ids)
                     ids[r, :n] = encoded[i].ids
                     mask[r, :n] = 1
-                hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+                hidden = self.session.run(
+                    None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+                )[0]
                 weights = mask[:, :, None].astype(np.float32)
                 pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
                 out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)

@@ -125,7 +125,10 @@ class OpenAIChat:
             # One repair: show the model its answer (clipped) and what was wrong with it.
             messages += [
                 {"role": "assistant", "content": content[:2000]},
-                {"role": "user", "content": f"That answer was unusable ({first}). Reply again with only the JSON object, in the requested shape."},
+                {
+                    "role": "user",
+                    "content": f"That answer was unusable ({first}). Reply again with only the JSON object, in the requested shape.",
+                },
             ]
             content = self._complete(messages, usage, name, schema)
             try:
@@ -134,7 +137,9 @@ class OpenAIChat:
                 self._count("invalid")
                 # A model that cannot produce the JSON twice in a row (small local models often can't) would
                 # make every add_memory wait for two useless answers: rest it like an unreachable one.
-                raise self.health.failed(f"invalid JSON from the model twice: {second}", unusable=True) from None
+                raise self.health.failed(
+                    f"invalid JSON from the model twice: {second}", unusable=True
+                ) from None
         try:
             result = use(parsed)
         except LLMAnswerUnusable as exc:
@@ -149,7 +154,9 @@ class OpenAIChat:
     def _remaining(self, usage: LLMUsage) -> float:
         return self.timeout_s if usage.deadline is None else usage.deadline - self.clock()
 
-    def _complete(self, messages: list[dict[str, str]], usage: LLMUsage, name: str, schema: Mapping[str, Any]) -> str:
+    def _complete(
+        self, messages: list[dict[str, str]], usage: LLMUsage, name: str, schema: Mapping[str, Any]
+    ) -> str:
         shape = self.json_mode.shape
         rejected: dict[Shape, str] = {}  # shapes this endpoint refused during this call, and how
         stepped_on_5xx = False
@@ -157,7 +164,9 @@ class OpenAIChat:
         while True:
             remaining = self._remaining(usage)
             if remaining < MIN_REQUEST_S:
-                raise LLMError("the time budget of this call is spent; the LLM work stays pending for a later call")
+                raise LLMError(
+                    "the time budget of this call is spent; the LLM work stays pending for a later call"
+                )
             fmt = response_format(shape, name, schema)
             retry_after: float | None = None
             try:
@@ -174,7 +183,11 @@ class OpenAIChat:
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 lower = self.json_mode.below(shape) if fmt else None
-                if lower is not None and status in REJECTING_STATUSES and not (status >= 500 and stepped_on_5xx):
+                if (
+                    lower is not None
+                    and status in REJECTING_STATUSES
+                    and not (status >= 500 and stepped_on_5xx)
+                ):
                     # Maybe the endpoint does not take this response_format: ask the next way at once.
                     rejected[shape] = f"HTTP {status}: {_brief(exc.message)}"
                     stepped_on_5xx |= status >= 500
@@ -207,7 +220,8 @@ class OpenAIChat:
             if wait > self._remaining(usage) - MIN_REQUEST_S:
                 # Waiting would outlast this call's budget: give up now; the model rests at least as long.
                 raise self.health.failed(
-                    f"{last}; the next try would be in {wait:.1f} s, past this call's time budget", retry_after=retry_after
+                    f"{last}; the next try would be in {wait:.1f} s, past this call's time budget",
+                    retry_after=retry_after,
                 )
             logger.debug("LLM request failed (%s); retrying in %.2f s", last, wait)
             self._sleep(wait)
@@ -238,7 +252,9 @@ def parse_answer(content: str, shape: type[M], max_chars: int) -> M:
     try:
         return shape.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors()[:5])
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors()[:5]
+        )
         raise ValueError(f"JSON of the wrong shape: {problems}") from None
 
 

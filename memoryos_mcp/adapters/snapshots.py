@@ -72,7 +72,9 @@ class SnapshotStore:
                     stale.unlink(missing_ok=True)
             except OSError:
                 pass
-        temporary = target.with_name(f"{target.name}.tmp{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}")
+        temporary = target.with_name(
+            f"{target.name}.tmp{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}"
+        )
         with temporary.open("wb") as out:
             np.savez(
                 out,
@@ -101,7 +103,11 @@ class SnapshotStore:
                     return None
                 packed: dict[str, Any] = {name: data[name] for name in _ARRAYS}
                 packed.update({name: _untext(data[name]) for name in _LISTS})
-                packed.update(context_window=header["context_window"], dim=header["dim"], memory_epoch=header.get("epoch", ""))
+                packed.update(
+                    context_window=header["context_window"],
+                    dim=header["dim"],
+                    memory_epoch=header.get("epoch", ""),
+                )
                 # None in older snapshots: the names are counted again from the pages on restore
                 packed["vocatives"], packed["introduced"] = header.get("vocatives"), header.get("introduced")
                 return packed, int(header["seq"])

@@ -40,7 +40,8 @@ def build_context(
         sections.append("## Known facts about the user\n" + "\n".join(f"- {f.fact.text}" for f in user_facts))
     if assistant_traits:
         sections.append(
-            "## What the assistant has said about itself\n" + "\n".join(f"- {f.fact.text}" for f in assistant_traits)
+            "## What the assistant has said about itself\n"
+            + "\n".join(f"- {f.fact.text}" for f in assistant_traits)
         )
     if mid_term:
         # Oldest first reads as a story; the ranking already chose which pages are here.

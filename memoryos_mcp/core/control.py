@@ -100,7 +100,12 @@ class Control:
     # ------------------------------------------------------------------ listing
 
     def list_pages(
-        self, state: UserState, tier: Tier, window: tuple[float, float] | None, limit: int, below: PageKey | None
+        self,
+        state: UserState,
+        tier: Tier,
+        window: tuple[float, float] | None,
+        limit: int,
+        below: PageKey | None,
     ) -> PageListing:
         """Pages newest first (page date, then time stored), `limit` of them after `below`."""
 
@@ -112,14 +117,20 @@ class Control:
 
         with state.lock:
             stm = list(state.stm)
-            indexed = state.index.newest(window, below[:2] if below else None, limit) if tier != "short_term" else []
+            indexed = (
+                state.index.newest(window, below[:2] if below else None, limit)
+                if tier != "short_term"
+                else []
+            )
         stm_ids = {p.id for p in stm}
         found: list[tuple[Page, str]] = []
         if tier != "mid_term":
             found.extend((p, "short_term") for p in stm if wanted(p))
         if tier != "short_term":
             found.extend((p, "mid_term") for p in indexed if p.id not in stm_ids and wanted(p))
-            archived = [s.id for s in self.store.list_segments(state.user_id, include_archived=True) if s.archived]
+            archived = [
+                s.id for s in self.store.list_segments(state.user_id, include_archived=True) if s.archived
+            ]
             if archived:  # out of the index: read from the store (their number grows only by archiving)
                 pages = self.store.pages_of_segments(state.user_id, archived)
                 found.extend((p, "mid_term") for p in pages if p.id not in stm_ids and wanted(p))
@@ -138,7 +149,12 @@ class Control:
     # ------------------------------------------------------------------ forgetting
 
     def forget(
-        self, state: UserState, page_ids: Sequence[str], fact_ids: Sequence[str], before: float | None, writer: str
+        self,
+        state: UserState,
+        page_ids: Sequence[str],
+        fact_ids: Sequence[str],
+        before: float | None,
+        writer: str,
     ) -> tuple[ForgetReport, Change | None]:
         """Remove pages and facts of `state`'s user durably, with the cascade; then bring `state` along.
         Returns the report and the change-log entry written (None when nothing was removed)."""
@@ -151,7 +167,11 @@ class Control:
         by_segment: dict[str, list[str]] = {}
         for page in mtm_targets.values():
             by_segment.setdefault(page.segment_id, []).append(page.id)
-        archived = {s.id: s for s in self.store.list_segments(uid, include_archived=True) if s.archived} if by_segment else {}
+        archived = (
+            {s.id: s for s in self.store.list_segments(uid, include_archived=True) if s.archived}
+            if by_segment
+            else {}
+        )
         kept_by_segment = {
             sid: [p for p in pages if p.id not in forgotten]
             for sid, pages in _group(self.store.pages_of_segments(uid, list(by_segment))).items()
@@ -239,7 +259,8 @@ class Control:
             gone = {f.id for f in facts_removed}
             trimmed = {f.id: f for f in facts_trimmed}
             state.facts = {
-                kind: [trimmed.get(f.id, f) for f in items if f.id not in gone] for kind, items in state.facts.items()
+                kind: [trimmed.get(f.id, f) for f in items if f.id not in gone]
+                for kind, items in state.facts.items()
             }
             state.mid_term_pages, state.archived_segments = change.mid_term_pages, change.archived_segments
             state.seq = change.seq
@@ -267,9 +288,11 @@ class Control:
             stm_targets |= {p.id for p in state.stm if parse_epoch(p.timestamp) < before}
             for pid in state.index.ids_dated_before(before):
                 mtm_targets.setdefault(pid, state.index.get(pid))  # type: ignore[arg-type]
-        archived = [s.id for s in self.store.list_segments(uid, include_archived=True) if s.archived] if (
-            elsewhere or before is not None
-        ) else []
+        archived = (
+            [s.id for s in self.store.list_segments(uid, include_archived=True) if s.archived]
+            if (elsewhere or before is not None)
+            else []
+        )
         if archived and before is not None:
             for page in self.store.pages_of_segments(uid, archived):
                 if parse_epoch(page.timestamp) < before:
@@ -336,20 +359,26 @@ class Control:
         rewritten: list[Page] = []
         last_of_chain: dict[str, Page] = {}
         for chain_id, first_gone in chains.items():
-            pages = sorted((p for p in members.values() if p.chain_id == chain_id), key=lambda p: (p.added_at, p.id))
+            pages = sorted(
+                (p for p in members.values() if p.chain_id == chain_id), key=lambda p: (p.added_at, p.id)
+            )
             before = [p for p in pages if p.added_at < first_gone]
             running = before[-1].chain_summary if before else ""
             for page in pages:
                 if page.added_at < first_gone:
                     continue
-                running = extractive_summary([running, exchange_text(page)] if running else [exchange_text(page)], max_sentences=3)
+                running = extractive_summary(
+                    [running, exchange_text(page)] if running else [exchange_text(page)], max_sentences=3
+                )
                 if running != page.chain_summary:
                     rewritten.append(replace(page, chain_summary=running))
             if pages:
                 last_of_chain[chain_id] = next((r for r in rewritten if r.id == pages[-1].id), pages[-1])
         # The index keeps no embedding on its page records: the rewritten pages are read back with theirs.
         with_vectors = {p.id: p for p in self.store.get_mtm_pages(state.user_id, [p.id for p in rewritten])}
-        rewritten = [replace(p, embedding=with_vectors[p.id].embedding) for p in rewritten if p.id in with_vectors]
+        rewritten = [
+            replace(p, embedding=with_vectors[p.id].embedding) for p in rewritten if p.id in with_vectors
+        ]
         if head is None or head.chain_id not in chains:
             return rewritten, head, False
         last = last_of_chain.get(head.chain_id)

@@ -24,7 +24,19 @@ M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 # Values a model writes when it has nothing to say; they must never overwrite a real profile entry.
-_EMPTY_VALUES = {"", "unknown", "n/a", "na", "none", "null", "not mentioned", "not specified", "unspecified", "-", "?"}
+_EMPTY_VALUES = {
+    "",
+    "unknown",
+    "n/a",
+    "na",
+    "none",
+    "null",
+    "not mentioned",
+    "not specified",
+    "unspecified",
+    "-",
+    "?",
+}
 
 
 def blank(text: str) -> bool:
@@ -87,7 +99,9 @@ class LLMAnalyzer:
             name="chain_and_topics",
         )
 
-    def _batch_analysis(self, answer: prompts.BatchAnswer, pages: Sequence[Page], head: ChainHead | None) -> BatchAnalysis:
+    def _batch_analysis(
+        self, answer: prompts.BatchAnswer, pages: Sequence[Page], head: ChainHead | None
+    ) -> BatchAnalysis:
         n = len(pages)
         by_index = {p.index: p for p in answer.pages if 1 <= p.index <= n}
         if len(by_index) != n:
@@ -99,7 +113,9 @@ class LLMAnalyzer:
         running = head.chain_summary if head else ""
         for i, page in enumerate(pages):
             summary = by_index[i + 1].chain_summary.strip()
-            if blank(summary):  # a page left without a summary gets the extractive one the local analysis writes
+            if blank(
+                summary
+            ):  # a page left without a summary gets the extractive one the local analysis writes
                 text = exchange_text(page)
                 summary = extractive_summary([running, text] if continuous[i] else [text], max_sentences=3)
             summaries.append(summary)
@@ -112,7 +128,9 @@ class LLMAnalyzer:
                 continue
             covered.update(indexes)
             keywords = _keywords(topic.keywords)
-            topics.append(TopicProposal(topic.summary.strip(), keywords or extract_keywords(topic.summary), indexes))
+            topics.append(
+                TopicProposal(topic.summary.strip(), keywords or extract_keywords(topic.summary), indexes)
+            )
         if not topics:
             raise LLMAnswerUnusable("chain answer proposed no usable topic")
         # Pages the model forgot still need a segment: they join the last topic rather than being dropped.
@@ -162,7 +180,16 @@ class LLMAnalyzer:
 
 # Keys of the answer's own shape: a small model that loses its place writes them as profile facts
 # (Gemma 3 270M stored "traits": "content_interests:").
-_SHAPE_WORDS = {"profile", "static", "traits", "user_facts", "assistant_traits", "level", "evidence", *prompts.TRAIT_GROUPS}
+_SHAPE_WORDS = {
+    "profile",
+    "static",
+    "traits",
+    "user_facts",
+    "assistant_traits",
+    "level",
+    "evidence",
+    *prompts.TRAIT_GROUPS,
+}
 
 
 def _persona_update(answer: prompts.PersonaAnswer) -> PersonaUpdate:

@@ -45,7 +45,9 @@ class LocalAnalyzer:
         running = head.chain_summary if head else ""
         for i, page in enumerate(pages):
             assert page.embedding is not None, "pages reach the analyzer with their embeddings"
-            linked = prev_embedding is not None and cosine(prev_embedding, page.embedding) >= self.chain_threshold
+            linked = (
+                prev_embedding is not None and cosine(prev_embedding, page.embedding) >= self.chain_threshold
+            )
             continuous.append(linked)
             text = exchange_text(page)
             running = extractive_summary([running, text] if linked else [text], max_sentences=3)
@@ -84,5 +86,6 @@ class LocalAnalyzer:
         ]
 
     def extract_persona(self, profile: UserProfile, pages: Sequence[Page], usage: LLMUsage) -> PersonaUpdate:
-        raise NotImplementedError("profile and trait extraction needs an LLM; configure llm_base_url or an API key")
-
+        raise NotImplementedError(
+            "profile and trait extraction needs an LLM; configure llm_base_url or an API key"
+        )

@@ -69,7 +69,9 @@ class MemoryOS:
         self.promotion = Promotion(embedder, analyzer, self.params, clock)
         self.recall = Recall(store, embedder, self.params, self.weights, clock)
         self.control = Control(store, embedder, lambda: self.pipeline.analyzer, self.params, clock)
-        self.states = StateRegistry(store, StateLoader(store, self.weights.context_window, snapshots), cache_budget_bytes)
+        self.states = StateRegistry(
+            store, StateLoader(store, self.weights.context_window, snapshots), cache_budget_bytes
+        )
         # Index snapshots let a user with a large index start fast; small ones load from the store quickly anyway.
         self.snapshots = snapshots
         self.snapshot_min_pages = snapshot_min_pages
@@ -132,12 +134,16 @@ class MemoryOS:
                 stored = self._stored_page(state, page_id)
                 if stored is not None:
                     result.page, result.already_stored = stored, True
-                    result.notes.append("a page with this idempotency_key is already stored; nothing was added")
+                    result.notes.append(
+                        "a page with this idempotency_key is already stored; nothing was added"
+                    )
                     return result
             try:
                 self.store.put_stm_pages([page])  # durable before anything else happens
             except BaseException:
-                self.states.drop(user_id)  # the write may have landed: read the short-term tier again next time
+                self.states.drop(
+                    user_id
+                )  # the write may have landed: read the short-term tier again next time
                 raise
             draft = Draft(state)
             draft.stm_durable.add(page.id)
@@ -151,7 +157,9 @@ class MemoryOS:
         page = state.index.get(page_id)
         if page is not None:
             return page
-        if self.store.find_pages(state.user_id, [page_id]):  # in an archived segment, or cached state is behind
+        if self.store.find_pages(
+            state.user_id, [page_id]
+        ):  # in an archived segment, or cached state is behind
             found = self.store.get_mtm_pages(state.user_id, [page_id])
             stm = [p for p in self.store.list_stm_pages(state.user_id) if p.id == page_id]
             return (found or stm or [None])[0]
@@ -168,7 +176,9 @@ class MemoryOS:
             self._apply(state, Draft(state), pages, result, deadline)
         return result
 
-    def _apply(self, state: UserState, draft: Draft, pages: Sequence[Page], result: AddResult, deadline: float | None) -> None:
+    def _apply(
+        self, state: UserState, draft: Draft, pages: Sequence[Page], result: AddResult, deadline: float | None
+    ) -> None:
         try:
             self.pipeline.add_pages(draft, pages, result)
             self.promotion.promote_hot_segments(draft, result, deadline)
@@ -181,7 +191,9 @@ class MemoryOS:
         except BaseException:
             self.states.drop(state.user_id)  # the store may hold part of this write: reload from it next time
             raise
-        if change.seq != draft.base_seq + 1:  # another writer's entry came between: its changes are not in ours
+        if (
+            change.seq != draft.base_seq + 1
+        ):  # another writer's entry came between: its changes are not in ours
             self.states.drop(state.user_id)
             return
         state.adopt(draft, change)
@@ -201,14 +213,20 @@ class MemoryOS:
         return self.control.all_segments(self.states.fresh(user_id))
 
     def forget(
-        self, user_id: str, page_ids: Sequence[str] = (), fact_ids: Sequence[str] = (), before: float | None = None
+        self,
+        user_id: str,
+        page_ids: Sequence[str] = (),
+        fact_ids: Sequence[str] = (),
+        before: float | None = None,
     ) -> ForgetReport:
         """Forget pages (by id, or dated before `before`) and facts, with what was learned only from them."""
         with self._writing(user_id) as state:
             base = state.seq
             try:
                 if self._lease_lost.get(user_id):
-                    raise StorageError(f"lost the write lease of user {user_id!r}; nothing was forgotten; try again")
+                    raise StorageError(
+                        f"lost the write lease of user {user_id!r}; nothing was forgotten; try again"
+                    )
                 report, change = self.control.forget(state, page_ids, fact_ids, before, self.owner)
             except BaseException:
                 self.states.drop(user_id)  # the store may hold part of this write: reload from it next time

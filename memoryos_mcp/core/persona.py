@@ -47,7 +47,11 @@ class Promotion:
         """Every active segment with heat ≥ τ and new pages has them turned into profile, facts and traits."""
         now = self.clock()
         hot = sorted(
-            (s for s in draft.segments.values() if s.l_interaction > 0 and self.params.heat(s, now) >= self.params.tau),
+            (
+                s
+                for s in draft.segments.values()
+                if s.l_interaction > 0 and self.params.heat(s, now) >= self.params.tau
+            ),
             key=lambda s: -self.params.heat(s, now),
         )
         if not hot:
@@ -99,7 +103,9 @@ class Promotion:
         for group, dims in update.traits.items():
             for dim, (level, evidence) in dims.items():
                 if level in ("High", "Medium", "Low") and dim.strip():
-                    profile.traits.setdefault(group, {})[dim.strip()] = TraitLevel(level=level, evidence=evidence)
+                    profile.traits.setdefault(group, {})[dim.strip()] = TraitLevel(
+                        level=level, evidence=evidence
+                    )
                     changed = True
         # An empty or degenerate answer never overwrites a good profile: only non-empty values were applied.
         if changed:
@@ -110,7 +116,13 @@ class Promotion:
         self._add_facts(draft, segment, "assistant_trait", update.assistant_traits, sources, result)
 
     def _add_facts(
-        self, draft: Draft, segment: Segment, kind: FactKind, texts: Sequence[str], sources: list[str], result: AddResult
+        self,
+        draft: Draft,
+        segment: Segment,
+        kind: FactKind,
+        texts: Sequence[str],
+        sources: list[str],
+        result: AddResult,
     ) -> None:
         texts = list(dict.fromkeys(t.strip() for t in texts if t and t.strip()))
         if not texts:
@@ -154,7 +166,9 @@ class Promotion:
             )
             holders.append(new[-1])
         if supported:  # rewritten with the longer provenance (the draft's copies are its own)
-            draft.facts_added = [f for f in draft.facts_added if f.id not in supported] + list(supported.values())
+            draft.facts_added = [f for f in draft.facts_added if f.id not in supported] + list(
+                supported.values()
+            )
         if not new:
             return
         draft.facts_added.extend(new)

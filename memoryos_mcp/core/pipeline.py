@@ -42,8 +42,12 @@ class MemoryParams:
     lpm_capacity: int = 100  # user facts / assistant traits kept, FIFO
     lpm_top_k: int = 10  # facts and traits retrieved
     fact_duplicate_cosine: float = 0.92  # a new fact this close to a kept one is a near-duplicate
-    max_deferred_pages: int = 6  # STM overflow allowed to wait for an unreachable LLM before the local fallback
-    chain_threshold: float = 0.2  # local analysis: cosine to the previous page that continues a chain (LoCoMo LOO)
+    max_deferred_pages: int = (
+        6  # STM overflow allowed to wait for an unreachable LLM before the local fallback
+    )
+    chain_threshold: float = (
+        0.2  # local analysis: cosine to the previous page that continues a chain (LoCoMo LOO)
+    )
     assistant_profile: str = ""
 
     def heat(self, segment: Segment, now: float) -> float:
@@ -90,7 +94,9 @@ def rank_segments(
     return [(segments[i], float(scores[i])) for i in order]
 
 
-def best_segment_match(segments: Sequence[Segment], embedding: Vector, keywords: Sequence[str], theta: float) -> Segment | None:
+def best_segment_match(
+    segments: Sequence[Segment], embedding: Vector, keywords: Sequence[str], theta: float
+) -> Segment | None:
     """The segment a topic merges into: best F_score, if it exceeds θ."""
     ranked = rank_segments(segments, embedding, keywords, 1)
     return ranked[0][0] if ranked and ranked[0][1] > theta else None
@@ -154,7 +160,9 @@ class UpdatePipeline:
         draft.stm_deleted |= gone & draft.stm_durable
         draft.in_both_tiers -= gone
 
-    def store_in_mid_term(self, draft: Draft, pages: Sequence[Page], result: AddResult, *, may_defer: bool = False) -> bool:
+    def store_in_mid_term(
+        self, draft: Draft, pages: Sequence[Page], result: AddResult, *, may_defer: bool = False
+    ) -> bool:
         """Chain the pages, group them into topics and merge each topic into a segment (θ) or a new one.
 
         Returns False when the analysis failed and `may_defer` let the pages wait for a later call.
@@ -186,7 +194,11 @@ class UpdatePipeline:
         # centroid of its pages, which carries what an extractive summary of them would, for free.
         unembedded = [t for t in analysis.topics if t.embedding is None]
         if unembedded:
-            for topic, vector in zip(unembedded, self.embedder.embed([topic_text(t.summary, t.keywords) for t in unembedded]), strict=True):
+            for topic, vector in zip(
+                unembedded,
+                self.embedder.embed([topic_text(t.summary, t.keywords) for t in unembedded]),
+                strict=True,
+            ):
                 topic.embedding = vector
         active = list(draft.segments.values())
         merged: dict[str, list[str]] = {}  # segment id -> summaries of the topics merged into it
@@ -273,7 +285,9 @@ class UpdatePipeline:
         if excess <= 0:
             return
         now = self.clock()
-        coldest = sorted(draft.segments.values(), key=lambda s: (self.params.heat(s, now), s.last_access))[:excess]
+        coldest = sorted(draft.segments.values(), key=lambda s: (self.params.heat(s, now), s.last_access))[
+            :excess
+        ]
         for segment in coldest:
             segment.archived = True
             del draft.segments[segment.id]

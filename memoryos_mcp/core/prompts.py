@@ -27,7 +27,12 @@ _TEXT: dict[str, Any] = {"type": "string"}
 def _object(**properties: dict[str, Any]) -> dict[str, Any]:
     """A JSON-schema object with these properties, all required, nothing else (properties keep their order,
     which grammar-constrained decoders follow)."""
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
 
 
 SYSTEM = (
@@ -42,7 +47,9 @@ SYSTEM = (
 
 class PageChain(BaseModel):
     index: int
-    continues_previous: bool = Field(description="does this page continue the conversation of the page before it")
+    continues_previous: bool = Field(
+        description="does this page continue the conversation of the page before it"
+    )
     chain_summary: str
 
 
@@ -60,7 +67,9 @@ class BatchAnswer(BaseModel):
 def batch_schema(n_pages: int, max_topics: int) -> dict[str, Any]:
     """BatchAnswer's JSON schema for `n_pages` pages: pages 1..n in order, 1..max_topics topics over them."""
     pages = [
-        _object(index={"type": "integer", "const": i}, continues_previous={"type": "boolean"}, chain_summary=_TEXT)
+        _object(
+            index={"type": "integer", "const": i}, continues_previous={"type": "boolean"}, chain_summary=_TEXT
+        )
         for i in range(1, n_pages + 1)
     ]
     page_number = {"type": "integer", "minimum": 1, "maximum": n_pages}
@@ -70,7 +79,13 @@ def batch_schema(n_pages: int, max_topics: int) -> dict[str, Any]:
         pages={"type": "array", "items": page_number, "minItems": 1, "maxItems": n_pages},
     )
     return _object(
-        pages={"type": "array", "prefixItems": pages, "items": False, "minItems": n_pages, "maxItems": n_pages},
+        pages={
+            "type": "array",
+            "prefixItems": pages,
+            "items": False,
+            "minItems": n_pages,
+            "maxItems": n_pages,
+        },
         topics={"type": "array", "items": topic, "minItems": 1, "maxItems": max_topics},
     )
 
@@ -124,11 +139,21 @@ class MergeAnswer(BaseModel):
 def merge_schema(n_segments: int) -> dict[str, Any]:
     """MergeAnswer's JSON schema for segments S1..Sn, in order."""
     segments = [
-        _object(id={"type": "string", "const": f"S{i}"}, summary=_TEXT, keywords={"type": "array", "items": _TEXT, "maxItems": 8})
+        _object(
+            id={"type": "string", "const": f"S{i}"},
+            summary=_TEXT,
+            keywords={"type": "array", "items": _TEXT, "maxItems": 8},
+        )
         for i in range(1, n_segments + 1)
     ]
     return _object(
-        segments={"type": "array", "prefixItems": segments, "items": False, "minItems": n_segments, "maxItems": n_segments}
+        segments={
+            "type": "array",
+            "prefixItems": segments,
+            "items": False,
+            "minItems": n_segments,
+            "maxItems": n_segments,
+        }
     )
 
 
@@ -175,7 +200,11 @@ def persona_schema() -> dict[str, Any]:
     groups = {"type": "object", "additionalProperties": trait}
     profile = _object(
         static={"type": "object", "additionalProperties": _TEXT},
-        traits={"type": "object", "properties": dict.fromkeys(TRAIT_GROUPS, groups), "additionalProperties": False},
+        traits={
+            "type": "object",
+            "properties": dict.fromkeys(TRAIT_GROUPS, groups),
+            "additionalProperties": False,
+        },
     )
     facts = {"type": "array", "items": _TEXT, "maxItems": 20}
     return _object(profile=profile, user_facts=facts, assistant_traits=facts)

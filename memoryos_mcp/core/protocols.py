@@ -39,9 +39,13 @@ class Change:
 
     seq: int
     pages_added: list[str] = field(default_factory=list)  # entered mid-term memory
-    pages_analyzed: list[str] = field(default_factory=list)  # read by a promotion (already in mid-term memory)
+    pages_analyzed: list[str] = field(
+        default_factory=list
+    )  # read by a promotion (already in mid-term memory)
     pages_removed: list[str] = field(default_factory=list)
-    segments_removed: list[str] = field(default_factory=list)  # archived or deleted: their pages leave retrieval
+    segments_removed: list[str] = field(
+        default_factory=list
+    )  # archived or deleted: their pages leave retrieval
     epoch: str = ""  # the incarnation of the user's memory (see Version.epoch)
     mid_term_pages: int = 0  # counts after the change, for stats without a scan
     archived_segments: int = 0
@@ -79,26 +83,38 @@ class MemoryStore(Protocol):
         """Which of these pages exist, and in which tier ("short_term" or "mid_term"; a page an interrupted
         move left in both counts as mid_term)."""
         ...
+
     def get_mtm_pages(self, user_id: str, page_ids: Sequence[str]) -> list[Page]: ...
     def mark_analyzed(self, user_id: str, page_ids: Sequence[str]) -> None:
         """Record that a promotion read these mid-term pages."""
         ...
+
     def pages_of_segments(self, user_id: str, segment_ids: Sequence[str]) -> list[Page]:
         """Every mid-term page of these segments, in conversation order, with embeddings."""
         ...
+
     def list_segments(self, user_id: str, *, include_archived: bool = False) -> list[Segment]: ...
     def put_segments(self, segments: Sequence[Segment], *, new: bool) -> None:
         """Write segments. new=False leaves N_visit and last_access as stored: retrievals own those."""
         ...
+
     def write_mid_term(
-        self, new_segments: Sequence[Segment], changed_segments: Sequence[Segment], pages: Sequence[Page], head: ChainHead | None
+        self,
+        new_segments: Sequence[Segment],
+        changed_segments: Sequence[Segment],
+        pages: Sequence[Page],
+        head: ChainHead | None,
     ) -> None:
         """What one eviction changed in mid-term memory, in as few writes as the backend allows: new segments,
         moved pages and the chain head first, then changed segments (N_visit and last access kept as stored)."""
         ...
-    def record_visits(self, user_id: str, segment_ids: Sequence[str], now: float) -> dict[str, tuple[int, float]]:
+
+    def record_visits(
+        self, user_id: str, segment_ids: Sequence[str], now: float
+    ) -> dict[str, tuple[int, float]]:
         """N_visit += 1 and last access = now on the stored segments; returns the values written."""
         ...
+
     def get_chain_head(self, user_id: str) -> ChainHead | None: ...
     def put_chain_head(self, head: ChainHead) -> None: ...
 
@@ -114,32 +130,40 @@ class MemoryStore(Protocol):
     def read_changes(self, user_id: str, after: int, upto: int) -> list[Change] | None:
         """Entries after..upto in order; None when some are no longer kept (the reader reloads instead)."""
         ...
+
     def append_change(self, user_id: str, change: Change, writer: str = "") -> int:
         """Append the entry at change.seq, or at the next free seq when another writer took that one (it then
         sets change.seq), and set the version to it; returns the seq used."""
         ...
+
     def count_mid_term(self, user_id: str) -> tuple[int, int]:
         """(mid-term pages, archived segments) by scanning: for users whose version carries no counts."""
         ...
+
     def delete_mid_term(self, user_id: str, record_ids: Sequence[str]) -> None:
         """Delete mid-term pages or segments of this user by id (others' ids are ignored)."""
         ...
+
     def delete_chain_head(self, user_id: str) -> None: ...
     def delete_user(self, user_id: str) -> int:
         """Delete every record of the user in every collection but its write lease; returns how many."""
         ...
+
     def acquire_lease(self, user_id: str, owner: str, ttl_s: float) -> bool:
         """Take the user's write lease if it is free or expired; True when `owner` holds it."""
         ...
+
     def renew_lease(self, user_id: str, owner: str, ttl_s: float) -> bool:
         """Push the expiry of a lease `owner` holds; False when it no longer holds it."""
         ...
+
     def release_lease(self, user_id: str, owner: str) -> None: ...
 
     # export / import (issue 9)
     def user_ids(self) -> list[str]:
         """Every user with memory in this store."""
         ...
+
     def profile_embedding(self, user_id: str) -> Vector | None: ...
     def record_owners(self, ids: Sequence[str]) -> dict[str, str]:
         """Which user holds each of these record ids in any tier (ids nobody holds are absent)."""
@@ -153,6 +177,7 @@ class IndexSnapshots(Protocol):
     def load(self, user_id: str, context_window: int) -> tuple[dict[str, Any], int] | None:
         """(exported, seq); exported["memory_epoch"] holds the Version.epoch it was saved with."""
         ...
+
     def delete(self, user_id: str) -> None: ...
 
 
@@ -197,7 +222,9 @@ class PersonaUpdate:
     """What one promotion learned: profile changes, new user facts, new assistant traits."""
 
     static: dict[str, str] = field(default_factory=dict)
-    traits: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # group -> dim -> (level, evidence)
+    traits: dict[str, dict[str, tuple[str, str]]] = field(
+        default_factory=dict
+    )  # group -> dim -> (level, evidence)
     user_facts: list[str] = field(default_factory=list)
     assistant_traits: list[str] = field(default_factory=list)
 
@@ -214,7 +241,9 @@ class MemoryAnalyzer(Protocol):
         segments are then represented by the centroid of their pages' embeddings instead."""
         ...
 
-    def analyze_batch(self, pages: Sequence[Page], head: ChainHead | None, usage: LLMUsage) -> BatchAnalysis: ...
+    def analyze_batch(
+        self, pages: Sequence[Page], head: ChainHead | None, usage: LLMUsage
+    ) -> BatchAnalysis: ...
 
     def merge_segments(
         self, merges: Sequence[tuple[Segment, Sequence[str]]], usage: LLMUsage
@@ -222,4 +251,6 @@ class MemoryAnalyzer(Protocol):
         """Refreshed (summary, extra keywords) of each segment after the topic summaries were merged into it."""
         ...
 
-    def extract_persona(self, profile: UserProfile, pages: Sequence[Page], usage: LLMUsage) -> PersonaUpdate: ...
+    def extract_persona(
+        self, profile: UserProfile, pages: Sequence[Page], usage: LLMUsage
+    ) -> PersonaUpdate: ...

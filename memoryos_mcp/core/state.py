@@ -28,7 +28,10 @@ FACT_KINDS: tuple[FactKind, ...] = ("user_fact", "assistant_trait")
 
 def copy_segment(segment: Segment) -> Segment:
     copied = replace(segment, keyword_counts=dict(segment.keyword_counts))
-    copied._keywords, copied._keyword_set = segment._keywords, segment._keyword_set  # same counts: same K_segment
+    copied._keywords, copied._keyword_set = (
+        segment._keywords,
+        segment._keyword_set,
+    )  # same counts: same K_segment
     return copied
 
 
@@ -64,7 +67,9 @@ class UserState:
     def measure(self) -> int:
         """Approximate memory held, kept in `nbytes` for the registry's budget."""
         vector = 4 * (self.index._dim or 384)
-        segments = sum(vector + 700 + len(s.summary) + 60 * len(s.keyword_counts) for s in self.segments.values())
+        segments = sum(
+            vector + 700 + len(s.summary) + 60 * len(s.keyword_counts) for s in self.segments.values()
+        )
         pages = sum(vector + 700 + len(p.user_input) + len(p.agent_response) for p in self.stm)
         facts = sum(vector + 300 + len(f.text) for kind in self.facts.values() for f in kind)
         self.nbytes = self.index.nbytes + segments + pages + facts + 2000
@@ -187,7 +192,9 @@ class StateLoader:
     """Reads a user's state from the store — starting from an index snapshot when there is a usable one —
     and brings a cached state up to date from the change log."""
 
-    def __init__(self, store: MemoryStore, context_window: int = 1, snapshots: IndexSnapshots | None = None) -> None:
+    def __init__(
+        self, store: MemoryStore, context_window: int = 1, snapshots: IndexSnapshots | None = None
+    ) -> None:
         self.store = store
         self.context_window = context_window
         self.snapshots = snapshots

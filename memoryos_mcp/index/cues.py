@@ -99,7 +99,9 @@ _VOCATIVE = re.compile(
     r"|,\s*([A-Z][a-z]+)\s*[!.?]"  # "..., Caroline!"
 )
 _SELF_NAME = re.compile(r"\b(?i:i'm|i am|my name is|my name's|call me)\s+([A-Z][a-z]+)\b")  # "Hi! I'm Maya."
-PARTICIPANT_MIN_USES = 3  # vocative uses that make a name a participant's (one or two may be a place: "Hi, Paris!")
+PARTICIPANT_MIN_USES = (
+    3  # vocative uses that make a name a participant's (one or two may be a place: "Hi, Paris!")
+)
 
 
 def vocatives(text: str) -> list[str]:
@@ -121,7 +123,5 @@ def without_names(query: str, names: Set[str]) -> str:
     """The query without the participants' names (and their possessive "'s")."""
     if not names:
         return query
-    kept = re.sub(
-        r"\b(?:" + "|".join(re.escape(n) for n in sorted(names)) + r")(?:'s|’s)?\b", " ", query
-    )
+    kept = re.sub(r"\b(?:" + "|".join(re.escape(n) for n in sorted(names)) + r")(?:'s|’s)?\b", " ", query)
     return " ".join(kept.split()) or query

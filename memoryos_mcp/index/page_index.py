@@ -157,7 +157,19 @@ class _Rows:
 
 
 _LAZY = object()  # a restored page not decoded yet: its record is read from the snapshot's bytes when needed
-_PAGE_FIELDS = ("id", "user_id", "user_input", "agent_response", "timestamp", "added_at", "metadata", "chain_id", "chain_summary", "segment_id", "analyzed")
+_PAGE_FIELDS = (
+    "id",
+    "user_id",
+    "user_input",
+    "agent_response",
+    "timestamp",
+    "added_at",
+    "metadata",
+    "chain_id",
+    "chain_summary",
+    "segment_id",
+    "analyzed",
+)
 
 
 def page_payload(page: Page) -> bytes:
@@ -250,7 +262,9 @@ class PageIndex:
             return []
         return [self._page(slot) for slot in self._segment_slots(code).tolist()]
 
-    def newest(self, window: tuple[float, float] | None, below: tuple[float, int] | None, limit: int) -> list[Page]:
+    def newest(
+        self, window: tuple[float, float] | None, below: tuple[float, int] | None, limit: int
+    ) -> list[Page]:
         """Up to `limit` + a margin of live pages, newest first by (page date, time stored), dated inside
         `window` and not after `below`; the caller breaks exact ties by id. Undated pages count as oldest."""
         if not self._slot_of or limit <= 0:
@@ -313,7 +327,9 @@ class PageIndex:
         self._reserve(self._n + len(unique), len(np.asarray(unique[0].embedding)))
         new_slots = [self._put(page) for page in unique]
         if len(unique) * 4 >= len(self._keys):  # many at once (a cold load): sort once, refresh all
-            pairs = sorted(zip(self._keys + [self._key(s) for s in new_slots], self._key_slots + new_slots, strict=True))
+            pairs = sorted(
+                zip(self._keys + [self._key(s) for s in new_slots], self._key_slots + new_slots, strict=True)
+            )
             self._keys = [k for k, _ in pairs]
             self._key_slots = [s for _, s in pairs]
             self._refresh_positions(np.arange(len(self._keys)))
@@ -380,7 +396,9 @@ class PageIndex:
         self._seg[slot] = code
         self._seg_slots[code].add(slot)
         members = self._members.get(code)
-        if members is not None and (not len(members) or self._key(int(members[-1])) < (page.added_at, page.id)):
+        if members is not None and (
+            not len(members) or self._key(int(members[-1])) < (page.added_at, page.id)
+        ):
             self._members[code] = np.append(members, slot)  # the usual case: the newest page of its segment
         else:
             self._members.pop(code, None)
@@ -414,7 +432,9 @@ class PageIndex:
         if tid is None:
             tid = self._vocab[term] = len(self._postings)
             self._postings.append(_Postings())
-            self._postings_bytes += self._postings[-1].nbytes + sys.getsizeof(term) + 100  # + the vocabulary entry
+            self._postings_bytes += (
+                self._postings[-1].nbytes + sys.getsizeof(term) + 100
+            )  # + the vocabulary entry
         return tid
 
     def _store_terms(self, slot: int, ids: np.ndarray, counts: np.ndarray) -> None:
@@ -438,7 +458,9 @@ class PageIndex:
         self._emb.reserve(slots)
         if slots <= len(self._alive):
             return
-        size = max(slots, len(self._alive) + len(self._alive) // 4, 64)  # small per-slot arrays: cheap to copy
+        size = max(
+            slots, len(self._alive) + len(self._alive) // 4, 64
+        )  # small per-slot arrays: cheap to copy
 
         def grow(a: np.ndarray, fill: float | int | bool = 0) -> np.ndarray:
             out = np.full((size, *a.shape[1:]), fill, dtype=a.dtype)
@@ -532,7 +554,9 @@ class PageIndex:
             self._store_terms(slot, ids, tfs)
             for term, count in zip(ids.tolist(), tfs.tolist(), strict=True):
                 self._postings[term].append(slot, count)
-        self._postings_bytes = sum(p.nbytes for p in self._postings) + sum(sys.getsizeof(t) + 100 for t in self._vocab)
+        self._postings_bytes = sum(p.nbytes for p in self._postings) + sum(
+            sys.getsizeof(t) + 100 for t in self._vocab
+        )
         self._pages = pages  # type: ignore[assignment]
         self._ids = [page.id for page in pages]
         self._n = len(live)
@@ -551,7 +575,9 @@ class PageIndex:
         renumber[live] = np.arange(len(live), dtype=np.int32)
         counts = self._term_cnt[live].astype(np.int64)
         starts = np.cumsum(counts) - counts
-        positions = np.repeat(self._term_off[live] - starts, counts) + np.arange(int(counts.sum()), dtype=np.int64)
+        positions = np.repeat(self._term_off[live] - starts, counts) + np.arange(
+            int(counts.sum()), dtype=np.int64
+        )
         code_names = [""] * len(self._seg_slots)
         for sid, code in self._seg_code.items():
             code_names[code] = sid
@@ -603,7 +629,18 @@ class PageIndex:
         index._n, index._dim = n, int(data["dim"])
         index._emb = _Rows(index._dim)
         index._emb.adopt(np.asarray(data["emb"], dtype=np.float32))
-        for name in ("added_at", "epoch", "dates", "time", "seg", "textlen", "len_own", "len_ctx", "norm", "nbrs"):
+        for name in (
+            "added_at",
+            "epoch",
+            "dates",
+            "time",
+            "seg",
+            "textlen",
+            "len_own",
+            "len_ctx",
+            "norm",
+            "nbrs",
+        ):
             setattr(index, f"_{name}", np.asarray(data[name]))
         index._alive = np.ones(n, dtype=bool)
         index._term_cnt = np.asarray(data["term_cnt"], dtype=np.int32)
@@ -618,7 +655,9 @@ class PageIndex:
         index._slot_of = {page_id: slot for slot, page_id in enumerate(ids)}
         order = np.asarray(data["order"], dtype=np.int64)
         index._key_slots = order.tolist()
-        index._keys = list(zip(index._added_at[order].tolist(), [ids[s] for s in index._key_slots], strict=True))
+        index._keys = list(
+            zip(index._added_at[order].tolist(), [ids[s] for s in index._key_slots], strict=True)
+        )
         index._vocab = {term: tid for tid, term in enumerate(data["vocab"])}
         pointer, slots, tfs = data["post_ptr"], data["post_slots"], data["post_tf"]
         postings = []
@@ -644,7 +683,6 @@ class PageIndex:
             index._introduced = Counter({str(k): int(v) for k, v in dict(data["introduced"]).items()})
         return index
 
-
     # ------------------------------------------------------------------ scoring
 
     def _segment_slots(self, code: int) -> np.ndarray:
@@ -656,7 +694,9 @@ class PageIndex:
             members = self._members[code] = slots[order]
         return members
 
-    def _bm25(self, terms: Sequence[str], common: frozenset[str] = frozenset(), common_df: float = 0.0) -> np.ndarray:
+    def _bm25(
+        self, terms: Sequence[str], common: frozenset[str] = frozenset(), common_df: float = 0.0
+    ) -> np.ndarray:
         """BM25 of every slot's context document (its terms plus its neighbours'); 0 for dead slots.
 
         Terms in `common` count as if they were in at least `common_df` of the documents (a share)."""
@@ -716,7 +756,11 @@ class PageIndex:
             return scores
         # A participant's name is in every page in spirit (someone is always talking), however rarely it is
         # written: its idf must not make the one page that spells it ("Hi! I'm Maya") the best match.
-        names = frozenset(t for name in self.participants() for t in index_terms(name)) if weights.participant_df else frozenset()
+        names = (
+            frozenset(t for name in self.participants() for t in index_terms(name))
+            if weights.participant_df
+            else frozenset()
+        )
         lexical = self._bm25(index_terms(query), names, weights.participant_df)[live]
         dense = self._dense(query_embedding)[live]
         mixed = weights.lexical * zscore(lexical) + (1.0 - weights.lexical) * zscore(dense)
@@ -729,7 +773,9 @@ class PageIndex:
         scores[live] = mixed
         return scores
 
-    def scores(self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights) -> tuple[np.ndarray, np.ndarray]:
+    def scores(
+        self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(live slots, hybrid score of each): standardised, so only the order and the gaps mean something."""
         slots = np.flatnonzero(self._alive[: self._n])
         return slots, self._all_scores(query, query_embedding, weights)[slots]

@@ -91,4 +91,8 @@ class StateRegistry:
             while total > self.budget_bytes and len(self._states) > 1:
                 user, evicted = self._states.popitem(last=False)
                 total -= evicted.nbytes
-                logger.debug("evicted the cached state of %s (%.1f MB) to stay within the index budget", user, evicted.nbytes / 1e6)
+                logger.debug(
+                    "evicted the cached state of %s (%.1f MB) to stay within the index budget",
+                    user,
+                    evicted.nbytes / 1e6,
+                )

@@ -74,11 +74,17 @@ def test_mid_term_pages_by_segment_and_by_id(any_store: ChromaStore) -> None:
 
 
 def test_segments_chain_head_profile_and_facts_round_trip(any_store: ChromaStore) -> None:
-    seg = Segment("s1", "alice", "about hiking", {"hiking": 2, "trail": 1}, 1.0, 2.0, 3, 4, 5, False, _vec(0, 1, 0))
+    seg = Segment(
+        "s1", "alice", "about hiking", {"hiking": 2, "trail": 1}, 1.0, 2.0, 3, 4, 5, False, _vec(0, 1, 0)
+    )
     any_store.put_segments([seg], new=True)
     (got,) = any_store.list_segments("alice")
     assert (got.summary, got.keyword_counts, got.n_visit, got.l_interaction, got.page_count) == (
-        "about hiking", {"hiking": 2, "trail": 1}, 3, 4, 5
+        "about hiking",
+        {"hiking": 2, "trail": 1},
+        3,
+        4,
+        5,
     )
     seg.archived = True
     any_store.put_segments([seg], new=False)
@@ -89,13 +95,17 @@ def test_segments_chain_head_profile_and_facts_round_trip(any_store: ChromaStore
     head = any_store.get_chain_head("alice")
     assert head is not None and head.chain_id == "ch1" and head.last_page_id == "p9"
 
-    profile = UserProfile("alice", {"name": "Alice"}, {"content interests": {"hiking": TraitLevel("High", "hikes weekly")}})
+    profile = UserProfile(
+        "alice", {"name": "Alice"}, {"content interests": {"hiking": TraitLevel("High", "hikes weekly")}}
+    )
     any_store.put_profile(profile, _vec(1, 0, 0))
     got_profile = any_store.get_profile("alice")
     assert got_profile is not None and got_profile.static == {"name": "Alice"}
     assert got_profile.traits["content interests"]["hiking"].level == "High"
 
-    facts = [Fact(f"f{i}", "alice", "user_fact", f"fact {i}", float(i), "s1", _vec(1, i, 0)) for i in range(3)]
+    facts = [
+        Fact(f"f{i}", "alice", "user_fact", f"fact {i}", float(i), "s1", _vec(1, i, 0)) for i in range(3)
+    ]
     any_store.add_facts(facts)
     assert [f.text for f in any_store.list_facts("alice", "user_fact")] == ["fact 0", "fact 1", "fact 2"]
     any_store.delete_facts("alice", ["f0"])
@@ -105,7 +115,9 @@ def test_segments_chain_head_profile_and_facts_round_trip(any_store: ChromaStore
 def test_every_read_is_isolated_by_user(any_store: ChromaStore) -> None:
     any_store.put_stm_pages([_page("p1")])
     any_store.put_mtm_pages([_page("p2", n=1, segment_id="s1")])
-    any_store.put_segments([Segment("s1", "alice", "x", {"x": 1}, 1.0, 1.0, embedding=_vec(1, 0, 0))], new=True)
+    any_store.put_segments(
+        [Segment("s1", "alice", "x", {"x": 1}, 1.0, 1.0, embedding=_vec(1, 0, 0))], new=True
+    )
     any_store.add_facts([Fact("f1", "alice", "user_fact", "likes tea", 1.0, "", _vec(1, 0, 0))])
     any_store.put_profile(UserProfile("alice", {"name": "Alice"}), _vec(1, 0, 0))
     any_store.put_chain_head(ChainHead("alice", "c", "", "p2", "", _vec(1, 0, 0)))
@@ -134,14 +146,25 @@ def test_change_log_versions_and_old_entries_trimmed(any_store: ChromaStore) -> 
         any_store.append_change("alice", Change(seq=seq, pages_added=[f"p{seq}"], mid_term_pages=seq))
     middle = range(4, LOG_KEEP + 120)  # written in one call, to keep the test short
     any_store._meta_put(
-        [(f"log:alice:{s}", json.dumps(Change(seq=s).__dict__), {"kind": "log", "user_id": "alice", "seq": s}) for s in middle]
+        [
+            (
+                f"log:alice:{s}",
+                json.dumps(Change(seq=s).__dict__),
+                {"kind": "log", "user_id": "alice", "seq": s},
+            )
+            for s in middle
+        ]
     )
     for seq in range(LOG_KEEP + 120, LOG_KEEP + 130):  # passes a multiple of 64: old entries are trimmed
-        any_store.append_change("alice", Change(seq=seq, pages_added=[f"p{seq}"], mid_term_pages=seq, archived_segments=1))
+        any_store.append_change(
+            "alice", Change(seq=seq, pages_added=[f"p{seq}"], mid_term_pages=seq, archived_segments=1)
+        )
     last = LOG_KEEP + 129
     assert any_store.read_version("alice") == Version(seq=last, mid_term_pages=last, archived_segments=1)
     changes = any_store.read_changes("alice", last - 3, last)
-    assert changes is not None and [c.pages_added for c in changes] == [[f"p{s}"] for s in range(last - 2, last + 1)]
+    assert changes is not None and [c.pages_added for c in changes] == [
+        [f"p{s}"] for s in range(last - 2, last + 1)
+    ]
     assert any_store.read_changes("alice", 63, 66) is None  # trimmed at seq 640: the reader has to reload
     assert any_store.read_changes("alice", last - LOG_KEEP, last) is not None  # the newest LOG_KEEP are kept
 
@@ -191,21 +214,33 @@ def test_a_second_process_on_the_same_directory_is_refused(tmp_path: Path) -> No
         "try:\n    make_client(data_dir=Path(sys.argv[1]))\n"
         "except StorageError as exc:\n    print(exc); sys.exit(3)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "d")], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 3, done.stderr
-    assert "another process is using the memory directory" in done.stdout and "MEMORYOS_CHROMA_HOST" in done.stdout
+    assert (
+        "another process is using the memory directory" in done.stdout
+        and "MEMORYOS_CHROMA_HOST" in done.stdout
+    )
 
 
 def test_segment_updates_keep_the_visits_that_retrievals_recorded(any_store: ChromaStore) -> None:
     seg = Segment("s1", "alice", "about hiking", {"hiking": 1}, 1.0, 2.0, 3, 4, 5, False, _vec(0, 1, 0))
     any_store.put_segments([seg], new=True)
     stale = Segment("s1", "alice", "about hiking", {"hiking": 1}, 1.0, 2.0, 3, 4, 5, False, _vec(0, 1, 0))
-    assert any_store.record_visits("alice", ["s1"], 50.0) == {"s1": (4, 50.0)}  # a retrieval, while an add holds the stale copy
+    assert any_store.record_visits("alice", ["s1"], 50.0) == {
+        "s1": (4, 50.0)
+    }  # a retrieval, while an add holds the stale copy
     assert any_store.record_visits("alice", ["s1"], 40.0) == {"s1": (5, 50.0)}  # never backwards in time
     stale.l_interaction, stale.summary = 0, "about hiking and boots"
     any_store.put_segments([stale], new=False)
     (got,) = any_store.list_segments("alice")
-    assert (got.n_visit, got.last_access, got.l_interaction, got.summary) == (5, 50.0, 0, "about hiking and boots")
+    assert (got.n_visit, got.last_access, got.l_interaction, got.summary) == (
+        5,
+        50.0,
+        0,
+        "about hiking and boots",
+    )
 
 
 def test_records_of_schema_1_get_the_selective_keys(tmp_path: Path) -> None:
@@ -234,7 +269,10 @@ def test_pages_are_marked_analyzed_without_rewriting_them(any_store: ChromaStore
     any_store.put_mtm_pages([_page("a", segment_id="s1"), _page("b", n=1, segment_id="s1")])
     any_store.mark_analyzed("bob", ["a"])  # not bob's
     any_store.mark_analyzed("alice", ["b", "zzz"])
-    assert [(p.id, p.analyzed) for p in any_store.pages_of_segments("alice", ["s1"])] == [("a", False), ("b", True)]
+    assert [(p.id, p.analyzed) for p in any_store.pages_of_segments("alice", ["s1"])] == [
+        ("a", False),
+        ("b", True),
+    ]
 
 
 def test_change_log_entry_left_by_a_crashed_writer_is_kept_and_skipped(chroma_server: int) -> None:
@@ -244,7 +282,13 @@ def test_change_log_entry_left_by_a_crashed_writer_is_kept_and_skipped(chroma_se
     assert any_store.shared
     orphan = Change(seq=1, pages_added=["p1"], mid_term_pages=1)
     any_store._meta_put(
-        [("log:alice:1", json.dumps(orphan.__dict__), {"kind": "log", "user_id": "alice", "seq": 1, "writer": "dead"})]
+        [
+            (
+                "log:alice:1",
+                json.dumps(orphan.__dict__),
+                {"kind": "log", "user_id": "alice", "seq": 1, "writer": "dead"},
+            )
+        ]
     )
     assert any_store.read_version("alice") == Version(seq=0)
     change = Change(seq=1, pages_added=["p2"], mid_term_pages=2)
@@ -254,4 +298,7 @@ def test_change_log_entry_left_by_a_crashed_writer_is_kept_and_skipped(chroma_se
     changes = any_store.read_changes("alice", 0, 2)
     assert changes is not None and [c.pages_added for c in changes] == [["p1"], ["p2"]]
     # The same writer appending again goes on from there.
-    assert any_store.append_change("alice", Change(seq=3, pages_added=["p3"], mid_term_pages=3), writer="me") == 3
+    assert (
+        any_store.append_change("alice", Change(seq=3, pages_added=["p3"], mid_term_pages=3), writer="me")
+        == 3
+    )

@@ -31,14 +31,22 @@ def srv() -> Iterator[FakeOpenAIServer]:
 
 
 def chat(srv: FakeOpenAIServer, **options: Any) -> OpenAIChat:
-    settings: dict[str, Any] = dict(model="m", base_url=srv.base_url, api_key="k", timeout_s=2.0, max_retries=0, cooldown_s=0.0)
+    settings: dict[str, Any] = dict(
+        model="m", base_url=srv.base_url, api_key="k", timeout_s=2.0, max_retries=0, cooldown_s=0.0
+    )
     settings.update(options)
     return OpenAIChat(**settings)
 
 
 def ask(client: OpenAIChat, usage: LLMUsage | None = None, use: Any = None) -> Word:
     return client.complete_json(
-        "system", "say a word", Word, usage or LLMUsage(), use=use or (lambda w: w), json_schema=SCHEMA, name="word"
+        "system",
+        "say a word",
+        Word,
+        usage or LLMUsage(),
+        use=use or (lambda w: w),
+        json_schema=SCHEMA,
+        name="word",
     )
 
 
@@ -82,18 +90,24 @@ def test_json_object_with_schema_is_found_remembered_and_logged_once(
 
 
 @pytest.mark.parametrize("status", [400, 422])
-def test_an_endpoint_that_takes_no_response_format_gets_the_plain_request(srv: FakeOpenAIServer, status: int) -> None:
+def test_an_endpoint_that_takes_no_response_format_gets_the_plain_request(
+    srv: FakeOpenAIServer, status: int
+) -> None:
     srv.default = lambda request: Fault.http(status) if "response_format" in request else {"word": "plain"}
     client = chat(srv)
     assert ask(client).word == "plain"
-    assert formats(srv)[-1] is None and len(srv.requests) == 4  # json_schema, json_object+schema, json_object, plain
+    assert (
+        formats(srv)[-1] is None and len(srv.requests) == 4
+    )  # json_schema, json_object+schema, json_object, plain
     srv.reset()
     assert ask(client).word == "plain"
     assert formats(srv) == [None]  # remembered: the second call does not send it again
 
 
 @pytest.mark.parametrize(("status", "requests"), [(500, 2), (503, 1)])
-def test_an_outage_is_not_mistaken_for_a_rejected_format(srv: FakeOpenAIServer, status: int, requests: int) -> None:
+def test_an_outage_is_not_mistaken_for_a_rejected_format(
+    srv: FakeOpenAIServer, status: int, requests: int
+) -> None:
     srv.default = lambda request: Fault.http(status)
     client = chat(srv)
     with pytest.raises(LLMError):
@@ -109,7 +123,9 @@ def test_an_outage_is_not_mistaken_for_a_rejected_format(srv: FakeOpenAIServer, 
     ("setting", "first"),
     [("json_schema", "json_schema"), ("json_object", "json_object"), ("off", None)],
 )
-def test_the_json_mode_setting_picks_where_to_start(srv: FakeOpenAIServer, setting: str, first: str | None) -> None:
+def test_the_json_mode_setting_picks_where_to_start(
+    srv: FakeOpenAIServer, setting: str, first: str | None
+) -> None:
     ask(chat(srv, json_mode=setting))
     (fmt,) = formats(srv)
     assert (fmt or {}).get("type") == first
@@ -129,7 +145,13 @@ def test_a_valid_but_useless_answer_fails_after_one_call_and_rests_the_model(srv
         ask(client)
     assert len(srv.requests) == 1
     assert client.stats_snapshot() | {"response_format": None} == {
-        "requests": 1, "answers": 1, "valid": 1, "usable": 0, "unusable": 1, "invalid": 0, "response_format": None
+        "requests": 1,
+        "answers": 1,
+        "valid": 1,
+        "usable": 0,
+        "unusable": 1,
+        "invalid": 0,
+        "response_format": None,
     }
 
 

@@ -19,7 +19,12 @@ def test_a_long_write_keeps_its_lease_and_a_second_writer_waits(chroma_server: i
     second = MemoryOS(store, HashEmbedder(), LocalAnalyzer(), lease_ttl_s=0.3)
     order: list[str] = []
     with first._writing("alice"):
-        waiter = threading.Thread(target=lambda: (second.add_page("alice", "second writer", "", "2024-01-01T00:00:00"), order.append("second")))
+        waiter = threading.Thread(
+            target=lambda: (
+                second.add_page("alice", "second writer", "", "2024-01-01T00:00:00"),
+                order.append("second"),
+            )
+        )
         waiter.start()
         time.sleep(1.0)  # three times the ttl: without renewals the lease would have expired
         assert not store.acquire_lease("alice", "someone else", ttl_s=60)

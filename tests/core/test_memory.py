@@ -28,9 +28,13 @@ class Clock:
         return self.now
 
 
-def make(store: ChromaStore, embedder: HashEmbedder, clock: Clock | None = None, **params: object) -> MemoryOS:
+def make(
+    store: ChromaStore, embedder: HashEmbedder, clock: Clock | None = None, **params: object
+) -> MemoryOS:
     base = MemoryParams(stm_capacity=3, stm_evict_batch=1)
-    return MemoryOS(store, embedder, LocalAnalyzer(chain_threshold=0.5), replace(base, **params), clock or Clock())
+    return MemoryOS(
+        store, embedder, LocalAnalyzer(chain_threshold=0.5), replace(base, **params), clock or Clock()
+    )
 
 
 def add(memory: MemoryOS, text: str, user: str = "u1", n: int = 0):
@@ -67,7 +71,9 @@ def test_same_topic_merges_and_new_topic_creates_segment(store: ChromaStore, emb
     assert "hiking" in segments[first.segments_created[0]].keywords
 
 
-def test_pages_carry_chain_summaries_and_chains_break_on_topic_change(store: ChromaStore, embedder: HashEmbedder) -> None:
+def test_pages_carry_chain_summaries_and_chains_break_on_topic_change(
+    store: ChromaStore, embedder: HashEmbedder
+) -> None:
     memory = make(store, embedder, stm_capacity=1)
     for i, topic in enumerate(["hiking", "hiking", "taxes", "taxes"]):
         add(memory, TOPICS[topic], n=i)
@@ -105,7 +111,9 @@ def test_rank_segments_orders_by_cosine_plus_jaccard() -> None:
     assert ranked[0][1] == pytest.approx(1.8)
 
 
-def test_retrieval_is_two_stage_and_heats_the_segments_it_returns(store: ChromaStore, embedder: HashEmbedder) -> None:
+def test_retrieval_is_two_stage_and_heats_the_segments_it_returns(
+    store: ChromaStore, embedder: HashEmbedder
+) -> None:
     clock = Clock()
     memory = make(store, embedder, clock, stm_capacity=1)
     for i, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "guitar"]):
@@ -177,4 +185,6 @@ def test_a_page_is_embedded_by_what_was_said_not_its_date(store: ChromaStore, em
     memory = make(store, embedder)
     embedder.calls.clear()
     memory.add_page("u1", "I adopted a dog", "Congratulations!", "2023-05-08T13:56:00")
-    assert embedder.calls[0] == ["I adopted a dog Congratulations!"]  # the date is matched by retrieval's date cue
+    assert embedder.calls[0] == [
+        "I adopted a dog Congratulations!"
+    ]  # the date is matched by retrieval's date cue

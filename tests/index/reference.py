@@ -76,7 +76,11 @@ class ReferenceIndex:
 
         own = [Counter(index_terms(page_text(p))) for p in self.pages]
         self.neighbours = [
-            [j for j in range(max(0, i - context_window), min(n, i + context_window + 1)) if j != i and same(i, j)]
+            [
+                j
+                for j in range(max(0, i - context_window), min(n, i + context_window + 1))
+                if j != i and same(i, j)
+            ]
             for i in range(n)
         ]
         documents = []
@@ -103,8 +107,12 @@ class ReferenceIndex:
         addressed = Counter(n for p in self.pages for n in vocatives(exchange_text(p)))
         introduced = Counter(n for p in self.pages for n in self_names(exchange_text(p)))
         names = {n for n, uses in addressed.items() if uses >= 3 or (uses > 0 and introduced[n] > 0)}
-        common = frozenset(t for n in names for t in index_terms(n)) if weights.participant_df else frozenset()
-        lexical = ReferenceBM25(self.documents, common=common, common_df=weights.participant_df).scores(index_terms(query))
+        common = (
+            frozenset(t for n in names for t in index_terms(n)) if weights.participant_df else frozenset()
+        )
+        lexical = ReferenceBM25(self.documents, common=common, common_df=weights.participant_df).scores(
+            index_terms(query)
+        )
         dense = (self.embeddings @ np.asarray(query_embedding, dtype=np.float32)).astype(np.float64)
         scores = weights.lexical * zscore(lexical) + (1.0 - weights.lexical) * zscore(dense)
         if weights.time_cue and asks_about_time(query):

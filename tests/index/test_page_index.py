@@ -38,7 +38,8 @@ def _page(rng: random.Random, n: int, segments: list[str]) -> Page:
         id=f"p{n}",
         user_id="u",
         # Some pages address Ann (a participant: BM25 treats her name as common) or Bob (not often enough).
-        user_input=rng.choice(["", "", "", "Hey Ann! ", "Thanks, Bob. "]) + " ".join(words[: len(words) // 2 + 1]),
+        user_input=rng.choice(["", "", "", "Hey Ann! ", "Thanks, Bob. "])
+        + " ".join(words[: len(words) // 2 + 1]),
         agent_response=" ".join(words[len(words) // 2 + 1 :]),
         timestamp=f"2023-05-{day:02d}T{hour:02d}:{rng.randint(0, 59):02d}:00",
         # Mostly increasing, sometimes older than the newest: pages can land in the middle of the order.
@@ -57,7 +58,9 @@ def _query_vector(rng: random.Random) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def _check(index: PageIndex, live: dict[str, Page], rng: random.Random, segment_ids: list[str], window: int) -> None:
+def _check(
+    index: PageIndex, live: dict[str, Page], rng: random.Random, segment_ids: list[str], window: int
+) -> None:
     reference = ReferenceIndex(list(live.values()), context_window=window)
     fresh = PageIndex(context_window=window)
     fresh.add(list(live.values()))
@@ -69,7 +72,13 @@ def _check(index: PageIndex, live: dict[str, Page], rng: random.Random, segment_
         vector = _query_vector(rng)
         slots, scores = index.scores(query, vector, weights)
         got = {index._ids[s]: score for s, score in zip(slots.tolist(), scores.tolist(), strict=True)}
-        expected = dict(zip([p.id for p in reference.pages], reference.scores(query, vector, weights).tolist(), strict=True))
+        expected = dict(
+            zip(
+                [p.id for p in reference.pages],
+                reference.scores(query, vector, weights).tolist(),
+                strict=True,
+            )
+        )
         assert got.keys() == expected.keys()
         assert np.allclose([got[k] for k in expected], list(expected.values()), atol=1e-5)
         f_scores = [rng.random() for _ in segments]
@@ -160,7 +169,9 @@ def test_empty_index_ranks_nothing() -> None:
     slots, scores = index.scores("anything", np.ones(DIM, dtype=np.float32), RetrievalWeights())
     assert slots.size == 0 and scores.size == 0
     assert index.rank("x", np.ones(DIM), [], [], top_m=5, top_k=10, weights=RetrievalWeights()) == ([], [])
-    chosen, hits = index.rank("x", np.ones(DIM), _segments(["s"]), [1.0], top_m=5, top_k=10, weights=RetrievalWeights())
+    chosen, hits = index.rank(
+        "x", np.ones(DIM), _segments(["s"]), [1.0], top_m=5, top_k=10, weights=RetrievalWeights()
+    )
     assert [s.id for s, _ in chosen] == ["s"] and hits == []
 
 
@@ -192,12 +203,23 @@ def test_an_exported_and_restored_index_ranks_the_same_and_keeps_changing_correc
 
 
 def _said(n: int, user_input: str, response: str) -> Page:
-    return Page(f"v{n}", "u", user_input, response, "2024-05-08T10:00:00", added_at=n, segment_id="s", embedding=np.ones(DIM, dtype=np.float32))
+    return Page(
+        f"v{n}",
+        "u",
+        user_input,
+        response,
+        "2024-05-08T10:00:00",
+        added_at=n,
+        segment_id="s",
+        embedding=np.ones(DIM, dtype=np.float32),
+    )
 
 
 def test_participants_are_the_names_used_to_address_someone_often_enough() -> None:
     index = PageIndex()
-    index.add([_said(0, "Hey Caroline!", "Hi Mel, I went to Paris."), _said(1, "Thanks, Caroline.", "Hi, Paris!")])
+    index.add(
+        [_said(0, "Hey Caroline!", "Hi Mel, I went to Paris."), _said(1, "Thanks, Caroline.", "Hi, Paris!")]
+    )
     index.add([_said(2, "Yes", "Bye Caroline!")])
     assert index.participants() == {"Caroline"}  # Mel once and Paris once: not yet
     index.remove(["v2"])
@@ -206,7 +228,10 @@ def test_participants_are_the_names_used_to_address_someone_often_enough() -> No
     restored = PageIndex.restore(pack_snapshot(index.export()))
     assert restored.participants() == index.participants() == {"Caroline", "Mel"}
     older = pack_snapshot(index.export())
-    del older["vocatives"], older["introduced"]  # a snapshot written before names were counted: counted again from its pages
+    del (
+        older["vocatives"],
+        older["introduced"],
+    )  # a snapshot written before names were counted: counted again from its pages
     assert PageIndex.restore(older).participants() == {"Caroline", "Mel"}
     restored.remove(["v0"])  # a restored page not decoded yet: read to know whom it addressed
     assert restored.participants() == set()

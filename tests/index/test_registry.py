@@ -24,7 +24,9 @@ TOPICS = [
 
 def make(store: ChromaStore, budget: int = 64 * 1024 * 1024) -> MemoryOS:
     params = MemoryParams(stm_capacity=3, stm_evict_batch=2)
-    return MemoryOS(store, HashEmbedder(), LocalAnalyzer(chain_threshold=0.5), params, cache_budget_bytes=budget)
+    return MemoryOS(
+        store, HashEmbedder(), LocalAnalyzer(chain_threshold=0.5), params, cache_budget_bytes=budget
+    )
 
 
 def fill(memory: MemoryOS, user: str, n: int, start: int = 0) -> None:
@@ -45,7 +47,9 @@ def summary(state: UserState) -> tuple[object, ...]:
 
 
 def found(memory: MemoryOS, user: str, query: str) -> list[tuple[str, float]]:
-    return [(sp.page.id, round(sp.score, 6)) for sp in memory.retrieve(user, query, top_k=8, top_m=3).mid_term]
+    return [
+        (sp.page.id, round(sp.score, 6)) for sp in memory.retrieve(user, query, top_k=8, top_m=3).mid_term
+    ]
 
 
 @pytest.fixture
@@ -60,7 +64,9 @@ def test_a_change_by_another_process_is_seen_on_the_next_call(store: ChromaStore
     assert reader.states.loads == 1
     fill(writer, "alice", 9, start=6)
     result = reader.retrieve("alice", "taxes invoice entry13")
-    assert "entry13" in " ".join(p.user_input for p in result.short_term + [sp.page for sp in result.mid_term])
+    assert "entry13" in " ".join(
+        p.user_input for p in result.short_term + [sp.page for sp in result.mid_term]
+    )
     assert reader.states.loads == 1 and reader.states.replays == 1  # caught up from the log, no reload
     assert summary(reader.state("alice")) == summary(make(store).state("alice"))  # same as a fresh load
 

@@ -56,7 +56,11 @@ def test_stem_maps_word_forms_together() -> None:
 
 def test_stem_is_safe_across_threads() -> None:
     # Retrievals of different users run in parallel worker threads; a shared Snowball object would mix words.
-    words = [f"{base}{suffix}" for base in ("walk", "paint", "adopt", "camp", "read") for suffix in ("", "s", "ing", "ed")] * 1000
+    words = [
+        f"{base}{suffix}"
+        for base in ("walk", "paint", "adopt", "camp", "read")
+        for suffix in ("", "s", "ing", "ed")
+    ] * 1000
     expected = [stem.__wrapped__(w) for w in words]
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads often, so that sharing one stemmer would show
@@ -112,7 +116,11 @@ def test_questions_about_time_favour_pages_that_mention_time() -> None:
 
 
 def test_two_stage_returns_pages_only_from_the_chosen_segments() -> None:
-    pages = [page(0, "hiking trail", "s1"), page(1, "hiking boots", "s1"), page(2, "bread oven sourdough", "s2")]
+    pages = [
+        page(0, "hiking trail", "s1"),
+        page(1, "hiking boots", "s1"),
+        page(2, "bread oven sourdough", "s2"),
+    ]
     segments = [Segment("s1", "u", "", {}, 0.0, 0.0), Segment("s2", "u", "", {}, 0.0, 0.0)]
     index = build(pages, context_window=0)
     q = "sourdough bread"
@@ -169,7 +177,11 @@ def test_pages_dated_as_the_query_says_rank_higher() -> None:
 
 
 def test_vocatives_are_the_names_someone_is_addressed_by() -> None:
-    assert vocatives("Hey Caroline! Thanks, Mel. We went to Paris last week, Jo!") == ["Caroline", "Mel", "Jo"]
+    assert vocatives("Hey Caroline! Thanks, Mel. We went to Paris last week, Jo!") == [
+        "Caroline",
+        "Mel",
+        "Jo",
+    ]
     assert vocatives("thanks! Appreciate it. What did you paint?") == []  # no name after the greeting's pause
 
 

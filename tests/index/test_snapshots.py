@@ -40,7 +40,9 @@ def test_a_restart_starts_from_the_snapshot_and_replays_the_rest(store: ChromaSt
     state = restarted.state("alice")
     assert state.snapshot_seq == saved_at < state.seq  # started from the snapshot, then replayed
     assert summary(state) == summary(make(store, None).state("alice"))  # the same as reading the store
-    assert found(restarted, "alice", "bread dough oven") == found(make(store, None), "alice", "bread dough oven")
+    assert found(restarted, "alice", "bread dough oven") == found(
+        make(store, None), "alice", "bread dough oven"
+    )
 
 
 def test_snapshots_are_written_as_the_index_grows(store: ChromaStore, tmp_path: Path) -> None:
@@ -76,12 +78,18 @@ def test_a_snapshot_ahead_of_the_store_is_not_used(store: ChromaStore, tmp_path:
     assert summary(make(store, snapshots).state("alice")) == summary(make(store, None).state("alice"))
 
 
-def test_the_names_of_the_people_talking_survive_a_restart_from_a_snapshot(store: ChromaStore, tmp_path: Path) -> None:
+def test_the_names_of_the_people_talking_survive_a_restart_from_a_snapshot(
+    store: ChromaStore, tmp_path: Path
+) -> None:
     snapshots = SnapshotStore(tmp_path / "snap", identity="test")
     first = make(store, snapshots, every=1000)
     for i in range(12):
-        first.add_page("alice", f"bread dough oven entry{i}", "Thanks, Alice!", f"2024-01-{1 + i:02d}T10:00:00")
+        first.add_page(
+            "alice", f"bread dough oven entry{i}", "Thanks, Alice!", f"2024-01-{1 + i:02d}T10:00:00"
+        )
     assert first.save_snapshots() == 1
     restarted = make(store, snapshots).state("alice")
     assert restarted.snapshot_seq >= 0
-    assert restarted.index.participants() == {"Alice"} == make(store, None).state("alice").index.participants()
+    assert (
+        restarted.index.participants() == {"Alice"} == make(store, None).state("alice").index.participants()
+    )
