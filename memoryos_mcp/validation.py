@@ -55,15 +55,21 @@ def timestamp(value: str | None) -> str:
     """ISO-8601 or 'YYYY-MM-DD HH:MM:SS'; none means now (UTC). Returned as ISO-8601 to the second."""
     if value is None or value.strip() == "":
         return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    parsed = _iso(
+        value,
+        f"timestamp {quote(value)} is not understood: use ISO-8601 such as '2024-05-08T13:56:00' or "
+        "'2024-05-08 13:56:00'",
+    )
+    return parsed.isoformat(timespec="seconds")
+
+
+def _iso(value: str, error: str) -> datetime:
+    """An ISO-8601 date or datetime ('Z' accepted for UTC), or InvalidInputError(error)."""
     raw = value.strip()
     try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+        return datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
     except ValueError:
-        raise InvalidInputError(
-            f"timestamp {quote(value)} is not understood: use ISO-8601 such as '2024-05-08T13:56:00' "
-            "or '2024-05-08 13:56:00'"
-        ) from None
-    return parsed.isoformat(timespec="seconds")
+        raise InvalidInputError(error) from None
 
 
 def metadata(value: dict[str, Any] | None, *, max_keys: int, max_value_chars: int) -> dict[str, Scalar]:
@@ -118,13 +124,11 @@ def positive(value: int | None, name: str, upper: int) -> int | None:
 
 def _bound(value: str, name: str, end_of_day: bool) -> float:
     raw = value.strip()
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
-    except ValueError:
-        raise InvalidInputError(
-            f"{name} {value[:80]!r} is not understood: use an ISO-8601 date or datetime such as '2024-05-08' "
-            "or '2024-05-08T13:56:00'"
-        ) from None
+    parsed = _iso(
+        value,
+        f"{name} {quote(value)} is not understood: use an ISO-8601 date or datetime such as '2024-05-08' "
+        "or '2024-05-08T13:56:00'",
+    )
     if parsed.tzinfo is None:  # stored timestamps without a zone are read as UTC too
         parsed = parsed.replace(tzinfo=timezone.utc)
     if end_of_day and len(raw) == 10:  # a date alone: inclusive means the whole day
@@ -156,7 +160,7 @@ def choice(value: str | None, name: str, accepted: tuple[str, ...], default: str
     if value is None or value == "":
         return default
     if value not in accepted:
-        raise InvalidInputError(f"{name} {str(value)[:80]!r} is not one of: {', '.join(accepted)}")
+        raise InvalidInputError(f"{name} {quote(value)} is not one of: {', '.join(accepted)}")
     return value
 
 

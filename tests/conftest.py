@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mcp.server.mcpserver import MCPServer
 
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
+from memoryos_mcp.server import build_server
 from memoryos_mcp.service import MemoryService
 from memoryos_mcp.settings import Settings, load_settings
 from tests.fakes import HashEmbedder, free_port
@@ -82,3 +84,9 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     proc.terminate()
     proc.wait(10)
     log.close()
+
+
+@pytest.fixture
+def server(settings: Settings, service: MemoryService) -> MCPServer:
+    """The MCP server over the test's service (in-memory client: `Client(server)`)."""
+    return build_server(settings, service_factory=lambda: service)

@@ -10,17 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
-
-from memoryos_mcp.server import build_server
-from memoryos_mcp.service import MemoryService
-from memoryos_mcp.settings import Settings
 
 VICTIM = "victim"
 CALL_TIMEOUT_S = 20
@@ -96,11 +91,6 @@ def assert_clean(message: str) -> None:
         "\n" not in message and "validation error" not in message and "errors.pydantic.dev" not in message
     ), message
     assert len(message) < 600, f"{len(message)} characters: {message[:200]!r}"
-
-
-@pytest.fixture
-def server(settings: Settings, service: MemoryService) -> MCPServer:
-    return build_server(settings, service_factory=lambda: service)
 
 
 async def victim_memory(client: Client) -> tuple[Any, ...]:

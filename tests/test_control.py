@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
@@ -15,32 +14,13 @@ from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.adapters.snapshots import SnapshotStore
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.errors import InvalidInputError
-from memoryos_mcp.server import build_server
 from memoryos_mcp.service import MemoryService
 from memoryos_mcp.settings import Settings
 from tests.fake_openai import FakeOpenAIServer
 from tests.fakes import HashEmbedder
+from tests.mcp_calls import call, error
 from tests.scripted_llm import good_answer
 from tests.test_llm_pipeline import make_service
-
-
-@pytest.fixture
-def server(settings: Settings, service: MemoryService) -> MCPServer:
-    return build_server(settings, service_factory=lambda: service)
-
-
-async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def error(client: Client, tool: str, **arguments: Any) -> str:
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error
-    return result.content[0].text  # type: ignore[union-attr]
-
 
 # ---------------------------------------------------------------------------------------------- idempotency
 

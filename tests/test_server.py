@@ -14,24 +14,7 @@ from memoryos_mcp.errors import StorageError
 from memoryos_mcp.server import build_server
 from memoryos_mcp.service import MemoryService
 from memoryos_mcp.settings import Settings
-
-
-@pytest.fixture
-def server(settings: Settings, service: MemoryService) -> MCPServer:
-    return build_server(settings, service_factory=lambda: service)
-
-
-async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def error(client: Client, tool: str, **arguments: Any) -> str:
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error
-    return result.content[0].text  # type: ignore[union-attr]
+from tests.mcp_calls import call, error
 
 
 async def test_lists_the_tools_with_output_schemas(server: MCPServer) -> None:

@@ -577,14 +577,6 @@ class ChromaStore:
             )
         self._meta_put([self._version_record(user_id, change)])
 
-        if change.seq % 64 == 0 and change.seq > LOG_KEEP:
-            old = range(max(1, change.seq - LOG_KEEP - 64), change.seq - LOG_KEEP)
-            try:
-                self.meta.delete(ids=[f"log:{user_id}:{seq}" for seq in old])
-            except Exception as exc:  # the write is done; old entries go with a later trim
-                logger.warning("could not trim the change log of %s: %s", user_id, exc)
-        return change.seq
-
     def count_mid_term(self, user_id: str) -> tuple[int, int]:
         pages = sum(
             1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import math
@@ -128,11 +129,9 @@ class Control:
             found.extend((p, "short_term") for p in stm if wanted(p))
         if tier != "short_term":
             found.extend((p, "mid_term") for p in indexed if p.id not in stm_ids and wanted(p))
-            archived = [
-                s.id for s in self.store.list_segments(state.user_id, include_archived=True) if s.archived
-            ]
+            archived = self._archived(state.user_id)
             if archived:  # out of the index: read from the store (their number grows only by archiving)
-                pages = self.store.pages_of_segments(state.user_id, archived)
+                pages = self.store.pages_of_segments(state.user_id, list(archived))
                 found.extend((p, "mid_term") for p in pages if p.id not in stm_ids and wanted(p))
         found.sort(key=lambda item: page_key(item[0]), reverse=True)
         more = len(found) > limit
@@ -143,7 +142,7 @@ class Control:
         """Active segments (cached, with current visits) and archived ones, newest first."""
         with state.lock:
             active = dict(state.segments)
-        archived = [s for s in self.store.list_segments(state.user_id, include_archived=True) if s.archived]
+        archived = self._archived(state.user_id).values()
         return sorted([*active.values(), *archived], key=lambda s: (s.created_at, s.id), reverse=True)
 
     # ------------------------------------------------------------------ forgetting
@@ -160,18 +159,14 @@ class Control:
         Returns the report and the change-log entry written (None when nothing was removed)."""
         uid = state.user_id
         report = ForgetReport()
-        stm_targets, mtm_targets = self._targets(state, page_ids, before, report)
+        archived = functools.cache(lambda: self._archived(uid))  # read once, and only if needed
+        stm_targets, mtm_targets = self._targets(state, page_ids, before, report, archived)
         forgotten = stm_targets | set(mtm_targets)
 
         # Segments that lost pages: recomputed from what they keep, or removed.
         by_segment: dict[str, list[str]] = {}
         for page in mtm_targets.values():
             by_segment.setdefault(page.segment_id, []).append(page.id)
-        archived = (
-            {s.id: s for s in self.store.list_segments(uid, include_archived=True) if s.archived}
-            if by_segment
-            else {}
-        )
         kept_by_segment = {
             sid: [p for p in pages if p.id not in forgotten]
             for sid, pages in _group(self.store.pages_of_segments(uid, list(by_segment))).items()
@@ -179,7 +174,7 @@ class Control:
         changed_segments: list[Segment] = []
         emptied: list[Segment] = []
         for sid in by_segment:
-            source = state.segments.get(sid) or archived.get(sid)
+            source = state.segments.get(sid) or archived().get(sid)
             if source is None:
                 continue
             segment = copy_segment(source)
@@ -267,8 +262,17 @@ class Control:
             state.measure()
         return report, change
 
+    def _archived(self, user_id: str) -> dict[str, Segment]:
+        """Archived segments by id (they are out of the cached state: a store read)."""
+        return {s.id: s for s in self.store.list_segments(user_id, include_archived=True) if s.archived}
+
     def _targets(
-        self, state: UserState, page_ids: Sequence[str], before: float | None, report: ForgetReport
+        self,
+        state: UserState,
+        page_ids: Sequence[str],
+        before: float | None,
+        report: ForgetReport,
+        archived: Callable[[], dict[str, Segment]],
     ) -> tuple[set[str], dict[str, Page]]:
         """The short-term ids and the mid-term pages to forget. Ids of other users are unknown here."""
         uid = state.user_id
@@ -288,13 +292,8 @@ class Control:
             stm_targets |= {p.id for p in state.stm if parse_epoch(p.timestamp) < before}
             for pid in state.index.ids_dated_before(before):
                 mtm_targets.setdefault(pid, state.index.get(pid))  # type: ignore[arg-type]
-        archived = (
-            [s.id for s in self.store.list_segments(uid, include_archived=True) if s.archived]
-            if (elsewhere or before is not None)
-            else []
-        )
-        if archived and before is not None:
-            for page in self.store.pages_of_segments(uid, archived):
+        if before is not None and archived():
+            for page in self.store.pages_of_segments(uid, list(archived())):
                 if parse_epoch(page.timestamp) < before:
                     mtm_targets.setdefault(page.id, page)
         if elsewhere:
