@@ -38,11 +38,15 @@ from memoryos_mcp.index.cues import (
     self_names,
     vocatives,
 )
+from memoryos_mcp.index.screen import DenseScreen
 from memoryos_mcp.index.terms import index_terms, zscore
 
 NEIGHBOUR_WEIGHT = 0.5  # share of a neighbour page's embedding in a page's context embedding
 CONTEXT_GAP_S = 3 * 3600  # pages further apart in time belong to different conversations: no shared context
 _BM25_K1, _BM25_B = 1.2, 0.75  # Okapi BM25's usual defaults
+# From this many live pages on, dense scores are screened in int8 first (index/screen.py): ~4x less memory
+# traffic per query; below it the float32 pass costs under a millisecond and a screen would not pay for itself.
+SCREEN_FROM = 20_000
 
 
 @dataclass(frozen=True)
@@ -187,8 +191,10 @@ class PageIndex:
     Pages are ordered by (added_at, id). Not thread-safe: the owner serialises changes and queries.
     """
 
-    def __init__(self, context_window: int = 1) -> None:
+    def __init__(self, context_window: int = 1, screen_from: int = SCREEN_FROM) -> None:
         self.context_window = context_window
+        self.screen_from = screen_from
+        self._screen: DenseScreen | None = None  # present while the index holds screen_from pages or more
         self._width = 2 * context_window
         self._n = 0  # slots used (live and dead)
         self._dim = 0
@@ -312,7 +318,8 @@ class PageIndex:
         )  # fmt: skip
         per_page = 600  # the Page record, its id in two maps and the order keys
         pages = per_page * len(self._pages) + self._text_bytes + len(self._lazy_blob)
-        return sum(a.nbytes for a in arrays) + self._emb.nbytes + self._postings_bytes + pages
+        screen = self._screen.nbytes if self._screen is not None else 0
+        return sum(a.nbytes for a in arrays) + self._emb.nbytes + self._postings_bytes + pages + screen
 
     # ------------------------------------------------------------------ changing
 
@@ -333,23 +340,25 @@ class PageIndex:
             self._keys = [k for k, _ in pairs]
             self._key_slots = [s for _, s in pairs]
             self._refresh_positions(np.arange(len(self._keys)))
-            return
-        for slot in new_slots:
-            key = self._key(slot)
-            position = bisect.bisect_left(self._keys, key)
-            self._keys.insert(position, key)
-            self._key_slots.insert(position, slot)
-        self._refresh_slots(self._around(new_slots, include_self=True))
+        else:
+            for slot in new_slots:
+                key = self._key(slot)
+                position = bisect.bisect_left(self._keys, key)
+                self._keys.insert(position, key)
+                self._key_slots.insert(position, slot)
+            self._refresh_slots(self._around(new_slots, include_self=True))
+        self._build_screen()
 
     def remove(self, page_ids: Iterable[str]) -> int:
         """Drop pages from the index; unknown ids are ignored. Returns how many were indexed."""
         touched: set[int] = set()
-        removed = 0
+        gone: list[int] = []
         w = self.context_window
         for page_id in page_ids:
             slot = self._slot_of.pop(page_id, None)
             if slot is None:
                 continue
+            gone.append(slot)
             position = bisect.bisect_left(self._keys, self._key(slot))
             del self._keys[position]
             del self._key_slots[position]
@@ -360,13 +369,15 @@ class PageIndex:
             self._alive[slot] = False
             self._seg_slots[self._seg[slot]].discard(slot)
             self._members.pop(int(self._seg[slot]), None)
-            removed += 1
-        if removed:
+        if gone:
+            if self._screen is not None:
+                dead_slots = np.asarray(gone, dtype=np.int64)
+                self._screen.drop(dead_slots, self._context_vectors(dead_slots))
             self._refresh_slots(sorted(s for s in touched if self._alive[s]))
             dead = self._n - len(self._slot_of)
             if dead > max(256, len(self._slot_of)):
                 self._compact()
-        return removed
+        return len(gone)
 
     def remove_segments(self, segment_ids: Iterable[str]) -> int:
         """Drop every page of these segments (archived or forgotten). Returns how many pages left."""
@@ -456,6 +467,8 @@ class PageIndex:
         elif dim != self._dim:
             raise ValueError(f"embedding dimension {dim} does not match the index's {self._dim}")
         self._emb.reserve(slots)
+        if self._screen is not None:
+            self._screen.reserve(slots)
         if slots <= len(self._alive):
             return
         size = max(
@@ -513,16 +526,53 @@ class PageIndex:
             rows = np.flatnonzero(ok)
             neighbours[rows, filled[rows]] = candidates[rows]
             filled[rows] += 1
+        screen = self._screen
+        if screen is not None:  # their context vectors change: out of the screen's moments with the old ones
+            before = slots[screen.counted[slots]]
+            screen.drop(before, self._context_vectors(before))
         self._nbrs[slots] = neighbours
         length = self._len_own[slots].copy()
-        context = self._emb.take(slots)
         for column in range(self._width):
             rows = np.flatnonzero(neighbours[:, column] >= 0)
-            other = neighbours[rows, column]
-            length[rows] += self._len_own[other]
-            context[rows] += NEIGHBOUR_WEIGHT * self._emb.take(other)
+            length[rows] += self._len_own[neighbours[rows, column]]
+        context = self._context_sums(slots)
         self._len_ctx[slots] = length
         self._norm[slots] = np.linalg.norm(context, axis=1)
+        if screen is not None:
+            screen.put(slots, self._unit(context, slots))
+
+    def _context_sums(self, slots: np.ndarray) -> np.ndarray:
+        """Each slot's embedding plus NEIGHBOUR_WEIGHT of each neighbour's (float32)."""
+        context = self._emb.take(slots)
+        neighbours = self._nbrs[slots]
+        for column in range(self._width):
+            rows = np.flatnonzero(neighbours[:, column] >= 0)
+            context[rows] += NEIGHBOUR_WEIGHT * self._emb.take(neighbours[rows, column])
+        return context
+
+    def _unit(self, context: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        norm = self._norm[slots]
+        return context / np.where(norm == 0, 1.0, norm)[:, None]
+
+    def _context_vectors(self, slots: np.ndarray) -> np.ndarray:
+        """The unit context vectors of these slots as they are now: the same arithmetic as when they were put
+        in the screen, so that dropping them takes out exactly what was added."""
+        return self._unit(self._context_sums(slots), slots)
+
+    def _build_screen(self) -> None:
+        """Screen a large index (SCREEN_FROM), in chunks so that the float32 copies stay small."""
+        if self._screen is not None or len(self._slot_of) < self.screen_from or not self._dim:
+            return
+        live = np.flatnonzero(self._alive[: self._n])
+        screen: DenseScreen | None = None
+        for start in range(0, len(live), 8192):
+            chunk = live[start : start + 8192]
+            vectors = self._context_vectors(chunk)
+            if screen is None:
+                screen = DenseScreen(self._dim, centre=vectors.mean(axis=0))
+                screen.reserve(len(self._alive))
+            screen.put(chunk, vectors)
+        self._screen = screen
 
     def _compact(self) -> None:
         """Drop dead slots (after many removals): renumber live ones, rebuild postings from stored terms."""
@@ -564,6 +614,8 @@ class PageIndex:
         self._key_slots = [int(renumber[s]) for s in self._key_slots]
         self._seg_slots = [{int(renumber[s]) for s in members} for members in self._seg_slots]
         self._members.clear()
+        self._screen = None  # slots were renumbered
+        self._build_screen()
 
     # ------------------------------------------------------------------ persistence
 
@@ -620,10 +672,10 @@ class PageIndex:
         }
 
     @classmethod
-    def restore(cls, data: dict[str, Any]) -> PageIndex:
+    def restore(cls, data: dict[str, Any], screen_from: int = SCREEN_FROM) -> PageIndex:
         """An index from what pack_snapshot() made (read back from a snapshot). Page records stay encoded
         until a page is read; postings and conversation order come ready-made."""
-        index = cls(int(data["context_window"]))
+        index = cls(int(data["context_window"]), screen_from)
         ids: list[str] = list(data["ids"])
         n = len(ids)
         index._n, index._dim = n, int(data["dim"])
@@ -681,6 +733,7 @@ class PageIndex:
         else:
             index._vocatives = Counter({str(k): int(v) for k, v in dict(data["vocatives"]).items()})
             index._introduced = Counter({str(k): int(v) for k, v in dict(data["introduced"]).items()})
+        index._build_screen()
         return index
 
     # ------------------------------------------------------------------ scoring
@@ -747,13 +800,31 @@ class PageIndex:
         norm = self._norm[: self._n].astype(np.float64)
         return context / np.where(norm == 0, 1.0, norm)
 
-    def _all_scores(self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights) -> np.ndarray:
-        """Hybrid score of every slot (dead slots: -inf), standardised over the live pages."""
+    def _dense_of(self, query_embedding: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """What _dense gives these slots, computed for them alone."""
+        query = np.asarray(query_embedding, dtype=np.float32)
+        context = (self._emb.take(slots) @ query).astype(np.float64)
+        for column in range(self._width):
+            neighbours = self._nbrs[slots, column]
+            rows = np.flatnonzero(neighbours >= 0)
+            context[rows] += NEIGHBOUR_WEIGHT * (self._emb.take(neighbours[rows]) @ query).astype(np.float64)
+        norm = self._norm[slots].astype(np.float64)
+        return context / np.where(norm == 0, 1.0, norm)
+
+    def _all_scores(
+        self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights, screened: bool = False
+    ) -> _Scores:
+        """Hybrid score of every slot (dead slots: -inf), standardised over the live pages.
+
+        `screened` (and a screen present): the dense part is approximate, within `error` of the exact score;
+        refine() makes chosen slots exact."""
         n = self._n
-        live = self._alive[:n]
+        live: np.ndarray | slice = self._alive[:n]
         scores = np.full(n, -np.inf)
-        if not live.any():
-            return scores
+        if not len(self._slot_of):
+            return _Scores(scores)
+        if len(self._slot_of) == n:  # no dead slots (the usual case): views, not copies
+            live = slice(None)
         # A participant's name is in every page in spirit (someone is always talking), however rarely it is
         # written: its idf must not make the one page that spells it ("Hi! I'm Maya") the best match.
         names = (
@@ -762,8 +833,19 @@ class PageIndex:
             else frozenset()
         )
         lexical = self._bm25(index_terms(query), names, weights.participant_df)[live]
-        dense = self._dense(query_embedding)[live]
-        mixed = weights.lexical * zscore(lexical) + (1.0 - weights.lexical) * zscore(dense)
+        mixed = weights.lexical * zscore(lexical)
+        screen = self._screen if screened else None
+        result = _Scores(scores)
+        if screen is None:
+            mixed = mixed + (1.0 - weights.lexical) * zscore(self._dense(query_embedding)[live])
+        else:
+            # z(dense) = (dense − mean) / spread with the exact mean and spread over all pages (the screen's
+            # moments); only the dense values themselves are approximate until refined.
+            approximate, error = screen.scores(query_embedding, n)
+            mean, spread = screen.stats(query_embedding)
+            weight = (1.0 - weights.lexical) / spread if spread > 1e-12 else 0.0
+            mixed = mixed + weight * (approximate[live].astype(np.float64) - mean)
+            result = _Scores(scores, weight * error, query_embedding, weight, approximate, np.zeros(n, bool))
         if weights.time_cue and asks_about_time(query):
             mixed = mixed + weights.time_cue * self._time[:n][live]
         cues = date_cues(query) if weights.date_cue else []
@@ -771,14 +853,25 @@ class PageIndex:
             dates = self._dates[:n][live]
             mixed = mixed + weights.date_cue * np.max([date_match(dates, cue) for cue in cues], axis=0)
         scores[live] = mixed
-        return scores
+        return result
+
+    def _refine(self, scored: _Scores, slots: np.ndarray) -> None:
+        """Make the scores of these slots exact (a screened _Scores; others are exact already)."""
+        if scored.approximate is None or scored.exact is None or not len(slots):
+            return
+        slots = slots[~scored.exact[slots]]
+        if not len(slots):
+            return
+        exact = self._dense_of(scored.query, slots)
+        scored.values[slots] += scored.weight * (exact - scored.approximate[slots])
+        scored.exact[slots] = True
 
     def scores(
         self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights
     ) -> tuple[np.ndarray, np.ndarray]:
         """(live slots, hybrid score of each): standardised, so only the order and the gaps mean something."""
         slots = np.flatnonzero(self._alive[: self._n])
-        return slots, self._all_scores(query, query_embedding, weights)[slots]
+        return slots, self._all_scores(query, query_embedding, weights).values[slots]
 
     def rank(
         self,
@@ -796,11 +889,15 @@ class PageIndex:
         inside them. Returns (segment, stage-one score) and (page, page score), best first.
 
         With a `window` (inclusive seconds since the epoch) only pages dated inside it take part, and only
-        segments holding such pages; scores are still standardised over all of the user's pages."""
+        segments holding such pages; scores are still standardised over all of the user's pages.
+
+        A large index ranks on screened scores: every page whose approximate score is within twice the error
+        bound of a value that matters (a segment's best, the k-th best candidate, the lowest) is scored
+        exactly, so the result is the one the exact scores give."""
         if not segments:
             return [], []
-        scores = self._all_scores(query, query_embedding, weights)
-        floor = float(scores[np.isfinite(scores)].min()) if len(self._slot_of) else 0.0
+        scored = self._all_scores(query, query_embedding, weights, screened=True)
+        scores, margin = scored.values, 2.0 * scored.error
         members = []
         for segment in segments:
             code = self._seg_code.get(segment.id)
@@ -813,24 +910,51 @@ class PageIndex:
             members = [members[i] for i in keep]
             if not segments:
                 return [], []
-        # A segment without pages ranks with the worst page.
-        best = np.asarray([float(scores[m].max()) if len(m) else floor for m in members])
+        best = [float(scores[m].max()) if len(m) else math.nan for m in members]
+        if margin:  # score exactly the pages that may be their segment's best, all at once
+            near = [m[scores[m] >= b - margin] for m, b in zip(members, best, strict=True) if len(m)]
+            if near:
+                self._refine(scored, np.concatenate(near))
+                best = [float(scores[m].max()) if len(m) else math.nan for m in members]
+        if any(math.isnan(b) for b in best):  # a segment without pages ranks with the worst page
+            live = np.flatnonzero(self._alive[: self._n])
+            if margin and len(live):
+                self._refine(scored, live[scores[live] <= scores[live].min() + margin])
+            floor = float(scores[live].min()) if len(live) else 0.0
+            best = [floor if math.isnan(b) else b for b in best]
         w = weights.segment_f_score
-        combined = w * zscore(np.asarray(f_scores, dtype=np.float64)) + (1 - w) * zscore(best)
+        combined = w * zscore(np.asarray(f_scores, dtype=np.float64)) + (1 - w) * zscore(np.asarray(best))
         order = np.argsort(-combined, kind="stable")[:top_m]
         chosen = [(segments[i], float(combined[i])) for i in order]
         # Candidates in the order a stable sort needs: by segment rank, then conversation order.
         candidate = np.concatenate([members[i] for i in order]) if len(order) else np.zeros(0, dtype=np.int64)
         values = scores[candidate]
+        if margin and len(candidate) > top_k:
+            kth = -np.partition(-values, top_k - 1)[top_k - 1]
+            self._refine(scored, candidate[values >= kth - margin])
+            values = scores[candidate]
         if len(candidate) > 4 * top_k:  # keep what can be in the top k (ties included), then sort only those
             kth = np.partition(-values, top_k - 1)[top_k - 1]
             keep = np.flatnonzero(-values <= kth)
             candidate, values = candidate[keep], values[keep]
         top = candidate[np.argsort(-values, kind="stable")[:top_k]]
+        self._refine(scored, top)  # fewer candidates than k: they are all returned
         hits = []
         for slot in top.tolist():
             hits.append((self._page(slot), float(scores[slot])))
         return chosen, hits
+
+
+@dataclass
+class _Scores:
+    """Scores of every slot, and how to make screened ones exact (PageIndex._refine)."""
+
+    values: np.ndarray
+    error: float = 0.0  # bound on |value − exact value| of a slot not refined yet
+    query: np.ndarray | None = None
+    weight: float = 0.0  # of the dense score in `values`
+    approximate: np.ndarray | None = None  # screened dense score of each slot
+    exact: np.ndarray | None = None  # slots refined
 
 
 def pack_snapshot(exported: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from memoryos_mcp.core.models import Page, Segment
-from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights, pack_snapshot
+from memoryos_mcp.index.page_index import SCREEN_FROM, PageIndex, RetrievalWeights, pack_snapshot
 from tests.index.reference import ReferenceIndex
 
 WORDS = (
@@ -94,10 +94,12 @@ def _check(
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("window", [1, 2])
-def test_incremental_changes_rank_as_a_fresh_build(seed: int, window: int) -> None:
+@pytest.mark.parametrize("screen_from", [SCREEN_FROM, 0], ids=["exact", "screened"])
+def test_incremental_changes_rank_as_a_fresh_build(seed: int, window: int, screen_from: int) -> None:
+    """Screened (an int8 first pass, then exact scores where they matter) or not, ranking is the exact one."""
     rng = random.Random(seed)
     segment_ids = [f"s{i}" for i in range(6)]
-    index = PageIndex(context_window=window)
+    index = PageIndex(context_window=window, screen_from=screen_from)
     live: dict[str, Page] = {}
     n = 0
     for step in range(40):

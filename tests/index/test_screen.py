@@ -1,0 +1,98 @@
+"""The int8 screen of a large index: its moments and error bound hold, and it never changes a ranking."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from memoryos_mcp.core.models import Page
+from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights, pack_snapshot
+from tests.index.test_page_index import DIM, _check, _page, _query_vector, _segments
+
+
+def _exact_dense(index: PageIndex, query: np.ndarray) -> np.ndarray:
+    return index._dense(query)[index._alive[: index._n]]
+
+
+def _churned(seed: int) -> tuple[PageIndex, dict[str, Page], random.Random]:
+    """A screened index after adds, removals (enough to compact) and whole segments dropped."""
+    rng = random.Random(seed)
+    index = PageIndex(screen_from=50)
+    live: dict[str, Page] = {}
+    for n in range(0, 900, 30):
+        batch = [_page(rng, n + i, ["a", "b", "c"]) for i in range(30)]
+        index.add(batch)
+        live.update((p.id, p) for p in batch)
+        gone = rng.sample(sorted(live), 20)
+        index.remove(gone)
+        for pid in gone:
+            del live[pid]
+    index.remove_segments(["c"])
+    live = {pid: p for pid, p in live.items() if p.segment_id != "c"}
+    return index, live, rng
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_screen_moments_give_the_exact_mean_and_spread_and_its_bound_holds(seed: int) -> None:
+    index, live, rng = _churned(seed)
+    screen = index._screen
+    assert screen is not None and screen.count == len(index) == len(live)
+    assert np.array_equal(
+        np.flatnonzero(screen.counted[: index._n]), np.flatnonzero(index._alive[: index._n])
+    )
+    for _ in range(5):
+        query = _query_vector(rng)
+        exact = _exact_dense(index, query)
+        mean, spread = screen.stats(query)
+        assert mean == pytest.approx(float(exact.mean()), abs=1e-6)
+        assert spread == pytest.approx(float(exact.std()), abs=1e-6)
+        approximate, error = screen.scores(query, index._n)
+        worst = np.abs(approximate[index._alive[: index._n]] - exact).max()
+        assert 0 < worst <= error
+
+
+def test_a_screened_index_restored_from_a_snapshot_ranks_exactly() -> None:
+    index, live, rng = _churned(7)
+    restored = PageIndex.restore(pack_snapshot(index.export()), screen_from=50)
+    assert restored._screen is not None and restored._screen.count == len(live)
+    _check(restored, live, rng, ["a", "b", "c"], 1)
+
+
+def test_pages_the_int8_screen_cannot_tell_apart_still_rank_in_exact_order() -> None:
+    """Context vectors this close quantize to the same codes in groups: only the exact pass orders them."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=DIM).astype(np.float32)
+    direction = rng.normal(size=DIM).astype(np.float32)
+    order = rng.permutation(300)
+    pages = []
+    for i in range(300):
+        vector = base + 3e-6 * order[i] * direction
+        pages.append(
+            Page(
+                id=f"p{i}",
+                user_id="u",
+                user_input="",
+                agent_response="",
+                # a day apart: no dialogue context, each page's context vector is its own
+                timestamp=f"2023-{1 + i // 28:02d}-{1 + i % 28:02d}T10:00:00",
+                added_at=i,
+                segment_id="s",
+                embedding=vector / np.linalg.norm(vector),
+            )
+        )
+    weights = RetrievalWeights(lexical=0.0)
+    query = direction / np.linalg.norm(direction)
+    exact, screened = PageIndex(), PageIndex(screen_from=0)
+    exact.add(pages)
+    screened.add(pages)
+    approximate, _ = screened._screen.scores(query, screened._n)  # type: ignore[union-attr]
+    by_screen = np.argsort(-approximate, kind="stable")[:25].tolist()
+    assert by_screen != np.argsort(-screened._dense(query), kind="stable")[:25].tolist()  # alone, it errs
+    args = ("", query, _segments(["s"]), [1.0])
+    want = exact.rank(*args, top_m=1, top_k=25, weights=weights)[1]
+    got = screened.rank(*args, top_m=1, top_k=25, weights=weights)[1]
+    assert [p.id for p, _ in got] == [p.id for p, _ in want]
+    # z-scores over a spread of ~3e-4: float32 rounding (~3e-8) shows at 1e-4
+    assert np.allclose([x for _, x in got], [x for _, x in want], atol=1e-3)
