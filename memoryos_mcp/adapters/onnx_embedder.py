@@ -115,6 +115,9 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Idle workers sleep instead of spinning: a spinning thread holds the second core for milliseconds
+        # after every query embedding, while the retrieval that follows needs it (index and Chroma work).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.batch_size = batch_size
         self.dimension = int(self.session.get_outputs()[0].shape[-1])

@@ -30,6 +30,11 @@ _ARRAYS = (
     "term_cnt", "term_buf", "tf_buf", "order", "post_ptr", "post_slots", "post_tf", "page_blob", "page_offsets",
 )  # fmt: skip
 _LISTS = ("ids", "vocab", "segments")
+# The int8 screen of a large index (index/screen.py): optional, rebuilt on restore when absent.
+_SCREEN = (
+    "screen_codes", "screen_scale", "screen_offset", "screen_first", "screen_second", "screen_centre",
+    "screen_bounds",
+)  # fmt: skip
 
 
 def _text(value: Any) -> np.ndarray:
@@ -81,6 +86,7 @@ class SnapshotStore:
                 header=_text(header),
                 **{name: _text(packed[name]) for name in _LISTS},
                 **{name: packed[name] for name in _ARRAYS},
+                **{name: packed[name] for name in _SCREEN if name in packed},
             )
             out.flush()
             os.fsync(out.fileno())
@@ -102,6 +108,7 @@ class SnapshotStore:
                 ):
                     return None
                 packed: dict[str, Any] = {name: data[name] for name in _ARRAYS}
+                packed.update({name: data[name] for name in _SCREEN if name in data.files})
                 packed.update({name: _untext(data[name]) for name in _LISTS})
                 packed.update(
                     context_window=header["context_window"],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import logging
 import math
 import sys
 from collections import Counter
@@ -40,6 +41,8 @@ from memoryos_mcp.index.cues import (
 )
 from memoryos_mcp.index.screen import DenseScreen
 from memoryos_mcp.index.terms import index_terms, zscore
+
+logger = logging.getLogger(__name__)
 
 NEIGHBOUR_WEIGHT = 0.5  # share of a neighbour page's embedding in a page's context embedding
 CONTEXT_GAP_S = 3 * 3600  # pages further apart in time belong to different conversations: no shared context
@@ -669,6 +672,8 @@ class PageIndex:
             "records": records,
             "vocatives": dict(self._vocatives),
             "introduced": dict(self._introduced),
+            # Building a screen of 100k pages takes ~0.5 s, loading it ~0.05 s.
+            **(self._screen.export(live) if self._screen is not None else {}),
         }
 
     @classmethod
@@ -733,7 +738,15 @@ class PageIndex:
         else:
             index._vocatives = Counter({str(k): int(v) for k, v in dict(data["vocatives"]).items()})
             index._introduced = Counter({str(k): int(v) for k, v in dict(data["introduced"]).items()})
-        index._build_screen()
+        if "screen_codes" in data and n >= screen_from:
+            try:
+                screen = DenseScreen.restore(data)
+                if screen.dim != index._dim or len(screen.scale) != n:
+                    raise ValueError(f"a screen of {len(screen.scale)} x {screen.dim} for {n} x {index._dim}")
+                index._screen = screen
+            except (KeyError, ValueError) as exc:  # a cache like the rest of the snapshot: rebuilt
+                logger.warning("rebuilding the index screen the snapshot held: %s", exc)
+        index._build_screen()  # a snapshot saved without one (a smaller index, an older version)
         return index
 
     # ------------------------------------------------------------------ scoring

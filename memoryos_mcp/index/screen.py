@@ -84,12 +84,12 @@ class DenseScreen:
         return sum(a.nbytes for a in arrays)
 
     def reserve(self, slots: int) -> None:
-        """Room for slots [0, slots). Grows by a quarter at least: the array is copied when it grows, and
-        every query reads all of it (unused columns included), so it is kept close to what is used."""
+        """Room for slots [0, slots). Grows 4,096 columns at a time: every query reads all of it (unused
+        columns included), so it is kept close to what is used; a copy every 4,096 pages is cheap."""
         have = self.codes.shape[1]
         if slots <= have:
             return
-        size = max(slots, have + have // 4, 1024)
+        size = max(slots, have + 4096)
         codes = np.zeros((self.dim, size), dtype=np.int8)
         codes[:, :have] = self.codes
         self.codes = codes
@@ -128,6 +128,36 @@ class DenseScreen:
         square = shifted.T @ shifted if len(vectors) > 256 else exact.T @ exact
         self.second += sign * square.astype(np.float64)
         self.count += sign * len(vectors)
+
+    def export(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        """These (the counted) slots' arrays, renumbered 0..len-1, and the moments: for an index snapshot."""
+        return {
+            "screen_codes": np.ascontiguousarray(self.codes[:, slots]),
+            "screen_scale": self.scale[slots],
+            "screen_offset": self.offset[slots],
+            "screen_first": self.first.copy(),
+            "screen_second": self.second.copy(),
+            "screen_centre": self.centre.copy(),
+            "screen_bounds": np.asarray([self.count, self.max_scale, self.max_l1], dtype=np.float64),
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, np.ndarray]) -> DenseScreen:
+        """A screen from what export() gave (slots 0..n-1, all counted)."""
+        codes = np.asarray(data["screen_codes"], dtype=np.int8)
+        screen = cls(codes.shape[0], data["screen_centre"])
+        n = codes.shape[1]
+        screen.codes = np.ascontiguousarray(codes)
+        screen.scale = np.asarray(data["screen_scale"], dtype=np.float32)
+        screen.offset = np.asarray(data["screen_offset"], dtype=np.float32)
+        screen.counted = np.ones(n, dtype=bool)
+        screen.first = np.asarray(data["screen_first"], dtype=np.float64).copy()
+        screen.second = np.asarray(data["screen_second"], dtype=np.float64).copy()
+        count, screen.max_scale, screen.max_l1 = (float(x) for x in data["screen_bounds"])
+        screen.count = int(count)
+        if screen.count != n or len(screen.scale) != n or len(screen.offset) != n:
+            raise ValueError(f"a screen of {n} columns counts {screen.count} vectors")
+        return screen
 
     def stats(self, query: np.ndarray) -> tuple[float, float]:
         """Mean and standard deviation of query · c over the counted slots."""

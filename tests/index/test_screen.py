@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from memoryos_mcp.adapters.snapshots import SnapshotStore
 from memoryos_mcp.core.models import Page
 from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights, pack_snapshot
 from tests.index.test_page_index import DIM, _check, _page, _query_vector, _segments
@@ -96,3 +98,34 @@ def test_pages_the_int8_screen_cannot_tell_apart_still_rank_in_exact_order() -> 
     assert [p.id for p, _ in got] == [p.id for p, _ in want]
     # z-scores over a spread of ~3e-4: float32 rounding (~3e-8) shows at 1e-4
     assert np.allclose([x for _, x in got], [x for _, x in want], atol=1e-3)
+
+
+def test_the_screen_is_saved_in_the_snapshot_and_loaded_not_rebuilt(tmp_path: Path) -> None:
+    index, live, rng = _churned(11)
+    assert index._screen is not None
+    snapshots = SnapshotStore(tmp_path, identity="test")
+    snapshots.save("u", 1, index.export())
+    loaded = snapshots.load("u", 1)
+    assert loaded is not None
+    restored = PageIndex.restore(loaded[0], screen_from=50)
+    # a rebuilt screen would be centred on its first chunk's mean, not on the original's
+    assert restored._screen is not None and restored._screen.count == len(live)
+    assert np.array_equal(restored._screen.centre, index._screen.centre)
+    _check(restored, live, rng, ["a", "b", "c"], 1)
+    more = [_page(rng, 5000 + i, ["a", "b"]) for i in range(40)]  # changes after the load stay exact
+    restored.add(more)
+    live.update((p.id, p) for p in more)
+    gone = rng.sample(sorted(live), 30)
+    restored.remove(gone)
+    for pid in gone:
+        del live[pid]
+    _check(restored, live, rng, ["a", "b", "c"], 1)
+
+
+def test_a_damaged_screen_in_a_snapshot_is_rebuilt() -> None:
+    index, live, rng = _churned(12)
+    packed = pack_snapshot(index.export())
+    packed["screen_scale"] = packed["screen_scale"][:-1]  # one column short
+    restored = PageIndex.restore(packed, screen_from=50)
+    assert restored._screen is not None and restored._screen.count == len(live)
+    _check(restored, live, rng, ["a", "b", "c"], 1)
