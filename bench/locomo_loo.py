@@ -48,9 +48,10 @@ from locomo import (
 
 from memoryos_mcp.core.memory import MemoryOS
 from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
+from memoryos_mcp.core.recall import mean_direction
 from memoryos_mcp.core.state import UserState
 from memoryos_mcp.core.text import exchange_text, extract_keywords
-from memoryos_mcp.index.cues import without_names
+from memoryos_mcp.index.cues import embedding_texts
 from memoryos_mcp.index.page_index import RetrievalWeights
 
 KS = (5, 10)
@@ -164,9 +165,9 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
     out = []
     for i, question in enumerate(built.conv.questions):
         embedding, keywords = built.query_embeddings[i], built.query_keywords[i]
-        if names:  # as Recall does: the query is embedded without the names of the people talking
-            text = without_names(question.question, names)
-            embedding = built.embedder.embed([text])[0]
+        if names:  # as Recall does: embedded without the names of the people talking, and in their words
+            texts = embedding_texts(question.question, names, first_person=candidate.weights.first_person)
+            embedding = mean_direction(built.embedder.embed(texts))
         by_f = rank_segments(segments, embedding, keywords, len(segments))
         _, hits = state.index.rank(
             question.question,
@@ -191,7 +192,9 @@ CHAIN045 = Build(
     "chain0.45", MemoryParams(chain_threshold=0.45)
 )  # the LLM-free chain threshold before issue 11
 # The query-time defaults before issue 11.
-OLD_WEIGHTS = RetrievalWeights(lexical=0.6, time_cue=0.5, strip_participants=False, participant_df=0.0)
+OLD_WEIGHTS = RetrievalWeights(
+    lexical=0.6, time_cue=0.5, strip_participants=False, participant_df=0.0, first_person=False
+)
 
 
 def grid(name: str) -> list[Candidate]:
@@ -202,7 +205,8 @@ def grid(name: str) -> list[Candidate]:
                the defaults with each change taken back; each change is also judged by a LOO of its own
                (with or without it, chosen on four conversations, scored on the fifth);
     choices:   every combination of the choices issue 11 made — the LLM-free chain threshold, participants'
-               names out of the query embedding, their BM25 idf floor, the lexical share, the time cue — so
+               names out of the query embedding (and the query also in first person), their BM25 idf
+               floor, the lexical share, the time cue — so
                that LOO makes all of them on four conversations and scores them on the fifth.
     """
     default = Candidate("default", BASE)
@@ -229,9 +233,15 @@ def grid(name: str) -> list[Candidate]:
             Candidate(
                 "default - names back in the query embedding",
                 BASE,
-                RetrievalWeights(strip_participants=False),
+                RetrievalWeights(strip_participants=False, first_person=False),
+            ),
+            Candidate(
+                "before + names out, query also in first person",
+                CHAIN045,
+                replace(OLD_WEIGHTS, strip_participants=True, first_person=True),
             ),
             Candidate("default - names' BM25 idf floor", BASE, RetrievalWeights(participant_df=0.0)),
+            Candidate("default - query not also in first person", BASE, RetrievalWeights(first_person=False)),
             Candidate(
                 "default - lexical 0.6, time cue 0.5 again", BASE, RetrievalWeights(lexical=0.6, time_cue=0.5)
             ),
@@ -240,7 +250,8 @@ def grid(name: str) -> list[Candidate]:
     if name == "choices":
         out = [default]
         for build in (BASE, CHAIN045):
-            for strip in (True, False):
+            # names in the query embedding: out and also in first person (I), out (-), kept (+)
+            for names, strip, first in (("I", True, True), ("-", True, False), ("+", False, False)):
                 for floor in (0.25, 0.0):
                     for lexical in (0.5, 0.4, 0.6):
                         for time_cue in (1.0, 0.5):
@@ -249,9 +260,10 @@ def grid(name: str) -> list[Candidate]:
                                 time_cue=time_cue,
                                 strip_participants=strip,
                                 participant_df=floor,
+                                first_person=first,
                             )
                             if (build, weights) != (BASE, RetrievalWeights()):
-                                label = f"{build.name} names{'-' if strip else '+'} floor{floor} lex{lexical} time{time_cue}"
+                                label = f"{build.name} names{names} floor{floor} lex{lexical} time{time_cue}"
                                 out.append(Candidate(label, build, weights))
         return out
     raise SystemExit(f"unknown grid {name!r}: defaults, ablations or choices")
