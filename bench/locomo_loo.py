@@ -14,6 +14,7 @@ program on the same pages.
 
     .venv/bin/python bench/locomo_loo.py                      # LOO over the choices issue 11 made (~3 min)
     .venv/bin/python bench/locomo_loo.py --grid ablations     # each change alone, on the old defaults
+    .venv/bin/python bench/locomo_loo.py --grid sides         # what per-side page embeddings would give
     .venv/bin/python bench/locomo_loo.py --json bench/results/locomo_loo.json
 
 Selection criterion on the training folds: mean mid-term recall @10 over their questions (ties: the
@@ -48,10 +49,19 @@ from locomo import (
 
 from memoryos_mcp.core.memory import MemoryOS
 from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
+from memoryos_mcp.core.recall import mean_direction
 from memoryos_mcp.core.state import UserState
 from memoryos_mcp.core.text import exchange_text, extract_keywords
-from memoryos_mcp.index.cues import without_names
+from memoryos_mcp.index.cues import embedding_texts
 from memoryos_mcp.index.page_index import RetrievalWeights
+from memoryos_mcp.index.sides import (
+    AGENT,
+    RERANK_DEPTH,
+    SIDE_WEIGHT,
+    named_side,
+    rerank_by_side,
+    speaker_sides,
+)
 
 KS = (5, 10)
 SELECT_ON = "mid@10"  # what a fold's training conversations are scored by when choosing a candidate
@@ -95,6 +105,9 @@ class Candidate:
     build: Build
     weights: RetrievalWeights = field(default_factory=RetrievalWeights)
     top_m: int = 5
+    # Re-order the top pages by the named speaker's own side (index/sides.py); 0: off. The server does not
+    # store side embeddings yet: this measures what they would give.
+    side_weight: float = 0.0
 
 
 @dataclass
@@ -107,6 +120,19 @@ class Built:
     query_keywords: list[list[str]]
     seconds: float
     embedder: CachedEmbedder
+    side_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # page id -> (user side, agent side)
+
+    def sides(self, page_ids: Sequence[str]) -> np.ndarray:
+        """(user, agent) side embeddings of these pages, shape (n, 2, dim); embedded on first use."""
+        if not self.side_vectors:
+            pages = list(self.state.index.pages())
+            texts = [t for p in pages for t in (p.user_input.strip(), p.agent_response.strip())]
+            vectors = self.embedder.embed([t or "." for t in texts]).reshape(len(pages), 2, -1)
+            vectors[np.asarray([t == "" for t in texts]).reshape(len(pages), 2)] = (
+                0.0  # a side that said nothing
+            )
+            self.side_vectors = {p.id: v for p, v in zip(pages, vectors, strict=True)}
+        return np.stack([self.side_vectors[i] for i in page_ids])
 
 
 def build_conversations(
@@ -161,12 +187,19 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
     segments = list(state.segments.values())
     short = [t for page in state.stm for t in turns_of(page)]
     names = state.index.participants() if candidate.weights.strip_participants else frozenset()
+    sides = (
+        speaker_sides(
+            ((p.user_input, p.agent_response) for p in state.index.pages()), state.index.participants()
+        )
+        if candidate.side_weight
+        else {}
+    )
     out = []
     for i, question in enumerate(built.conv.questions):
         embedding, keywords = built.query_embeddings[i], built.query_keywords[i]
-        if names:  # as Recall does: the query is embedded without the names of the people talking
-            text = without_names(question.question, names)
-            embedding = built.embedder.embed([text])[0]
+        if names:  # as Recall does: embedded without the names of the people talking, and in their words
+            texts = embedding_texts(question.question, names, first_person=candidate.weights.first_person)
+            embedding = mean_direction(built.embedder.embed(texts))
         by_f = rank_segments(segments, embedding, keywords, len(segments))
         _, hits = state.index.rank(
             question.question,
@@ -174,9 +207,17 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
             [s for s, _ in by_f],
             [f for _, f in by_f],
             top_m=candidate.top_m,
-            top_k=max(KS),
+            top_k=max(*KS, RERANK_DEPTH if sides else 0),
             weights=candidate.weights,
         )
+        side = named_side(question.question, sides)
+        if side is not None and hits:
+            vectors = built.sides([p.id for p, _ in hits])[:, int(side == AGENT)]
+            order = rerank_by_side(
+                np.asarray([s for _, s in hits]), vectors, embedding, candidate.side_weight
+            )
+            hits = [hits[i] for i in order]
+        hits = hits[: max(KS)]
         ranked = [turns_of(page) for page, _ in hits]
         row = {f"mid@{k}": evidence_recall(question.evidence, [t for p in ranked[:k] for t in p]) for k in KS}
         row["default"] = evidence_recall(question.evidence, short + [t for p in ranked[:10] for t in p])
@@ -191,7 +232,9 @@ CHAIN045 = Build(
     "chain0.45", MemoryParams(chain_threshold=0.45)
 )  # the LLM-free chain threshold before issue 11
 # The query-time defaults before issue 11.
-OLD_WEIGHTS = RetrievalWeights(lexical=0.6, time_cue=0.5, strip_participants=False, participant_df=0.0)
+OLD_WEIGHTS = RetrievalWeights(
+    lexical=0.6, time_cue=0.5, strip_participants=False, participant_df=0.0, first_person=False
+)
 
 
 def grid(name: str) -> list[Candidate]:
@@ -202,12 +245,19 @@ def grid(name: str) -> list[Candidate]:
                the defaults with each change taken back; each change is also judged by a LOO of its own
                (with or without it, chosen on four conversations, scored on the fifth);
     choices:   every combination of the choices issue 11 made — the LLM-free chain threshold, participants'
-               names out of the query embedding, their BM25 idf floor, the lexical share, the time cue — so
-               that LOO makes all of them on four conversations and scores them on the fifth.
+               names out of the query embedding (and the query also in first person), their BM25 idf
+               floor, the lexical share, the time cue — so
+               that LOO makes all of them on four conversations and scores them on the fifth;
+    sides:     the defaults with the top pages re-ordered by the named speaker's own side (index/sides.py)
+               at a few weights: what storing two side embeddings per page would give (not built yet).
     """
     default = Candidate("default", BASE)
     if name == "defaults":
         return [default]
+    if name == "sides":
+        return [default] + [
+            Candidate(f"speaker side rerank {w}", BASE, side_weight=w) for w in (SIDE_WEIGHT, 0.15, 0.4)
+        ]
     if name == "ablations":
         return [
             default,
@@ -229,9 +279,15 @@ def grid(name: str) -> list[Candidate]:
             Candidate(
                 "default - names back in the query embedding",
                 BASE,
-                RetrievalWeights(strip_participants=False),
+                RetrievalWeights(strip_participants=False, first_person=False),
+            ),
+            Candidate(
+                "before + names out, query also in first person",
+                CHAIN045,
+                replace(OLD_WEIGHTS, strip_participants=True, first_person=True),
             ),
             Candidate("default - names' BM25 idf floor", BASE, RetrievalWeights(participant_df=0.0)),
+            Candidate("default - query not also in first person", BASE, RetrievalWeights(first_person=False)),
             Candidate(
                 "default - lexical 0.6, time cue 0.5 again", BASE, RetrievalWeights(lexical=0.6, time_cue=0.5)
             ),
@@ -240,7 +296,8 @@ def grid(name: str) -> list[Candidate]:
     if name == "choices":
         out = [default]
         for build in (BASE, CHAIN045):
-            for strip in (True, False):
+            # names in the query embedding: out and also in first person (I), out (-), kept (+)
+            for names, strip, first in (("I", True, True), ("-", True, False), ("+", False, False)):
                 for floor in (0.25, 0.0):
                     for lexical in (0.5, 0.4, 0.6):
                         for time_cue in (1.0, 0.5):
@@ -249,12 +306,13 @@ def grid(name: str) -> list[Candidate]:
                                 time_cue=time_cue,
                                 strip_participants=strip,
                                 participant_df=floor,
+                                first_person=first,
                             )
                             if (build, weights) != (BASE, RetrievalWeights()):
-                                label = f"{build.name} names{'-' if strip else '+'} floor{floor} lex{lexical} time{time_cue}"
+                                label = f"{build.name} names{names} floor{floor} lex{lexical} time{time_cue}"
                                 out.append(Candidate(label, build, weights))
         return out
-    raise SystemExit(f"unknown grid {name!r}: defaults, ablations or choices")
+    raise SystemExit(f"unknown grid {name!r}: defaults, ablations, choices or sides")
 
 
 # ---------------------------------------------------------------------------------------------- LOO
@@ -358,7 +416,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument(
-        "--grid", default="choices", help="candidate list: defaults, ablations or choices (default)"
+        "--grid", default="choices", help="candidate list: defaults, ablations, choices (default) or sides"
     )
     parser.add_argument("--conversations", default="", help="comma-separated sample ids (default: all)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the flat baselines")

@@ -17,7 +17,7 @@ from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
 from memoryos_mcp.core.protocols import Embedder, MemoryStore
 from memoryos_mcp.core.state import UserState
 from memoryos_mcp.core.text import extract_keywords
-from memoryos_mcp.index.cues import without_names
+from memoryos_mcp.index.cues import embedding_texts
 from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights, parse_epoch
 
 
@@ -45,6 +45,16 @@ def top_facts(facts: list[Fact], query_embedding: np.ndarray, n: int) -> list[Sc
     scores = matrix @ np.asarray(query_embedding, dtype=np.float32)
     order = np.argsort(-scores, kind="stable")[:n]
     return [ScoredFact(usable[i], float(scores[i])) for i in order]
+
+
+def mean_direction(vectors: np.ndarray) -> np.ndarray:
+    """The unit-length mean of unit vectors (one vector: itself)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if len(vectors) == 1:
+        return vectors[0]
+    mean = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else mean
 
 
 class Recall:
@@ -82,7 +92,10 @@ class Recall:
             names = state.index.participants() if self.weights.strip_participants else frozenset()
         # Every page is said by one of the people talking, so their names say nothing about which page; in a
         # query's embedding they weigh like a topic and pull up greetings ("Hey Caroline!"). BM25 keeps them.
-        query_embedding = np.asarray(self.embedder.embed([without_names(query, names)])[0], dtype=np.float32)
+        # A participant speaks of themselves as "I": the query in their words is averaged in (cues.py).
+        query_embedding = mean_direction(
+            self.embedder.embed(embedding_texts(query, names, first_person=self.weights.first_person))
+        )
         query_keywords = extract_keywords(query, limit=12)
         with state.lock:
             if include_archived:  # the whole history: reads every archived segment and its pages (slow)

@@ -119,9 +119,49 @@ def is_participant(vocative_uses: int, introductions: int) -> bool:
     return vocative_uses >= PARTICIPANT_MIN_USES or (introductions > 0 and vocative_uses > 0)
 
 
+def _names_pattern(names: Set[str]) -> str:
+    return r"\b(?:" + "|".join(re.escape(n) for n in sorted(names)) + r")"
+
+
 def without_names(query: str, names: Set[str]) -> str:
     """The query without the participants' names (and their possessive "'s")."""
     if not names:
         return query
-    kept = re.sub(r"\b(?:" + "|".join(re.escape(n) for n in sorted(names)) + r")(?:'s|’s)?\b", " ", query)
+    kept = re.sub(_names_pattern(names) + r"(?:'s|’s)?\b", " ", query)
     return " ".join(kept.split()) or query
+
+
+# A named participant as they would say it of themselves: third person to first, verbs agreeing.
+_FIRST_PERSON = (
+    (re.compile(r"\b(?:she|he)\b", re.IGNORECASE), "I"),
+    (re.compile(r"\b(?:her|his)\b", re.IGNORECASE), "my"),
+    (re.compile(r"\bhim\b", re.IGNORECASE), "me"),
+    (re.compile(r"\b(?:herself|himself)\b", re.IGNORECASE), "myself"),
+    (re.compile(r"\bI and I\b"), "we"),
+    (re.compile(r"\bdoes I\b"), "do I"),
+    (re.compile(r"\bhas I\b"), "have I"),
+    (re.compile(r"\bis I\b"), "am I"),
+)
+
+
+def in_first_person(query: str, names: Set[str]) -> str | None:
+    """The query as the participant it names would put it ("What does Melanie like to paint?" → "What do I
+    like to paint?"), or None when it names none. People speak of themselves in the first person, so this
+    form meets what they said of themselves in a dense embedding."""
+    if not names or re.search(_names_pattern(names) + r"\b", query) is None:
+        return None
+    text = re.sub(_names_pattern(names) + r"(?:'s|’s)\b", "my", query)
+    text = re.sub(_names_pattern(names) + r"\b", "I", text)
+    for pattern, replacement in _FIRST_PERSON:
+        text = pattern.sub(replacement, text)
+    return " ".join(text.split())
+
+
+def embedding_texts(query: str, names: Set[str], *, first_person: bool = True) -> list[str]:
+    """What a query is embedded as (the caller averages the vectors): without the participants' names and,
+    when it names one and `first_person`, also in that participant's first person (in_first_person)."""
+    texts = [without_names(query, names)]
+    spoken = in_first_person(query, names) if first_person else None
+    if spoken is not None and spoken != texts[0]:
+        texts.append(spoken)
+    return texts

@@ -65,6 +65,8 @@ class RetrievalWeights:
     date_cue: float = 1.0  # pages dated on the day or month the query names ("in May 2023")
     # The query is embedded without the names the speakers call each other by (PageIndex.participants).
     strip_participants: bool = True
+    # A query naming a participant is also embedded in their first person, and the two vectors averaged.
+    first_person: bool = True
     participant_df: float = 0.25  # BM25 counts a participant's name as if in at least this share of pages
 
 

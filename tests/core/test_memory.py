@@ -129,7 +129,7 @@ def test_retrieval_is_two_stage_and_heats_the_segments_it_returns(
     assert "number4" in result.context and "2024-01-01 10:00" in result.context
 
 
-def test_retrieval_embeds_the_query_without_the_names_of_the_people_talking(
+def test_retrieval_embeds_the_query_without_the_names_of_the_people_talking_and_in_their_first_person(
     store: ChromaStore, embedder: HashEmbedder
 ) -> None:
     asked: list[str] = []
@@ -144,8 +144,13 @@ def test_retrieval_embeds_the_query_without_the_names_of_the_people_talking(
         memory.add_page("u1", f"{TOPICS['hiking']} number{i}", greeting, "2024-01-01T10:00:00")
     asked.clear()
     result = memory.retrieve("u1", "Where did Caroline's friend hike in Paris?")
-    assert asked == ["Where did friend hike in Paris?"]  # Caroline is talked to; Paris only once
+    # Caroline is talked to (Paris only once): she is out of the query, and the query is also put as she
+    # would say it; one embedding call, the two vectors averaged.
+    assert asked == ["Where did friend hike in Paris?", "Where did my friend hike in Paris?"]
     assert result.query == "Where did Caroline's friend hike in Paris?"
+    asked.clear()
+    memory.retrieve("u1", "Where did the friend hike in Paris?")  # names no one talking: embedded as it is
+    assert asked == ["Where did the friend hike in Paris?"]
 
 
 def test_interrupted_move_is_repaired_without_duplicates(store: ChromaStore, embedder: HashEmbedder) -> None:

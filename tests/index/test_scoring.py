@@ -15,6 +15,8 @@ from memoryos_mcp.index.cues import (
     calendar_date,
     date_cues,
     date_match,
+    embedding_texts,
+    in_first_person,
     is_participant,
     self_names,
     vocatives,
@@ -217,3 +219,18 @@ def test_a_participants_rarely_written_name_does_not_make_its_page_the_best_matc
     assert max(range(len(said)), key=scores.__getitem__) == 2
     literal = scores_by_page(index, "What has Maya cooked?", replace(lexical_only, participant_df=0.0))
     assert max(range(len(said)), key=literal.__getitem__) == 0  # the rarely written name alone would win
+
+
+def test_a_query_naming_a_participant_is_also_put_in_their_first_person() -> None:
+    names = {"Caroline", "Mel", "Melanie"}
+    assert in_first_person("What does Melanie like to paint?", names) == "What do I like to paint?"
+    assert in_first_person("What are Melanie's pets' names?", names) == "What are my pets' names?"
+    assert in_first_person("Where did Caroline take her kids?", names) == "Where did I take my kids?"
+    assert (
+        in_first_person("What have Caroline and Melanie both painted?", names) == "What have we both painted?"
+    )
+    assert in_first_person("How is the weather?", names) is None  # names no participant
+    assert in_first_person("Who is Mell?", names) is None  # whole words only
+    assert embedding_texts("What did Mel do?", names) == ["What did do?", "What did I do?"]
+    assert embedding_texts("What did Mel do?", names, first_person=False) == ["What did do?"]
+    assert embedding_texts("How is the weather?", names) == ["How is the weather?"]
