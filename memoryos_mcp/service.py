@@ -10,13 +10,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from memoryos_mcp import validation
 from memoryos_mcp.core.control import decode_cursor, encode_cursor
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams
+from memoryos_mcp.core.models import Page
 from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, LLMUsage, MemoryAnalyzer, MemoryStore
 from memoryos_mcp.core.text import exchange_text
 from memoryos_mcp.errors import ConfigurationError, InvalidInputError, MemoryOSError, StorageError
@@ -126,6 +127,14 @@ def prepare_to_serve(settings: Settings) -> None:
         lock_data_dir(settings.data_dir)
 
 
+@dataclass
+class PreparedImport:
+    """A chunk of an import, embedded and not yet stored: its new pages, and how many lines were present."""
+
+    pages: list[Page]
+    skipped: int
+
+
 class MemoryService:
     """Validated, serialised-per-user access to one MemoryOS instance."""
 
@@ -228,25 +237,39 @@ class MemoryService:
 
     def import_chunk(self, user_id: str, lines: Sequence[ImportLine]) -> tuple[int, int]:
         """Store, as one write, the lines of one user not stored yet (by page id). Returns (imported, skipped)."""
+        return self.commit_import(user_id, self.prepare_import(user_id, lines))
 
-        def run() -> tuple[int, int]:
+    def prepare_import(self, user_id: str, lines: Sequence[ImportLine]) -> PreparedImport:
+        """The pages of the lines not stored yet, embedded; nothing written. Safe to run in another thread
+        while an earlier chunk of the same import commits (its lines are other pages)."""
+
+        def run() -> PreparedImport:
             present = self.store.find_pages(user_id, [line.page_id for line in lines])
             new = [line for line in lines if line.page_id not in present]
-            if not new:
-                return 0, len(lines)
             pages = [
                 self.memory.new_page(
                     user_id, ln.user_input, ln.agent_response, ln.timestamp, ln.metadata, page_id=ln.page_id
                 )
                 for ln in new
             ]
-            vectors = self.memory.embedder.embed([exchange_text(p) for p in pages])
-            for page, vector in zip(pages, vectors, strict=True):
-                page.embedding = vector
-            result = self.memory.add_pages(user_id, pages)
+            if pages:
+                vectors = self.memory.embedder.embed([exchange_text(p) for p in pages])
+                for page, vector in zip(pages, vectors, strict=True):
+                    page.embedding = vector
+            return PreparedImport(pages, len(lines) - len(new))
+
+        return self._run(user_id, "import", run)
+
+    def commit_import(self, user_id: str, prepared: PreparedImport) -> tuple[int, int]:
+        """Store prepared pages as one write. Returns (imported, skipped)."""
+        if not prepared.pages:
+            return 0, prepared.skipped
+
+        def run() -> tuple[int, int]:
+            result = self.memory.add_pages(user_id, prepared.pages)
             with self._locks_guard:
                 self.usage_total.add(result.usage)
-            return len(new), len(lines) - len(new)
+            return len(prepared.pages), prepared.skipped
 
         return self._run(user_id, "import", run, lock="add")
 
