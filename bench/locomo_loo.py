@@ -128,9 +128,8 @@ class Built:
             pages = list(self.state.index.pages())
             texts = [t for p in pages for t in (p.user_input.strip(), p.agent_response.strip())]
             vectors = self.embedder.embed([t or "." for t in texts]).reshape(len(pages), 2, -1)
-            vectors[np.asarray([t == "" for t in texts]).reshape(len(pages), 2)] = (
-                0.0  # a side that said nothing
-            )
+            silent = np.asarray([t == "" for t in texts]).reshape(len(pages), 2)
+            vectors[silent] = 0.0  # a side that said nothing
             self.side_vectors = {p.id: v for p, v in zip(pages, vectors, strict=True)}
         return np.stack([self.side_vectors[i] for i in page_ids])
 

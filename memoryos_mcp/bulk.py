@@ -123,23 +123,22 @@ def import_lines(
     # Chroma writes take ~1 ms a page at 100k records, a third of what embedding takes, and no longer add to
     # it. Chunks commit in the order they were read; a chunk's lines are done only when its commit returned.
     embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-embed")
-    waiting: list[tuple[str, int, Future[PreparedImport]]] = []  # at most one: prepared, not committed
+    waiting: tuple[str, int, Future[PreparedImport]] | None = None  # a chunk prepared, not committed
 
-    def commit_waiting() -> None:
-        while waiting:
-            user, lines, prepared = waiting.pop(0)
-            imported, skipped = service.commit_import(user, prepared.result())
-            report.imported += imported
-            report.skipped += skipped
-            tick(lines)
+    def commit(user: str, lines: int, prepared: Future[PreparedImport]) -> None:
+        imported, skipped = service.commit_import(user, prepared.result())
+        report.imported += imported
+        report.skipped += skipped
+        tick(lines)
 
     def flush(user: str) -> None:
+        nonlocal waiting
         chunk = pending.pop(user, [])
         if not chunk:
             return
-        future = embedding.submit(service.prepare_import, user, chunk)
-        commit_waiting()
-        waiting.append((user, len(chunk), future))
+        previous, waiting = waiting, (user, len(chunk), embedding.submit(service.prepare_import, user, chunk))
+        if previous is not None:
+            commit(*previous)
 
     try:
         for number, raw in enumerate(lines, start=1):
@@ -162,10 +161,12 @@ def import_lines(
                 flush(line.user_id)
         for user in list(pending):
             flush(user)
-        commit_waiting()
+        if waiting is not None:
+            last, waiting = waiting, None
+            commit(*last)
     finally:
-        for _, _, future in waiting:  # an earlier commit failed: nothing more is stored
-            future.cancel()
+        if waiting is not None:  # an earlier commit failed: nothing more is stored
+            waiting[2].cancel()
         embedding.shutdown(wait=True)
     report.seconds = time.monotonic() - started
     return report

@@ -235,10 +235,6 @@ class MemoryService:
             self.usage_total.add(result.usage)
         return AddMemoryResult.of(result)
 
-    def import_chunk(self, user_id: str, lines: Sequence[ImportLine]) -> tuple[int, int]:
-        """Store, as one write, the lines of one user not stored yet (by page id). Returns (imported, skipped)."""
-        return self.commit_import(user_id, self.prepare_import(user_id, lines))
-
     def prepare_import(self, user_id: str, lines: Sequence[ImportLine]) -> PreparedImport:
         """The pages of the lines not stored yet, embedded; nothing written. Safe to run in another thread
         while an earlier chunk of the same import commits (its lines are other pages)."""

@@ -816,15 +816,9 @@ class PageIndex:
         return context / np.where(norm == 0, 1.0, norm)
 
     def _dense_of(self, query_embedding: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        """What _dense gives these slots, computed for them alone."""
+        """What _dense gives these slots, computed for them alone (to float32 rounding)."""
         query = np.asarray(query_embedding, dtype=np.float32)
-        context = (self._emb.take(slots) @ query).astype(np.float64)
-        for column in range(self._width):
-            neighbours = self._nbrs[slots, column]
-            rows = np.flatnonzero(neighbours >= 0)
-            context[rows] += NEIGHBOUR_WEIGHT * (self._emb.take(neighbours[rows]) @ query).astype(np.float64)
-        norm = self._norm[slots].astype(np.float64)
-        return context / np.where(norm == 0, 1.0, norm)
+        return (self._context_vectors(slots) @ query).astype(np.float64)
 
     def _all_scores(
         self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights, screened: bool = False

@@ -3,7 +3,7 @@
 A query's dense score of a page is the cosine of its context vector with the query (page_index.py). At
 100k pages the float32 dot over all of them reads 150 MB and costs ~5 ms on 2 cores — most of a
 retrieval. DenseScreen keeps every page's context vector quantized to int8 (one scale per page), column-
-major so that ONNX Runtime's MatMulInteger computes all scores in ~1.3 ms (a quarter of the bytes), and
+major so that ONNX Runtime's MatMulInteger computes all scores in ~0.8 ms (a quarter of the bytes), and
 bounds the error of each approximate score. PageIndex then scores exactly every page whose approximate
 score could put it among the results, so the ranking is the exact one.
 
@@ -59,7 +59,7 @@ def _matmul_integer() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     lock = threading.Lock()
 
     def run(query: np.ndarray, pages: np.ndarray) -> np.ndarray:
-        with lock:  # one session, one thread: two retrievals at once take turns for ~1 ms
+        with lock:  # one session: two retrievals at once take turns for ~1 ms
             return np.asarray(session.run(None, {"query": query, "pages": pages})[0][0])
 
     return run

@@ -49,6 +49,14 @@ def _page(rng: random.Random, n: int, segments: list[str]) -> Page:
     )
 
 
+def _remove_some(index: PageIndex, live: dict[str, Page], rng: random.Random, n: int) -> None:
+    """Remove n random live pages from the index and from `live`."""
+    gone = rng.sample(sorted(live), n)
+    index.remove(gone)
+    for pid in gone:
+        del live[pid]
+
+
 def _segments(ids: list[str]) -> list[Segment]:
     return [Segment(sid, "u", "", {}, 0.0, 0.0) for sid in ids]
 
@@ -185,19 +193,13 @@ def test_an_exported_and_restored_index_ranks_the_same_and_keeps_changing_correc
     pages = [_page(rng, i, segment_ids) for i in range(80)]
     index.add(pages)
     live = {p.id: p for p in pages}
-    gone = rng.sample(sorted(live), 15)  # dead slots: the export must leave them out
-    index.remove(gone)
-    for pid in gone:
-        del live[pid]
+    _remove_some(index, live, rng, 15)  # dead slots: the export must leave them out
     restored = PageIndex.restore(pack_snapshot(index.export()))
     _check(restored, live, rng, segment_ids, 1)
     more = [_page(rng, 200 + i, segment_ids) for i in range(12)]
     restored.add(more)
     live.update((p.id, p) for p in more)
-    dropped = rng.sample(sorted(live), 10)
-    restored.remove(dropped)
-    for pid in dropped:
-        del live[pid]
+    _remove_some(restored, live, rng, 10)
     segment = rng.choice(segment_ids)
     restored.remove_segments([segment])
     live = {pid: p for pid, p in live.items() if p.segment_id != segment}

@@ -11,7 +11,7 @@ import pytest
 from memoryos_mcp.adapters.snapshots import SnapshotStore
 from memoryos_mcp.core.models import Page
 from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights, pack_snapshot
-from tests.index.test_page_index import DIM, _check, _page, _query_vector, _segments
+from tests.index.test_page_index import DIM, _check, _page, _query_vector, _remove_some, _segments
 
 
 def _exact_dense(index: PageIndex, query: np.ndarray) -> np.ndarray:
@@ -27,10 +27,7 @@ def _churned(seed: int) -> tuple[PageIndex, dict[str, Page], random.Random]:
         batch = [_page(rng, n + i, ["a", "b", "c"]) for i in range(30)]
         index.add(batch)
         live.update((p.id, p) for p in batch)
-        gone = rng.sample(sorted(live), 20)
-        index.remove(gone)
-        for pid in gone:
-            del live[pid]
+        _remove_some(index, live, rng, 20)
     index.remove_segments(["c"])
     live = {pid: p for pid, p in live.items() if p.segment_id != "c"}
     return index, live, rng
@@ -115,10 +112,7 @@ def test_the_screen_is_saved_in_the_snapshot_and_loaded_not_rebuilt(tmp_path: Pa
     more = [_page(rng, 5000 + i, ["a", "b"]) for i in range(40)]  # changes after the load stay exact
     restored.add(more)
     live.update((p.id, p) for p in more)
-    gone = rng.sample(sorted(live), 30)
-    restored.remove(gone)
-    for pid in gone:
-        del live[pid]
+    _remove_some(restored, live, rng, 30)
     _check(restored, live, rng, ["a", "b", "c"], 1)
 
 
