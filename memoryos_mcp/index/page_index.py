@@ -29,6 +29,7 @@ import numpy as np
 
 from memoryos_mcp.core.models import Page, Segment
 from memoryos_mcp.core.text import exchange_text, page_text
+from memoryos_mcp.index.context_postings import ContextPostings
 from memoryos_mcp.index.cues import (
     asks_about_time,
     calendar_date,
@@ -50,6 +51,11 @@ _BM25_K1, _BM25_B = 1.2, 0.75  # Okapi BM25's usual defaults
 # From this many live pages on, dense scores are screened in int8 first (index/screen.py): ~4x less memory
 # traffic per query; below it the float32 pass costs under a millisecond and a screen would not pay for itself.
 SCREEN_FROM = 20_000
+# More pages than this changing neighbours at once (a bulk load): the kept BM25 counts are dropped, not moved.
+_MOVE_AT_MOST = 4096
+# Rows copied at once when a few pages are scored exactly: a copy of a few MB costs more in fresh memory
+# (page faults: ~3 ms for 4 MB here) than the reading itself; 256 rows (384 KB) reuse the same memory.
+_ROWS_AT_ONCE = 256
 
 
 @dataclass(frozen=True)
@@ -212,6 +218,7 @@ class PageIndex:
         self._alive = np.zeros(0, dtype=bool)
         self._len_own = np.zeros(0, dtype=np.float64)
         self._len_ctx = np.zeros(0, dtype=np.float64)
+        self._len_ctx_total = 0.0  # over live slots; whole numbers, so the running sum is exact
         self._norm = np.zeros(0, dtype=np.float32)
         self._nbrs = np.zeros((0, self._width), dtype=np.int32)
         # Each slot's own terms, as a slice of two flat buffers (so removal and compaction need no text).
@@ -239,6 +246,7 @@ class PageIndex:
         self._vocatives: Counter[str] = Counter()
         self._introduced: Counter[str] = Counter()
         self._participants: frozenset[str] | None = None  # cached until a page comes or goes
+        self._context_postings = ContextPostings()  # BM25 counts of common query terms, kept between queries
 
     # ------------------------------------------------------------------ reading
 
@@ -324,7 +332,8 @@ class PageIndex:
         per_page = 600  # the Page record, its id in two maps and the order keys
         pages = per_page * len(self._pages) + self._text_bytes + len(self._lazy_blob)
         screen = self._screen.nbytes if self._screen is not None else 0
-        return sum(a.nbytes for a in arrays) + self._emb.nbytes + self._postings_bytes + pages + screen
+        kept = self._context_postings.nbytes
+        return sum(a.nbytes for a in arrays) + self._emb.nbytes + self._postings_bytes + pages + screen + kept
 
     # ------------------------------------------------------------------ changing
 
@@ -364,6 +373,8 @@ class PageIndex:
             if slot is None:
                 continue
             gone.append(slot)
+            self._move_context_terms(slot, self._nbrs[slot], None)
+            self._len_ctx_total -= float(self._len_ctx[slot])
             position = bisect.bisect_left(self._keys, self._key(slot))
             del self._keys[position]
             del self._key_slots[position]
@@ -425,6 +436,7 @@ class PageIndex:
         self._store_terms(slot, ids, counts)
         for term, count in zip(ids.tolist(), counts.tolist(), strict=True):
             self._postings_bytes += self._postings[term].append(slot, count)
+        self._context_postings.move(ids, counts, (), (slot,))  # no neighbours yet: its own document only
         self._len_own[slot] = float(counts.sum())
         stored = replace(page, embedding=None)  # the vector lives in _emb; keep one copy
         self._pages.append(stored)
@@ -535,16 +547,42 @@ class PageIndex:
         if screen is not None:  # their context vectors change: out of the screen's moments with the old ones
             before = slots[screen.counted[slots]]
             screen.drop(before, self._context_vectors(before))
+        if len(slots) > _MOVE_AT_MOST:  # a bulk load: counting the kept terms afresh later is cheaper
+            self._context_postings.clear()
+        elif len(self._context_postings):
+            for slot, old, new in zip(
+                slots.tolist(), self._nbrs[slots].tolist(), neighbours.tolist(), strict=True
+            ):
+                if old != new:
+                    self._move_context_terms(slot, old, new)
         self._nbrs[slots] = neighbours
         length = self._len_own[slots].copy()
         for column in range(self._width):
             rows = np.flatnonzero(neighbours[:, column] >= 0)
             length[rows] += self._len_own[neighbours[rows, column]]
         context = self._context_sums(slots)
+        self._len_ctx_total += float(length.sum()) - float(self._len_ctx[slots].sum())  # a new slot's was 0
         self._len_ctx[slots] = length
         self._norm[slots] = np.linalg.norm(context, axis=1)
         if screen is not None:
             screen.put(slots, self._unit(context, slots))
+
+    def _move_context_terms(self, slot: int, old: Iterable[int], new: Iterable[int] | None) -> None:
+        """The slot's terms count in the context documents of itself and its neighbours: move them from the old
+        neighbours' documents to the new ones' (None: the slot is going, out of its own document too)."""
+        if not len(self._context_postings):
+            return
+        before = {slot, *(int(s) for s in old if s >= 0)}
+        after = {slot, *(int(s) for s in new if s >= 0)} if new is not None else set()
+        if before == after:
+            return
+        start, count = int(self._term_off[slot]), int(self._term_cnt[slot])
+        self._context_postings.move(
+            self._term_buf[start : start + count],
+            self._tf_buf[start : start + count],
+            sorted(before - after),
+            sorted(after - before),
+        )
 
     def _context_sums(self, slots: np.ndarray) -> np.ndarray:
         """Each slot's embedding plus NEIGHBOUR_WEIGHT of each neighbour's (float32)."""
@@ -619,7 +657,8 @@ class PageIndex:
         self._key_slots = [int(renumber[s]) for s in self._key_slots]
         self._seg_slots = [{int(renumber[s]) for s in members} for members in self._seg_slots]
         self._members.clear()
-        self._screen = None  # slots were renumbered
+        self._context_postings.clear()  # slots were renumbered
+        self._screen = None
         self._build_screen()
 
     # ------------------------------------------------------------------ persistence
@@ -702,6 +741,7 @@ class PageIndex:
         ):
             setattr(index, f"_{name}", np.asarray(data[name]))
         index._alive = np.ones(n, dtype=bool)
+        index._len_ctx_total = float(index._len_ctx.sum())
         index._term_cnt = np.asarray(data["term_cnt"], dtype=np.int32)
         index._term_off = np.cumsum(index._term_cnt, dtype=np.int64) - index._term_cnt
         index._term_buf = np.asarray(data["term_buf"], dtype=np.int32)
@@ -770,40 +810,50 @@ class PageIndex:
         Terms in `common` count as if they were in at least `common_df` of the documents (a share)."""
         n = self._n
         out = np.zeros(n, dtype=np.float64)
-        live = self._alive[:n]
         n_docs = len(self._slot_of)
         if not n_docs:
             return out
-        lengths = self._len_ctx[:n]
-        average = float(lengths[live].mean())
-        norm = _BM25_K1 * (1.0 - _BM25_B + _BM25_B * lengths / (average if average > 0 else 1.0))
+        lengths = self._len_ctx
+        average = self._len_ctx_total / n_docs  # the mean over live slots, exactly
+        average = average if average > 0 else 1.0
         for term in dict.fromkeys(terms):
             tid = self._vocab.get(term)
             if tid is None:
                 continue
-            postings = self._postings[tid]
-            slots = postings.slots[: postings.n]
-            tf = postings.tf[: postings.n].astype(np.float64)
-            keep = live[slots]
-            slots, tf = slots[keep], tf[keep]
-            if not len(slots):
-                continue
-            # A term counts in a page's own document and in the documents of the page's neighbours.
-            neighbours = self._nbrs[slots]
-            has = neighbours >= 0
-            targets = np.concatenate([slots, neighbours[has]])
-            weights = np.concatenate([tf, np.broadcast_to(tf[:, None], neighbours.shape)[has]])
-            if len(targets) * 16 > n:  # a common term: counting over all slots beats sorting the targets
-                counts = np.bincount(targets, weights=weights, minlength=n)
-                docs = np.flatnonzero(counts)
-                counts = counts[docs]
+            kept = self._context_postings.get(tid)
+            if kept is not None:
+                docs, counts = kept[0], kept[1].astype(np.float64)
             else:
-                docs, inverse = np.unique(targets, return_inverse=True)
-                counts = np.bincount(inverse, weights=weights)
+                docs, counts = self._context_counts(tid, n)
+            if not len(docs):
+                continue
             df = max(len(docs), common_df * n_docs) if term in common else len(docs)
             idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-            out[docs] += idf * counts * (_BM25_K1 + 1.0) / (counts + norm[docs])
+            norm = _BM25_K1 * (1.0 - _BM25_B + _BM25_B * lengths[docs] / average)
+            out[docs] += idf * counts * (_BM25_K1 + 1.0) / (counts + norm)
         return out
+
+    def _context_counts(self, tid: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(context documents holding the term, its count in each), counted from the postings of live slots;
+        a common term's are kept (ContextPostings) for the next query."""
+        postings = self._postings[tid]
+        slots = postings.slots[: postings.n]
+        tf = postings.tf[: postings.n].astype(np.float64)
+        keep = self._alive[slots]
+        slots, tf = slots[keep], tf[keep]
+        # A term counts in a page's own document and in the documents of the page's neighbours.
+        neighbours = self._nbrs[slots]
+        has = neighbours >= 0
+        targets = np.concatenate([slots, neighbours[has]])
+        weights = np.concatenate([tf, np.broadcast_to(tf[:, None], neighbours.shape)[has]])
+        if len(targets) * 16 <= n:  # a rare term: sorting its few targets is cheap, and it is not kept
+            docs, inverse = np.unique(targets, return_inverse=True)
+            return docs, np.bincount(inverse, weights=weights)
+        counts = np.bincount(targets, weights=weights, minlength=n)  # beats sorting the targets
+        docs = np.flatnonzero(counts)
+        counts = counts[docs]
+        self._context_postings.keep(tid, docs, counts, capacity=len(self._alive))
+        return docs, counts
 
     def _dense(self, query_embedding: np.ndarray) -> np.ndarray:
         """Cosine of every slot's context vector (own + half of each neighbour's) with the query."""
@@ -816,9 +866,23 @@ class PageIndex:
         return context / np.where(norm == 0, 1.0, norm)
 
     def _dense_of(self, query_embedding: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        """What _dense gives these slots, computed for them alone (to float32 rounding)."""
+        """What _dense gives these slots, computed for them alone with _dense's arithmetic. Each page's own dot
+        is taken once even when it is also a neighbour (refined slots come in runs): a third of the rows."""
         query = np.asarray(query_embedding, dtype=np.float32)
-        return (self._context_vectors(slots) @ query).astype(np.float64)
+        neighbours = self._nbrs[slots]
+        rows, inverse = np.unique(np.concatenate([slots, neighbours.ravel()]), return_inverse=True)
+        own = np.zeros(len(rows), dtype=np.float32)  # row -1 (no neighbour) keeps its 0
+        first = int(np.searchsorted(rows, 0))
+        for start in range(first, len(rows), _ROWS_AT_ONCE):
+            chunk = rows[start : start + _ROWS_AT_ONCE]
+            own[start : start + len(chunk)] = np.einsum("ij,j->i", self._emb.take(chunk), query)
+        dots = own.astype(np.float64)[inverse]
+        context = dots[: len(slots)].copy()
+        beside = dots[len(slots) :].reshape(neighbours.shape)
+        for column in range(self._width):
+            context += NEIGHBOUR_WEIGHT * beside[:, column]
+        norm = self._norm[slots].astype(np.float64)
+        return context / np.where(norm == 0, 1.0, norm)
 
     def _all_scores(
         self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights, screened: bool = False

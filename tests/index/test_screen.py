@@ -50,6 +50,10 @@ def test_screen_moments_give_the_exact_mean_and_spread_and_its_bound_holds(seed:
         approximate, error = screen.scores(query, index._n)
         worst = np.abs(approximate[index._alive[: index._n]] - exact).max()
         assert 0 < worst <= error
+        # refinement scores a few slots the way _dense scores them all (runs of neighbours, lone slots)
+        alive = np.flatnonzero(index._alive[: index._n])
+        some = np.unique(np.concatenate([alive[100:160], rng.sample(alive.tolist(), 40)]))
+        assert np.allclose(index._dense_of(query, some), index._dense(query)[some], rtol=0, atol=1e-7)
 
 
 def test_a_screened_index_restored_from_a_snapshot_ranks_exactly() -> None:
