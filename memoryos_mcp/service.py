@@ -87,17 +87,19 @@ def make_snapshots(settings: Settings) -> IndexSnapshots | None:
         return None
     from memoryos_mcp.adapters.snapshots import SnapshotStore
 
+    prefix = settings.collection_prefix
     if settings.chroma_host:
         location = f"{settings.chroma_host}:{settings.chroma_port}"
         folder = (
-            settings.data_dir
-            / "index-snapshots"
-            / f"{settings.chroma_host}_{settings.chroma_port}_{settings.collection_prefix}"
+            settings.data_dir / "index-snapshots" / f"{settings.chroma_host}_{settings.chroma_port}_{prefix}"
         )
-    else:
-        location = str(settings.data_dir.resolve())
-        folder = settings.data_dir / "index-snapshots" / settings.collection_prefix
-    return SnapshotStore(folder, identity=f"{settings.collection_prefix}@{location}")
+        return SnapshotStore(folder, identity=f"{prefix}@{location}")
+    # The embedded store and its snapshots live in the same data dir and move together: a data dir moved,
+    # renamed or mounted elsewhere keeps its snapshots (a 100k-page user would otherwise wait ~25 s for its
+    # index to be rebuilt from the store). Snapshots written under the data dir's path before are still read.
+    folder = settings.data_dir / "index-snapshots" / prefix
+    legacy = f"{prefix}@{settings.data_dir.resolve()}"
+    return SnapshotStore(folder, identity=f"{prefix}@embedded", also_accepted=(legacy,))
 
 
 def prepare_to_serve(settings: Settings) -> None:

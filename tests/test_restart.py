@@ -4,6 +4,7 @@ index snapshot) and stays fast; it returns what the server returned before the r
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -52,6 +53,16 @@ def test_first_retrieve_after_a_restart_at_thousands_of_pages(tmp_path: Path, sn
     expected = [p.id for p in before.retrieve_memory(query).mid_term]
 
     after = service_on(data_dir, snapshots)  # a new process: nothing cached
+    if snapshots:
+        # The same state once more from a copy of the data dir elsewhere (moved to a new disk, a backup
+        # restored, a volume mounted at another path): its snapshot came along and is used, not rebuilt.
+        moved = Path(
+            shutil.copytree(data_dir, tmp_path / "moved", ignore=shutil.ignore_patterns(".memoryos.lock"))
+        )
+        elsewhere = service_on(moved, snapshots)
+        state = elsewhere.memory.state("default")
+        assert state.snapshot_seq >= 0 and len(state.index) > 1000
+        assert [p.id for p in elsewhere.retrieve_memory(query).mid_term] == expected
     started = time.monotonic()
     found = after.retrieve_memory(query)
     elapsed = time.monotonic() - started

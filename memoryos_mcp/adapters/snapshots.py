@@ -46,11 +46,14 @@ def _untext(array: np.ndarray) -> Any:
 
 
 class SnapshotStore:
-    """Snapshots of page indexes of one store (`identity` names it: a snapshot of another store is ignored)."""
+    """Snapshots of page indexes of one store (`identity` names it: a snapshot of another store is ignored).
 
-    def __init__(self, directory: Path, identity: str) -> None:
+    `also_accepted`: identities earlier versions wrote for the same store (read, never written)."""
+
+    def __init__(self, directory: Path, identity: str, also_accepted: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.identity = identity
+        self.accepted = frozenset((identity, *also_accepted))
 
     def path(self, user_id: str) -> Path:
         return self.directory / f"user-{user_id}.npz"
@@ -102,7 +105,7 @@ class SnapshotStore:
                 header = _untext(data["header"])
                 if (
                     header.get("format") != FORMAT
-                    or header.get("identity") != self.identity
+                    or header.get("identity") not in self.accepted
                     or header.get("user_id") != user_id
                     or header.get("context_window") != context_window
                 ):

@@ -64,6 +64,10 @@ def test_unusable_snapshots_are_ignored(store: ChromaStore, tmp_path: Path) -> N
     memory.save_snapshots()
     expected = summary(make(store, None).state("alice"))
     assert SnapshotStore(tmp_path / "snap", identity="another store").load("alice", 1) is None
+    # what an earlier version named the same store is still read (not written)
+    renamed = SnapshotStore(tmp_path / "snap", identity="test, renamed", also_accepted=("test",))
+    assert renamed.load("alice", 1) is not None
+    assert SnapshotStore(tmp_path / "snap", "other", also_accepted=("another",)).load("alice", 1) is None
     assert snapshots.load("alice", 2) is None  # built with another dialogue-context window
     snapshots.path("alice").write_bytes(b"not a snapshot")
     assert snapshots.load("alice", 1) is None
