@@ -4,6 +4,7 @@ and many users within a cache budget.
     .venv/bin/python bench/scale.py                                   # everything (about 1 h on 2 cores)
     .venv/bin/python bench/scale.py --sizes 1000,10000 --no-users     # a quicker look
     .venv/bin/python bench/scale.py --keep-dir D --reuse ...          # serve again on D's earlier imports
+    .venv/bin/python bench/scale.py --sizes 1000,100000 --no-users --rounds 5   # the serving half 5 times
 
 For each size N (one user, a synthetic year of chat from bench/synth.py, ~265 characters a page):
   - the raw batched-embedding rate of the same page texts, measured in this process (a sample of up to
@@ -12,6 +13,10 @@ For each size N (one user, a synthetic year of chat from bench/synth.py, ~265 ch
   - a server started over stdio on that data: the first retrieve_memory of the user after the start (timed
     once the service is up: the embedding model loads in the background from launch), then --cycles
     cycles of add_memory + retrieve_memory, as an agent does; peak RSS of the server.
+With --rounds R the serving half runs R times, the sizes taking turns (each on a fresh copy of its import),
+and the table gives each serving figure's median over the rounds; the ratio of the retrieve p50 at each
+size to the smallest size's is taken within each round (a shared 2-core machine drifts between minutes:
+one round's ratio alone ranged 1.4-1.7 for the same code) and reported per round and as their median.
 With --users U --pages-per-user P: U users of P pages imported in one file, served with
 index_cache_mb = --budget-mb (smaller than their total): each user's first retrieval, the cache size and
 RSS after all of them, and whether users evicted and reloaded answer exactly as they did first.
@@ -126,10 +131,10 @@ class Server:
         self.err.close()
 
 
-def imported(size: int, raw_sample: int, tmp: Path, log: Path, reuse: bool) -> dict[str, Any]:
-    """Import `size` pages into tmp/data-{size}. With --reuse a copy of the import is kept beside it, and a
-    later run puts that copy back (same path: its index snapshot stays valid) and takes its figures, so the
-    serving half can be measured again without the ~20 min import of 100k pages."""
+def imported(size: int, raw_sample: int, tmp: Path, log: Path, reuse: bool, keep: bool) -> dict[str, Any]:
+    """Import `size` pages into tmp/data-{size}. `keep`: a copy of the import is kept beside it; `reuse`: a
+    copy kept earlier is put back (same path) with its figures instead, so the serving half can be measured
+    again without the ~10 min import of 100k pages."""
     data_dir, pristine = tmp / f"data-{size}", tmp / f"imported-{size}"
     saved = pristine.with_suffix(".json")
     if reuse and saved.exists() and pristine.exists():
@@ -146,16 +151,24 @@ def imported(size: int, raw_sample: int, tmp: Path, log: Path, reuse: bool) -> d
     }
     figures.update(run_import(source, data_dir, log))
     figures["import_vs_raw"] = round(figures["import_pages_per_s"] / raw_rate, 2)
-    if reuse:
+    if keep:
         shutil.rmtree(pristine, ignore_errors=True)
         shutil.copytree(data_dir, pristine)
         saved.write_text(json.dumps(figures))
     return figures
 
 
-def one_user(size: int, cycles: int, raw_sample: int, tmp: Path, reuse: bool = False) -> dict[str, Any]:
+SERVING = (
+    "server_ready_s", "first_retrieve_ms", "retrieve_p50_ms", "retrieve_p95_ms", "add_p50_ms", "add_p95_ms",
+    "peak_rss_mb",
+)  # fmt: skip
+
+
+def one_user(
+    size: int, cycles: int, raw_sample: int, tmp: Path, reuse: bool = False, keep: bool = False
+) -> dict[str, Any]:
     log = tmp / f"server-{size}.log"
-    figures = imported(size, raw_sample, tmp, log, reuse)
+    figures = imported(size, raw_sample, tmp, log, reuse, keep or reuse)
     data_dir = tmp / f"data-{size}"
     server = Server(data_dir, log)
     figures["server_ready_s"] = round(server.ready_s, 1)
@@ -183,6 +196,30 @@ def one_user(size: int, cycles: int, raw_sample: int, tmp: Path, reuse: bool = F
         cache_mb=stats["cache_mb"],
     )
     return figures
+
+
+def over_rounds(rounds: list[list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows per size (import figures of the first round, serving figures as medians over the rounds) and,
+    per size, its retrieve p50 divided by the smallest size's in the same round."""
+    rows, ratios = [], []
+    for i, first in enumerate(rounds[0]):
+        runs = [r[i] for r in rounds]
+        row = dict(first)
+        for key in SERVING:
+            row[key] = round(statistics.median(run[key] for run in runs), 1)
+        row["retrieve_p50_ms_rounds"] = [run["retrieve_p50_ms"] for run in runs]
+        rows.append(row)
+        within = [
+            run["retrieve_p50_ms"] / r[0]["retrieve_p50_ms"] for run, r in zip(runs, rounds, strict=True)
+        ]
+        ratios.append(
+            {
+                "pages": row["pages"],
+                "per_round": [round(x, 2) for x in within],
+                "median": round(statistics.median(within), 2),
+            }
+        )
+    return rows, ratios
 
 
 def many_users(users: int, pages_per_user: int, budget_mb: int, tmp: Path) -> dict[str, Any]:
@@ -266,6 +303,9 @@ def main() -> int:
         "--keep-dir", type=Path, help="work here and keep the data (default: a temporary dir)"
     )
     parser.add_argument(
+        "--rounds", type=int, default=1, help="serve each size this many times, the sizes taking turns"
+    )
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="with --keep-dir: keep a copy of each import, or serve again on the copy an earlier run kept",
@@ -273,17 +313,29 @@ def main() -> int:
     args = parser.parse_args()
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     results: dict[str, Any] = {"sizes": [], "users": None}
     with tempfile.TemporaryDirectory(prefix="memoryos-scale-") as scratch:
         tmp = args.keep_dir or Path(scratch)
         tmp.mkdir(parents=True, exist_ok=True)
-        for size in sizes:
-            row = one_user(size, args.cycles, args.raw_sample, tmp, args.reuse and bool(args.keep_dir))
-            results["sizes"].append(row)
-            print(json.dumps(row), file=sys.stderr)
+        reuse = args.reuse and bool(args.keep_dir)
+        rounds: list[list[dict[str, Any]]] = []
+        for number in range(args.rounds):
+            rounds.append([])
+            for size in sizes:
+                # later rounds serve a copy of the first round's import, kept beside it
+                row = one_user(size, args.cycles, args.raw_sample, tmp, reuse or number > 0, args.rounds > 1)
+                rounds[-1].append(row)
+                print(json.dumps({"round": number + 1, **row}), file=sys.stderr)
+        results["sizes"], results["ratios"] = over_rounds(rounds)
         if not args.no_users:
             results["users"] = many_users(args.users, args.pages_per_user, args.budget_mb, tmp)
     print(table(results["sizes"]))
+    if len(sizes) > 1:
+        print(f"\nretrieve p50 / p50 at {sizes[0]} pages, within each of {args.rounds} round(s):")
+        for ratio in results["ratios"][1:]:
+            print(f"  {ratio['pages']:>7} pages: {ratio['per_round']}  median {ratio['median']}")
     if results["users"]:
         print()
         for key, value in results["users"].items():

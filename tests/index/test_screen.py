@@ -11,7 +11,15 @@ import pytest
 from memoryos_mcp.adapters.snapshots import SnapshotStore
 from memoryos_mcp.core.models import Page
 from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights, pack_snapshot
-from tests.index.test_page_index import DIM, _check, _page, _query_vector, _remove_some, _segments
+from tests.index.test_page_index import (
+    DIM,
+    QUERIES,
+    _check,
+    _page,
+    _query_vector,
+    _remove_some,
+    _segments,
+)
 
 
 def _exact_dense(index: PageIndex, query: np.ndarray) -> np.ndarray:
@@ -99,6 +107,43 @@ def test_pages_the_int8_screen_cannot_tell_apart_still_rank_in_exact_order() -> 
     assert [p.id for p, _ in got] == [p.id for p, _ in want]
     # z-scores over a spread of ~3e-4: float32 rounding (~3e-8) shows at 1e-4
     assert np.allclose([x for _, x in got], [x for _, x in want], atol=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ranking_is_exact_whatever_errors_the_screen_makes_within_its_bound(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ranking may rely only on |approximate - exact| <= bound: a screen whose every score is off by up to
+    its bound, at random, must leave segments, pages and scores those of the exact index."""
+    rng = random.Random(seed)
+    noise = np.random.default_rng(seed)
+    segment_ids = [f"s{i}" for i in range(8)]
+    pages = [_page(rng, i, segment_ids) for i in range(400)]
+    exact, screened = PageIndex(), PageIndex(screen_from=0)
+    exact.add(pages)
+    screened.add(pages)
+    screen = screened._screen
+    assert screen is not None
+    honest = screen.scores
+
+    def adversarial(query: np.ndarray, n: int) -> tuple[np.ndarray, float]:
+        _, bound = honest(query, n)
+        off = noise.uniform(-0.999, 0.999, n) * bound
+        return (screened._dense(query)[:n] + off).astype(np.float32), bound + 1e-6  # + float32 rounding
+
+    monkeypatch.setattr(screen, "scores", adversarial)
+    segments = _segments(segment_ids)
+    for _ in range(12):
+        query, vector = rng.choice(QUERIES), _query_vector(rng)
+        f_scores = [rng.random() for _ in segments]
+        top_m, top_k = rng.randint(1, 6), rng.randint(1, 15)
+        args = (query, vector, segments, f_scores)
+        want = exact.rank(*args, top_m=top_m, top_k=top_k, weights=RetrievalWeights())
+        got = screened.rank(*args, top_m=top_m, top_k=top_k, weights=RetrievalWeights())
+        assert [s.id for s, _ in got[0]] == [s.id for s, _ in want[0]]
+        assert np.allclose([x for _, x in got[0]], [x for _, x in want[0]], atol=1e-5)
+        assert [p.id for p, _ in got[1]] == [p.id for p, _ in want[1]]
+        assert np.allclose([x for _, x in got[1]], [x for _, x in want[1]], atol=1e-5)
 
 
 def test_the_screen_is_saved_in_the_snapshot_and_loaded_not_rebuilt(tmp_path: Path) -> None:
