@@ -17,9 +17,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-DEFAULT_BUDGET_BYTES = (
-    16 * 2**20
-)  # per user index: ~40 common terms at 100k pages, every term a small index has
+# Per user index: ~40 common terms at 100k pages, every term a small index has.
+DEFAULT_BUDGET_BYTES = 16 * 2**20
 
 
 class _Counts:
@@ -101,12 +100,11 @@ class ContextPostings:
             else:
                 kept.docs = np.insert(kept.docs, position, slot)
             self.nbytes += kept.docs.nbytes
-        if self.nbytes > self.budget_bytes:  # grew past the budget: drop the least recently used
-            while self._terms and self.nbytes > self.budget_bytes:
-                dropped_term, dropped = self._terms.popitem(last=False)
-                self.nbytes -= dropped.nbytes
-                if dropped_term == term:
-                    break
+        while self._terms and self.nbytes > self.budget_bytes:  # grew past it: least recently used out
+            dropped_term, dropped = self._terms.popitem(last=False)
+            self.nbytes -= dropped.nbytes
+            if dropped_term == term:
+                break
 
     def forget(self, terms: Iterable[int]) -> None:
         for term in terms:

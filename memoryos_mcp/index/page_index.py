@@ -897,8 +897,6 @@ class PageIndex:
             return _Scores(np.full(n, -np.inf))
         if len(self._slot_of) == n:  # no dead slots (the usual case): views, not copies
             live = slice(None)
-        # Built in place from here on (the same arithmetic as the expressions in the comments): at 100k pages
-        # every temporary is 800 KB of fresh memory.
         # A participant's name is in every page in spirit (someone is always talking), however rarely it is
         # written: its idf must not make the one page that spells it ("Hi! I'm Maya") the best match.
         names = (
@@ -906,6 +904,8 @@ class PageIndex:
             if weights.participant_df
             else frozenset()
         )
+        # Built in place from here on (the same arithmetic as the expressions in the comments): at 100k pages
+        # every temporary is 800 KB of fresh memory.
         mixed = zscore_in_place(self._bm25(index_terms(query), names, weights.participant_df)[live])
         mixed *= weights.lexical  # lexical · z(bm25)
         screen = self._screen if screened else None
