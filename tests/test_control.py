@@ -276,7 +276,7 @@ def test_forget_all_leaves_no_record_and_no_cached_copy_anywhere(
     assert b.retrieve_memory("xylophonequartz", user_id="alice", top_k=50).mid_term  # b caches alice
     report = a.forget_memory(user_id="alice", everything=True, confirm="alice")
     assert report.everything and report.pages_removed == 30
-    for collection in (store.stm, store.mtm, store.lpm, store.meta):
+    for collection in (store.stm, store.mtm, store.visits, store.lpm, store.meta):
         assert collection.get(where={"user_id": "alice"})["ids"] == [], collection.name
     for service in (a, b):
         found = service.retrieve_memory("xylophonequartz", user_id="alice", top_k=50)

@@ -1,4 +1,5 @@
-"""MemoryStore on Chroma: one collection per tier plus `<prefix>_meta` for the change log, versions and leases.
+"""MemoryStore on Chroma: one collection per tier, `<prefix>_visits` for segments' visit counts and
+`<prefix>_meta` for the change log, versions and leases.
 
 Every record carries user_id; every read returns only the asked user's records. How reads are made
 matters at scale (measured at 100k records, embedded Chroma 1.5): `get` by ids alone takes ~1 ms, but a
@@ -72,10 +73,10 @@ class ChromaStore:
     def __init__(self, client: ClientAPI, prefix: str = "memoryos") -> None:
         self.client = client
         self.prefix = prefix
-        self.stm, self.lpm, self.meta, self.mtm = (
-            self._collection(name) for name in ("short_term", "long_term", "meta", "mid_term")
+        self.stm, self.lpm, self.meta, self.mtm, self.visits = (
+            self._collection(name) for name in ("short_term", "long_term", "meta", "mid_term", "visits")
         )
-        for collection in (self.stm, self.lpm, self.meta, self.mtm):
+        for collection in (self.stm, self.lpm, self.meta, self.mtm, self.visits):
             self._sync_often(collection)
         self.batch = max(1, int(client.get_max_batch_size()))
         self._shared = not _is_embedded(client)
@@ -283,6 +284,11 @@ class ChromaStore:
                     embedding=embedding,
                 )
             )
+        visits = self._stored_visits(user_id, [s.id for s in segments])
+        for segment in segments:
+            n_visit, last_access = visits.get(segment.id, (0, 0.0))
+            segment.n_visit = max(segment.n_visit, n_visit)
+            segment.last_access = max(segment.last_access, last_access)
         return sorted(segments, key=lambda s: (s.created_at, s.id))
 
     @staticmethod
@@ -353,22 +359,49 @@ class ChromaStore:
             )
         self.put_segments(changed_segments, new=False)
 
+    def _stored_visits(self, user_id: str, segment_ids: Sequence[str]) -> dict[str, tuple[int, float]]:
+        """(N_visit, last access) of these segments in the visits collection, where it holds them."""
+        return {
+            sid: (int(meta["n_visit"]), float(meta["last_access"]))
+            for sid, _, meta, _ in self._get_ids(self.visits, segment_ids, {"metadatas"})
+            if meta.get("user_id") == user_id
+        }
+
     def record_visits(
         self, user_id: str, segment_ids: Sequence[str], now: float
     ) -> dict[str, tuple[int, float]]:
+        # Visits are written to a collection of their own. Chroma saves a collection's vector index every
+        # _SMALL_SYNC writes, and at 100k pages the mid-term one takes 30-50 ms to save: written there, one
+        # retrieval in ~30 paid for it. A segment's count stays in its record until its first visit here,
+        # and readers take the larger of the two (list_segments).
         # Incremented from the stored value, not from a cached one: another replica may have visited too.
-        written: dict[str, tuple[int, float]] = {}
-        for sid, _, meta, _ in self._get_ids(self.mtm, segment_ids, {"metadatas"}):
+        ids = list(dict.fromkeys(segment_ids))
+        seen = self._stored_visits(user_id, ids)
+        first: dict[str, tuple[int, float]] = {}
+        unseen = [sid for sid in ids if sid not in seen]
+        for sid, _, meta, _ in self._get_ids(self.mtm, unseen, {"metadatas"}) if unseen else []:
             if meta.get("user_id") == user_id and meta.get("kind") == "segment":
-                written[sid] = (int(meta["n_visit"]) + 1, max(float(meta["last_access"]), now))
-        if written:
-            ids = list(written)
-            # update() merges metadata and leaves the vector alone, so the HNSW index is not touched.
-            self._write(
-                self.mtm.update,
-                ids,
-                metadatas=[{"n_visit": written[i][0], "last_access": written[i][1]} for i in ids],
-            )
+                first[sid] = (int(meta["n_visit"]), float(meta["last_access"]))
+        written = {
+            sid: (n_visit + 1, max(last_access, now))
+            for sid, (n_visit, last_access) in (seen | first).items()
+        }
+        for chosen in (seen, first):
+            ids = [sid for sid in written if sid in chosen]
+            if not ids:
+                continue
+            metadatas = [
+                {"user_id": user_id, "n_visit": written[i][0], "last_access": written[i][1]} for i in ids
+            ]
+            if chosen is seen:  # update(): a record that a concurrent forget just deleted stays deleted
+                self._write(self.visits.update, ids, metadatas=metadatas)
+            else:  # Chroma stores a vector with every record; nothing reads this one
+                self._write(
+                    self.visits.upsert,
+                    ids,
+                    metadatas=metadatas,
+                    embeddings=np.ones((len(ids), 1), np.float32),
+                )
         return written
 
     # ------------------------------------------------------------------ chain head
@@ -631,13 +664,14 @@ class ChromaStore:
     def delete_mid_term(self, user_id: str, record_ids: Sequence[str]) -> None:
         if record_ids:
             self._delete_owned(self.mtm, user_id, record_ids)
+            self._delete_owned(self.visits, user_id, record_ids)
 
     def delete_chain_head(self, user_id: str) -> None:
         self._delete_owned(self.mtm, user_id, [f"chain:{user_id}"])
 
     def delete_user(self, user_id: str) -> int:
         removed = 0
-        for collection in (self.stm, self.mtm, self.lpm, self.meta):
+        for collection in (self.stm, self.mtm, self.visits, self.lpm, self.meta):
             # A scan by user_id: slow at 100k records (~0.1 s a page of reads) but this runs once per user.
             ids = [
                 i

@@ -243,6 +243,33 @@ def test_segment_updates_keep_the_visits_that_retrievals_recorded(any_store: Chr
     )
 
 
+def test_visits_live_in_their_own_collection_and_go_with_their_segment(any_store: ChromaStore) -> None:
+    """The mid-term collection is not written by a retrieval (its vector index's periodic save costs 30-50 ms
+    at 100k pages); a segment's count moves over on its first visit; forgetting takes the visits along."""
+    any_store.put_segments(
+        [
+            Segment(sid, "alice", "x", {"x": 1}, 1.0, 2.0, n_visit=3, embedding=_vec(1, 0, 0))
+            for sid in ("s1", "s2")
+        ],
+        new=True,
+    )
+    assert any_store.record_visits("alice", ["s1", "s1"], 10.0) == {"s1": (4, 10.0)}
+    assert any_store.record_visits("alice", ["s1", "s2"], 20.0) == {"s1": (5, 20.0), "s2": (4, 20.0)}
+    assert any_store.record_visits("bob", ["s1"], 30.0) == {}  # another user's segment: untouched
+    stored = any_store.mtm.get(ids=["s1"], include=["metadatas"])["metadatas"][0]
+    assert (stored["n_visit"], stored["last_access"]) == (3, 2.0)  # as written when the segment was made
+    assert any_store.visits.get(ids=["s1"], include=["metadatas"])["metadatas"][0]["n_visit"] == 5
+    assert [(s.id, s.n_visit, s.last_access) for s in any_store.list_segments("alice")] == [
+        ("s1", 5, 20.0),
+        ("s2", 4, 20.0),
+    ]
+    any_store.delete_mid_term("alice", ["s1"])
+    assert any_store.visits.get(ids=["s1", "s2"])["ids"] == ["s2"]
+    assert any_store.record_visits("alice", ["s1"], 40.0) == {}  # forgotten: no visit brings it back
+    any_store.delete_user("alice")
+    assert any_store.visits.get(where={"user_id": "alice"})["ids"] == []
+
+
 def test_records_of_schema_1_get_the_selective_keys(tmp_path: Path) -> None:
     store = ChromaStore(make_client(data_dir=tmp_path / "d"))
     store.put_segments([Segment("s1", "alice", "x", {}, 1.0, 1.0, embedding=_vec(1, 0, 0))], new=True)
