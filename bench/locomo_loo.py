@@ -15,6 +15,7 @@ program on the same pages.
     .venv/bin/python bench/locomo_loo.py                      # LOO over the choices issue 11 made (~3 min)
     .venv/bin/python bench/locomo_loo.py --grid ablations     # each change alone, on the old defaults
     .venv/bin/python bench/locomo_loo.py --grid sides         # what per-side page embeddings would give
+    .venv/bin/python bench/locomo_loo.py --grid sentences     # what per-sentence page embeddings would give
     .venv/bin/python bench/locomo_loo.py --json bench/results/locomo_loo.json
 
 Selection criterion on the training folds: mean mid-term recall @10 over their questions (ties: the
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shutil
 import statistics
 import sys
@@ -52,7 +54,7 @@ from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
 from memoryos_mcp.core.recall import mean_direction
 from memoryos_mcp.core.state import UserState
 from memoryos_mcp.core.text import exchange_text, extract_keywords
-from memoryos_mcp.index.cues import embedding_texts
+from memoryos_mcp.index.cues import asks_about_time, embedding_texts
 from memoryos_mcp.index.page_index import RetrievalWeights
 from memoryos_mcp.index.sides import (
     AGENT,
@@ -62,8 +64,10 @@ from memoryos_mcp.index.sides import (
     rerank_by_side,
     speaker_sides,
 )
+from memoryos_mcp.index.terms import zscore
 
 KS = (5, 10)
+SENTENCE_DEPTH = 100  # pages of the ranking re-ordered by their best sentence (reaches what depth 1,000 does)
 SELECT_ON = "mid@10"  # what a fold's training conversations are scored by when choosing a candidate
 
 
@@ -108,6 +112,9 @@ class Candidate:
     # Re-order the top pages by the named speaker's own side (index/sides.py); 0: off. The server does not
     # store side embeddings yet: this measures what they would give.
     side_weight: float = 0.0
+    # Re-order the top SENTENCE_DEPTH pages by score + this · z(best cosine of one of their sentences with the
+    # query), z over those pages; not on questions about time (asks_about_time). 0: off. Not built either.
+    sentence_weight: float = 0.0
 
 
 @dataclass
@@ -121,6 +128,7 @@ class Built:
     seconds: float
     embedder: CachedEmbedder
     side_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # page id -> (user side, agent side)
+    sentence_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # page id -> (sentences, dim)
 
     def sides(self, page_ids: Sequence[str]) -> np.ndarray:
         """(user, agent) side embeddings of these pages, shape (n, 2, dim); embedded on first use."""
@@ -132,6 +140,20 @@ class Built:
             vectors[silent] = 0.0  # a side that said nothing
             self.side_vectors = {p.id: v for p, v in zip(pages, vectors, strict=True)}
         return np.stack([self.side_vectors[i] for i in page_ids])
+
+    def best_sentences(self, page_ids: Sequence[str], query_embedding: np.ndarray) -> np.ndarray:
+        """Per page, the best cosine of one of its sentences with the query; embedded on first use."""
+        if not self.sentence_vectors:
+            for page in self.state.index.pages():
+                texts = split_sentences(page.user_input) + split_sentences(page.agent_response)
+                self.sentence_vectors[page.id] = self.embedder.embed(texts or [exchange_text(page) or "."])
+        query = np.asarray(query_embedding, dtype=np.float32)
+        return np.asarray([float((self.sentence_vectors[i] @ query).max()) for i in page_ids])
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of one side of a page: split after . ! or ? and a space; fragments of 1-2 characters dropped."""
+    return [part for part in (p.strip() for p in re.split(r"(?<=[.!?])\s+", text.strip())) if len(part) > 2]
 
 
 def build_conversations(
@@ -206,7 +228,7 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
             [s for s, _ in by_f],
             [f for _, f in by_f],
             top_m=candidate.top_m,
-            top_k=max(*KS, RERANK_DEPTH if sides else 0),
+            top_k=max(*KS, RERANK_DEPTH if sides else 0, SENTENCE_DEPTH if candidate.sentence_weight else 0),
             weights=candidate.weights,
         )
         side = named_side(question.question, sides)
@@ -216,6 +238,11 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
                 np.asarray([s for _, s in hits]), vectors, embedding, candidate.side_weight
             )
             hits = [hits[i] for i in order]
+        if candidate.sentence_weight and hits and not asks_about_time(question.question):
+            hits = hits[:SENTENCE_DEPTH]
+            best = built.best_sentences([p.id for p, _ in hits], embedding)
+            mixed = np.asarray([s for _, s in hits]) + candidate.sentence_weight * zscore(best)
+            hits = [hits[i] for i in np.argsort(-mixed, kind="stable")]
         hits = hits[: max(KS)]
         ranked = [turns_of(page) for page, _ in hits]
         row = {f"mid@{k}": evidence_recall(question.evidence, [t for p in ranked[:k] for t in p]) for k in KS}
@@ -248,7 +275,9 @@ def grid(name: str) -> list[Candidate]:
                floor, the lexical share, the time cue — so
                that LOO makes all of them on four conversations and scores them on the fifth;
     sides:     the defaults with the top pages re-ordered by the named speaker's own side (index/sides.py)
-               at a few weights: what storing two side embeddings per page would give (not built yet).
+               at a few weights: what storing two side embeddings per page would give (not built yet);
+    sentences: the defaults with the top pages re-ordered by their best sentence at a few weights: what
+               storing an embedding per sentence would give (not built yet).
     """
     default = Candidate("default", BASE)
     if name == "defaults":
@@ -256,6 +285,10 @@ def grid(name: str) -> list[Candidate]:
     if name == "sides":
         return [default] + [
             Candidate(f"speaker side rerank {w}", BASE, side_weight=w) for w in (SIDE_WEIGHT, 0.15, 0.4)
+        ]
+    if name == "sentences":
+        return [default] + [
+            Candidate(f"sentence rerank {w}", BASE, sentence_weight=w) for w in (0.3, 0.5, 0.8)
         ]
     if name == "ablations":
         return [
@@ -311,7 +344,7 @@ def grid(name: str) -> list[Candidate]:
                                 label = f"{build.name} names{names} floor{floor} lex{lexical} time{time_cue}"
                                 out.append(Candidate(label, build, weights))
         return out
-    raise SystemExit(f"unknown grid {name!r}: defaults, ablations, choices or sides")
+    raise SystemExit(f"unknown grid {name!r}: defaults, ablations, choices, sides or sentences")
 
 
 # ---------------------------------------------------------------------------------------------- LOO
@@ -415,7 +448,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument(
-        "--grid", default="choices", help="candidate list: defaults, ablations, choices (default) or sides"
+        "--grid",
+        default="choices",
+        help="candidate list: defaults, ablations, choices (default), sides or sentences",
     )
     parser.add_argument("--conversations", default="", help="comma-separated sample ids (default: all)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the flat baselines")
