@@ -15,7 +15,7 @@ program on the same pages.
     .venv/bin/python bench/locomo_loo.py                      # LOO over the choices issue 11 made (~3 min)
     .venv/bin/python bench/locomo_loo.py --grid ablations     # each change alone, on the old defaults
     .venv/bin/python bench/locomo_loo.py --grid sides         # what per-side page embeddings would give
-    .venv/bin/python bench/locomo_loo.py --grid sentences     # what per-sentence page embeddings would give
+    .venv/bin/python bench/locomo_loo.py --grid sentences     # the best-sentence re-ranking's weight
     .venv/bin/python bench/locomo_loo.py --json bench/results/locomo_loo.json
 
 Selection criterion on the training folds: mean mid-term recall @10 over their questions (ties: the
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import shutil
 import statistics
 import sys
@@ -49,12 +48,12 @@ from locomo import (
     load_conversations,
 )
 
-from memoryos_mcp.core.memory import MemoryOS
+from memoryos_mcp.core.memory import MemoryOS, embed_pages
 from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
 from memoryos_mcp.core.recall import mean_direction
 from memoryos_mcp.core.state import UserState
-from memoryos_mcp.core.text import exchange_text, extract_keywords
-from memoryos_mcp.index.cues import asks_about_time, embedding_texts
+from memoryos_mcp.core.text import extract_keywords
+from memoryos_mcp.index.cues import embedding_texts
 from memoryos_mcp.index.page_index import RetrievalWeights
 from memoryos_mcp.index.sides import (
     AGENT,
@@ -64,10 +63,8 @@ from memoryos_mcp.index.sides import (
     rerank_by_side,
     speaker_sides,
 )
-from memoryos_mcp.index.terms import zscore
 
 KS = (5, 10)
-SENTENCE_DEPTH = 100  # pages of the ranking re-ordered by their best sentence (reaches what depth 1,000 does)
 SELECT_ON = "mid@10"  # what a fold's training conversations are scored by when choosing a candidate
 
 
@@ -112,9 +109,6 @@ class Candidate:
     # Re-order the top pages by the named speaker's own side (index/sides.py); 0: off. The server does not
     # store side embeddings yet: this measures what they would give.
     side_weight: float = 0.0
-    # Re-order the top SENTENCE_DEPTH pages by score + this · z(best cosine of one of their sentences with the
-    # query), z over those pages; not on questions about time (asks_about_time). 0: off. Not built either.
-    sentence_weight: float = 0.0
 
 
 @dataclass
@@ -128,7 +122,6 @@ class Built:
     seconds: float
     embedder: CachedEmbedder
     side_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # page id -> (user side, agent side)
-    sentence_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # page id -> (sentences, dim)
 
     def sides(self, page_ids: Sequence[str]) -> np.ndarray:
         """(user, agent) side embeddings of these pages, shape (n, 2, dim); embedded on first use."""
@@ -140,20 +133,6 @@ class Built:
             vectors[silent] = 0.0  # a side that said nothing
             self.side_vectors = {p.id: v for p, v in zip(pages, vectors, strict=True)}
         return np.stack([self.side_vectors[i] for i in page_ids])
-
-    def best_sentences(self, page_ids: Sequence[str], query_embedding: np.ndarray) -> np.ndarray:
-        """Per page, the best cosine of one of its sentences with the query; embedded on first use."""
-        if not self.sentence_vectors:
-            for page in self.state.index.pages():
-                texts = split_sentences(page.user_input) + split_sentences(page.agent_response)
-                self.sentence_vectors[page.id] = self.embedder.embed(texts or [exchange_text(page) or "."])
-        query = np.asarray(query_embedding, dtype=np.float32)
-        return np.asarray([float((self.sentence_vectors[i] @ query).max()) for i in page_ids])
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of one side of a page: split after . ! or ? and a space; fragments of 1-2 characters dropped."""
-    return [part for part in (p.strip() for p in re.split(r"(?<=[.!?])\s+", text.strip())) if len(part) > 2]
 
 
 def build_conversations(
@@ -181,8 +160,8 @@ def build_conversations(
                 page.timestamp,
                 {"turns": " ".join(page.turns)},
             )
-            stored.embedding = embedder.embed([exchange_text(stored)])[0]
             pages.append(stored)
+        embed_pages(embedder, pages)  # as add_memory and `memoryos-mcp import` do
         for start in range(0, len(pages), 200):  # import-sized chunks, as `memoryos-mcp import` writes them
             memory.add_pages(conv.user_id, pages[start : start + 200])
         state = memory.states.fresh(conv.user_id)
@@ -228,7 +207,7 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
             [s for s, _ in by_f],
             [f for _, f in by_f],
             top_m=candidate.top_m,
-            top_k=max(*KS, RERANK_DEPTH if sides else 0, SENTENCE_DEPTH if candidate.sentence_weight else 0),
+            top_k=max(*KS, RERANK_DEPTH if sides else 0),
             weights=candidate.weights,
         )
         side = named_side(question.question, sides)
@@ -238,11 +217,6 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
                 np.asarray([s for _, s in hits]), vectors, embedding, candidate.side_weight
             )
             hits = [hits[i] for i in order]
-        if candidate.sentence_weight and hits and not asks_about_time(question.question):
-            hits = hits[:SENTENCE_DEPTH]
-            best = built.best_sentences([p.id for p, _ in hits], embedding)
-            mixed = np.asarray([s for _, s in hits]) + candidate.sentence_weight * zscore(best)
-            hits = [hits[i] for i in np.argsort(-mixed, kind="stable")]
         hits = hits[: max(KS)]
         ranked = [turns_of(page) for page, _ in hits]
         row = {f"mid@{k}": evidence_recall(question.evidence, [t for p in ranked[:k] for t in p]) for k in KS}
@@ -259,7 +233,7 @@ CHAIN045 = Build(
 )  # the LLM-free chain threshold before issue 11
 # The query-time defaults before issue 11.
 OLD_WEIGHTS = RetrievalWeights(
-    lexical=0.6, time_cue=0.5, strip_participants=False, participant_df=0.0, first_person=False
+    lexical=0.6, time_cue=0.5, strip_participants=False, participant_df=0.0, first_person=False, sentence=0.0
 )
 
 
@@ -276,8 +250,7 @@ def grid(name: str) -> list[Candidate]:
                that LOO makes all of them on four conversations and scores them on the fifth;
     sides:     the defaults with the top pages re-ordered by the named speaker's own side (index/sides.py)
                at a few weights: what storing two side embeddings per page would give (not built yet);
-    sentences: the defaults with the top pages re-ordered by their best sentence at a few weights: what
-               storing an embedding per sentence would give (not built yet).
+    sentences: the weight of the re-ordering of the top pages by their best sentence (0: off).
     """
     default = Candidate("default", BASE)
     if name == "defaults":
@@ -288,7 +261,8 @@ def grid(name: str) -> list[Candidate]:
         ]
     if name == "sentences":
         return [default] + [
-            Candidate(f"sentence rerank {w}", BASE, sentence_weight=w) for w in (0.3, 0.5, 0.8)
+            Candidate(f"sentence weight {w}", BASE, RetrievalWeights(sentence=w))
+            for w in (0.0, 0.3, 0.5, 1.0, 1.3)
         ]
     if name == "ablations":
         return [
@@ -324,6 +298,8 @@ def grid(name: str) -> list[Candidate]:
                 "default - lexical 0.6, time cue 0.5 again", BASE, RetrievalWeights(lexical=0.6, time_cue=0.5)
             ),
             Candidate("default - chain threshold 0.45 again", CHAIN045),
+            Candidate("before + best-sentence re-ranking 0.8", CHAIN045, replace(OLD_WEIGHTS, sentence=0.8)),
+            Candidate("default - best-sentence re-ranking", BASE, RetrievalWeights(sentence=0.0)),
         ]
     if name == "choices":
         out = [default]

@@ -7,9 +7,10 @@ and many users within a cache budget.
     .venv/bin/python bench/scale.py --sizes 1000,100000 --no-users --rounds 5   # the serving half 5 times
 
 For each size N (one user, a synthetic year of chat from bench/synth.py, ~265 characters a page):
-  - the raw batched-embedding rate of the same page texts, measured in this process (a sample of up to
-    --raw-sample pages, one encode call), and the import rate of `memoryos-mcp import` over all N lines
-    (the import phase itself, from the command's summary; the model load is not counted);
+  - the raw batched-embedding rate of the same texts (each page's exchange and its sentences), measured in
+    this process (a sample of up to --raw-sample pages, one encode call), and the import rate of
+    `memoryos-mcp import` over all N lines (the import phase itself, from the command's summary; the model
+    load is not counted);
   - a server started over stdio on that data: the first retrieve_memory of the user after the start (timed
     once the service is up: the embedding model loads in the background from launch), then --cycles
     cycles of add_memory + retrieve_memory, as an agent does; peak RSS of the server.
@@ -59,22 +60,25 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def raw_embedding_rate(path: Path, sample: int) -> tuple[float, int]:
-    """Pages per second of one batched encode call over the first `sample` page texts of the file (the
-    embedder the server uses, in this process, with nothing else running)."""
+    """Pages per second of one batched encode call over what an import embeds for the first `sample` pages of
+    the file — each page's exchange and its sentences (core.memory.embed_pages) — with the embedder the
+    server uses, in this process, with nothing else running."""
     from memoryos_mcp.adapters.embedder import make_embedder
+    from memoryos_mcp.core.memory import embed_pages
+    from memoryos_mcp.core.models import Page
 
-    texts = []
+    pages = []
     with path.open() as lines:
-        for line in lines:
+        for n, line in enumerate(lines):
             item = json.loads(line)
-            texts.append(" ".join(part for part in (item["user_input"], item["agent_response"]) if part))
-            if len(texts) >= sample:
+            pages.append(Page(str(n), "u", item["user_input"], item["agent_response"], "", n))
+            if len(pages) >= sample:
                 break
     embedder = make_embedder()  # the backend the server and the import use
-    embedder.embed(texts[:64])  # warm up
+    embed_pages(embedder, pages[:64])  # warm up
     started = time.perf_counter()
-    embedder.embed(texts)
-    return len(texts) / (time.perf_counter() - started), len(texts)
+    embed_pages(embedder, pages)
+    return len(pages) / (time.perf_counter() - started), len(pages)
 
 
 def run_import(path: Path, data_dir: Path, log: Path, budget_mb: int | None = None) -> dict[str, float]:

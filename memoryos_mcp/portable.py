@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from memoryos_mcp import __version__, validation
-from memoryos_mcp.core.models import Fact, Page, Segment, TraitLevel, UserProfile
+from memoryos_mcp.core.models import Fact, Page, Segment, SentenceVectors, TraitLevel, UserProfile
 from memoryos_mcp.core.protocols import ChainHead, Change, MemoryStore
 from memoryos_mcp.core.state import FACT_KINDS
 from memoryos_mcp.errors import InvalidInputError, MemoryOSError, StorageError
@@ -39,7 +39,9 @@ from memoryos_mcp.service import MemoryService
 logger = logging.getLogger(__name__)
 
 FORMAT = "memoryos-export"
-FORMAT_VERSION = 1  # bump when a reader of the previous version would misread a file
+# Bump when a reader of the previous version would misread a file. 2: page records may carry `sentences`
+# (a reader of 1 would reject them as an unknown key); files of version 1 are read as before.
+FORMAT_VERSION = 2
 DEFAULT_CHUNK = 512  # records per store write on import
 _SEGMENTS_PER_READ = 100  # segments whose pages one export read fetches
 _TIERS = ("short_term", "mid_term")
@@ -68,6 +70,15 @@ def decode_vector(text: Any) -> np.ndarray:
     if len(raw) % 4:
         raise InvalidInputError("embedding is not a whole number of float32 values (truncated?)")
     return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+
+
+def decode_sentences(text: Any, dim: int) -> SentenceVectors:
+    if not isinstance(text, str) or not text:
+        raise InvalidInputError("sentences must be a non-empty base64 string")
+    try:
+        return SentenceVectors.from_bytes(base64.b64decode(text, validate=True), dim)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInputError(f"sentences: {exc} (a truncated line?)") from None
 
 
 def _line(record: dict[str, Any]) -> str:
@@ -105,6 +116,13 @@ def page_record(page: Page, tier: str) -> dict[str, Any]:
         "chain_summary": page.chain_summary,
         "analyzed": page.analyzed,
         "embedding": encode_vector(page.embedding),
+        # The page's sentence vectors as the store keeps them (float32 scales, then int8 codes; base64);
+        # absent for a page stored before sentences were embedded.
+        **(
+            {"sentences": base64.b64encode(page.sentences.to_bytes()).decode("ascii")}
+            if page.sentences is not None
+            else {}
+        ),
     }
 
 
@@ -335,6 +353,7 @@ _KEYS = {
     "user": {"type", "user_id"},
     "user_end": {"type", "user_id", "counts"},
 }  # fmt: skip
+_OPTIONAL = {"page": {"sentences"}}
 
 
 def parse_record(raw: str) -> tuple[str, dict[str, Any]]:
@@ -348,7 +367,8 @@ def parse_record(raw: str) -> tuple[str, dict[str, Any]]:
     kind = item.get("type")
     if kind not in _KEYS:
         raise InvalidInputError(f"unknown record type {kind!r}; known: {', '.join(sorted(_KEYS))}")
-    missing, unknown = sorted(_KEYS[kind] - set(item)), sorted(set(item) - _KEYS[kind])
+    allowed = _KEYS[kind] | _OPTIONAL.get(kind, set())
+    missing, unknown = sorted(_KEYS[kind] - set(item)), sorted(set(item) - allowed)
     if missing or unknown:
         raise InvalidInputError(f"{kind} record: " + "; ".join(
             part for part in (f"missing {', '.join(missing)}" if missing else "", f"unknown {', '.join(unknown)}" if unknown else "") if part
@@ -378,6 +398,8 @@ def to_page(item: dict[str, Any]) -> tuple[str, Page]:
         analyzed=_get(item, "analyzed", bool),
         embedding=decode_vector(item["embedding"]),
     )
+    if "sentences" in item:
+        page.sentences = decode_sentences(item["sentences"], len(page.embedding))
     if tier == "mid_term" and not page.segment_id:
         raise InvalidInputError("a mid-term page needs its segment_id")
     return tier, page

@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from memoryos_mcp import validation
 from memoryos_mcp.core.control import decode_cursor, encode_cursor
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
-from memoryos_mcp.core.memory import MemoryOS, MemoryParams
+from memoryos_mcp.core.memory import MemoryOS, MemoryParams, embed_pages
 from memoryos_mcp.core.models import Page
 from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, LLMUsage, MemoryAnalyzer, MemoryStore
-from memoryos_mcp.core.text import exchange_text
 from memoryos_mcp.errors import ConfigurationError, InvalidInputError, MemoryOSError, StorageError
 from memoryos_mcp.schemas import (
     AddMemoryResult,
@@ -251,9 +250,7 @@ class MemoryService:
                 for ln in new
             ]
             if pages:
-                vectors = self.memory.embedder.embed([exchange_text(p) for p in pages])
-                for page, vector in zip(pages, vectors, strict=True):
-                    page.embedding = vector
+                embed_pages(self.memory.embedder, pages)
             return PreparedImport(pages, len(lines) - len(new))
 
         return self._run(user_id, "import", run)

@@ -81,6 +81,8 @@ def contents(service: MemoryService, user: str) -> dict[str, Any]:
         fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
         if "embedding" in fields:
             fields["embedding"] = vec(fields["embedding"])
+        if fields.get("sentences") is not None:  # int8 codes and their scales: restored bit for bit
+            fields["sentences"] = fields["sentences"].to_bytes().hex()
         return fields
 
     head = store.get_chain_head(user)
@@ -168,6 +170,7 @@ def test_round_trip_with_persona_restores_every_tier_and_the_same_retrieval(
     assert any(f["source_pages"] for f in before["facts"]), "facts carry their provenance"
     assert any(s["archived"] for s in before["segments"]), "archived segments are exported too"
     assert any(p["analyzed"] for p in before["mtm"]) and any(s["n_visit"] == 0 for s in before["segments"])
+    assert all(p["sentences"] for p in before["mtm"] + before["stm"]), "each side is a sentence of its own"
     source.retrieve_memory("hiking")  # some segments get visits (heat inputs must travel)
 
     text = export_text(source, ["default"])
@@ -255,6 +258,23 @@ def test_a_newer_format_version_is_refused_with_a_clear_message(tmp_path: Path) 
     with pytest.raises(InvalidInputError, match=f"format version {FORMAT_VERSION + 1}.*newer.*Upgrade"):
         import_export(target, [json.dumps(header), *lines[1:]])
     assert target.store.user_ids() == []
+
+
+def test_an_export_of_version_1_without_sentence_vectors_is_restored(tmp_path: Path) -> None:
+    source = local_service(tmp_path / "source")
+    import_lines(source, history(30), default_user="default")
+    lines = export_text(source, ["default"]).splitlines()
+    header = {**json.loads(lines[0]), "version": 1}
+    records = [json.loads(line) for line in lines[1:]]
+    assert any("sentences" in r for r in records)
+    old = [json.dumps({k: v for k, v in r.items() if k != "sentences"}) for r in records]
+    target = local_service(tmp_path / "target")
+    report = import_export(target, [json.dumps(header), *old])
+    assert report.ok, report.summary()
+    restored = contents(target, "default")
+    assert all(p["sentences"] is None for p in restored["mtm"] + restored["stm"])
+    # Those pages rank with their own vector as their one sentence: the memory answers.
+    assert target.retrieve_memory("hiking", user_id="default").mid_term
 
 
 def test_a_truncated_export_is_reported_by_line_and_completed_by_a_rerun(tmp_path: Path) -> None:

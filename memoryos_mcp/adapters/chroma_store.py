@@ -11,6 +11,8 @@ records that come back. Reads and writes are split under the client's max batch 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import time
@@ -25,7 +27,16 @@ from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 
 from memoryos_mcp.adapters.dir_lock import lock_data_dir
-from memoryos_mcp.core.models import Fact, FactKind, Page, Segment, TraitLevel, UserProfile, Vector
+from memoryos_mcp.core.models import (
+    Fact,
+    FactKind,
+    Page,
+    Segment,
+    SentenceVectors,
+    TraitLevel,
+    UserProfile,
+    Vector,
+)
 from memoryos_mcp.core.protocols import ChainHead, Change, Version
 from memoryos_mcp.errors import StorageError
 
@@ -176,6 +187,8 @@ class ChromaStore:
             "chain_id": page.chain_id,
             "analyzed": page.analyzed,
         }
+        if page.sentences is not None:  # ~3 KB a page of base64; read back with the page, written with it
+            meta["sentences"] = base64.b64encode(page.sentences.to_bytes()).decode("ascii")
         return document, meta
 
     @staticmethod
@@ -194,6 +207,7 @@ class ChromaStore:
             segment_id=str(meta.get("segment_id", "")),
             analyzed=bool(meta.get("analyzed", False)),
             embedding=embedding,
+            sentences=_sentences(meta.get("sentences"), embedding, page_id),
         )
 
     def _pages(
@@ -253,6 +267,18 @@ class ChromaStore:
             if m.get("user_id") == user_id
         ]
         self._write(self.mtm.update, owned, metadatas=[{"analyzed": True}] * len(owned))
+
+    def put_sentences(self, user_id: str, tier: str, pages: Sequence[Page]) -> None:
+        collection = {"short_term": self.stm, "mid_term": self.mtm}[tier]
+        owned = {i for i, _, m, _ in self._get_ids(collection, [p.id for p in pages], {"metadatas"})
+                 if m.get("user_id") == user_id}  # fmt: skip
+        chosen = [p for p in pages if p.id in owned and p.sentences is not None]
+        # update() merges metadata: the page's other fields stay as they are.
+        self._write(
+            collection.update,
+            [p.id for p in chosen],
+            metadatas=[{"sentences": self._page_record(p)[1]["sentences"]} for p in chosen],
+        )
 
     def pages_of_segments(self, user_id: str, segment_ids: Sequence[str]) -> list[Page]:
         rows = []
@@ -745,6 +771,18 @@ class ChromaStore:
             for rid, _, meta, _ in self._get_ids(collection, ids, {"metadatas"}):
                 owners.setdefault(rid, str(meta.get("user_id", "")))
         return owners
+
+
+def _sentences(text: Any, embedding: np.ndarray | None, page_id: str) -> SentenceVectors | None:
+    """A page's stored sentence vectors (derived data: unreadable ones are dropped, the page's own vector then
+    stands in for them)."""
+    if not isinstance(text, str) or embedding is None:
+        return None
+    try:
+        return SentenceVectors.from_bytes(base64.b64decode(text, validate=True), len(embedding))
+    except (ValueError, binascii.Error) as exc:
+        logger.warning("page %s: ignoring its stored sentence vectors (%s)", page_id, exc)
+        return None
 
 
 def _is_embedded(client: ClientAPI) -> bool:

@@ -24,9 +24,9 @@ from memoryos_mcp.index.page_index import pack_snapshot
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3  # 3: pages' sentence vectors (sent_*); an older snapshot is not read, the index is rebuilt
 _ARRAYS = (
-    "emb", "added_at", "epoch", "dates", "time", "seg", "textlen", "len_own", "len_ctx", "norm", "nbrs",
+    "emb", "sent_cnt", "sent_codes", "sent_scale", "added_at", "epoch", "dates", "time", "seg", "textlen", "len_own", "len_ctx", "norm", "nbrs",
     "term_cnt", "term_buf", "tf_buf", "order", "post_ptr", "post_slots", "post_tf", "page_blob", "page_offsets",
 )  # fmt: skip
 _LISTS = ("ids", "vocab", "segments")

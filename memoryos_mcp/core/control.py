@@ -373,10 +373,12 @@ class Control:
                     rewritten.append(replace(page, chain_summary=running))
             if pages:
                 last_of_chain[chain_id] = next((r for r in rewritten if r.id == pages[-1].id), pages[-1])
-        # The index keeps no embedding on its page records: the rewritten pages are read back with theirs.
+        # The index keeps no vectors on its page records: the rewritten pages are read back with theirs.
         with_vectors = {p.id: p for p in self.store.get_mtm_pages(state.user_id, [p.id for p in rewritten])}
         rewritten = [
-            replace(p, embedding=with_vectors[p.id].embedding) for p in rewritten if p.id in with_vectors
+            replace(p, embedding=with_vectors[p.id].embedding, sentences=with_vectors[p.id].sentences)
+            for p in rewritten
+            if p.id in with_vectors
         ]
         if head is None or head.chain_id not in chains:
             return rewritten, head, False

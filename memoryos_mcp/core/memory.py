@@ -17,14 +17,16 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
+
 from memoryos_mcp.core.control import Control, ForgetReport, PageKey, PageListing, Tier
-from memoryos_mcp.core.models import Page, Scalar, Segment, page_id_for
+from memoryos_mcp.core.models import Page, Scalar, Segment, SentenceVectors, page_id_for
 from memoryos_mcp.core.persona import Promotion, fact_id, profile_text
 from memoryos_mcp.core.pipeline import AddResult, MemoryParams, UpdatePipeline, rank_segments
 from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, MemoryAnalyzer, MemoryStore
 from memoryos_mcp.core.recall import Recall, Retrieval
 from memoryos_mcp.core.state import Draft, StateLoader, UserState
-from memoryos_mcp.core.text import exchange_text
+from memoryos_mcp.core.text import exchange_text, page_sentences
 from memoryos_mcp.errors import StorageError
 from memoryos_mcp.index.page_index import RetrievalWeights
 from memoryos_mcp.index.registry import StateRegistry
@@ -34,6 +36,32 @@ __all__ = ["AddResult", "MemoryOS", "MemoryParams", "Retrieval", "fact_id", "pro
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
+
+
+def embed_pages(embedder: Embedder, pages: Sequence[Page], *, sentences_only: bool = False) -> None:
+    """Set each page's embedding (of its exchange) and its sentences' vectors, in one call to the model;
+    `sentences_only`: the pages have their embedding, only the sentences are embedded.
+
+    A page whose only sentence is its whole exchange (or that has none) has its own vector as its one
+    sentence, not embedded twice. So every page stored from now on has sentence vectors: None means a page
+    stored before they were embedded (`memoryos-mcp embed-sentences` adds them)."""
+    texts: list[str] = []
+    spans: list[tuple[int, int]] = []
+    for page in pages:
+        exchange = exchange_text(page)
+        if not sentences_only:
+            texts.append(exchange)
+        sentences = page_sentences(page)
+        if sentences == [exchange]:
+            sentences = []
+        spans.append((len(texts), len(texts) + len(sentences)))
+        texts.extend(sentences)
+    vectors = embedder.embed(texts) if texts else []
+    for page, (start, end) in zip(pages, spans, strict=True):
+        if not sentences_only:
+            page.embedding = vectors[start - 1]
+        own = vectors[start:end] if end > start else [page.embedding]
+        page.sentences = SentenceVectors.quantize(np.asarray(own, dtype=np.float32))
 
 
 class MemoryOS:
@@ -126,7 +154,7 @@ class MemoryOS:
         is written and the result carries the stored page (a client retrying after a timeout)."""
         page_id = page_id_for(user_id, idempotency_key) if idempotency_key is not None else None
         page = self.new_page(user_id, user_input, agent_response, timestamp, metadata, page_id=page_id)
-        page.embedding = self.embedder.embed([exchange_text(page)])[0]
+        embed_pages(self.embedder, [page])
         result = AddResult(page=page)
         result.usage.deadline = deadline
         with self._writing(user_id) as state:  # under the user's write lease: one of two racing retries wins

@@ -93,6 +93,10 @@ class MemoryStore(Protocol):
         """Every mid-term page of these segments, in conversation order, with embeddings."""
         ...
 
+    def put_sentences(self, user_id: str, tier: str, pages: Sequence[Page]) -> None:
+        """Store the sentence vectors of these pages of `tier` ("short_term" or "mid_term"), nothing else."""
+        ...
+
     def list_segments(self, user_id: str, *, include_archived: bool = False) -> list[Segment]: ...
     def put_segments(self, segments: Sequence[Segment], *, new: bool) -> None:
         """Write segments. new=False leaves N_visit and last_access as stored: retrievals own those."""

@@ -56,6 +56,21 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if s and s.strip()]
 
 
+MAX_PAGE_SENTENCES = 32  # a long page's sentences are grouped into this many: its cost stays bounded
+
+
+def page_sentences(page: Page) -> list[str]:
+    """The sentences of a page, each side on its own, fragments of one or two characters dropped ("Ok.");
+    more than MAX_PAGE_SENTENCES are joined in consecutive groups."""
+    parts = [
+        s for side in (page.user_input, page.agent_response) for s in split_sentences(side) if len(s) > 2
+    ]
+    if len(parts) <= MAX_PAGE_SENTENCES:
+        return parts
+    size = -(-len(parts) // MAX_PAGE_SENTENCES)
+    return [" ".join(parts[i : i + size]) for i in range(0, len(parts), size)]
+
+
 def extractive_summary(texts: Iterable[str], max_sentences: int = 3, max_chars: int = 400) -> str:
     """Pick the sentences richest in the passage's frequent content words, kept in their original order."""
     sentences: list[str] = []

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from memoryos_mcp.core.models import Page, Segment
+from memoryos_mcp.core.models import Page, Segment, SentenceVectors
 from memoryos_mcp.core.text import exchange_text, page_text
 from memoryos_mcp.index.context_postings import ContextPostings
 from memoryos_mcp.index.cues import (
@@ -56,6 +56,9 @@ _MOVE_AT_MOST = 4096
 # Rows copied at once when a few pages are scored exactly: a copy of a few MB costs more in fresh memory
 # (page faults: ~3 ms for 4 MB here) than the reading itself; 256 rows (384 KB) reuse the same memory.
 _ROWS_AT_ONCE = 256
+# Pages of a ranking re-ordered by their best sentence (RetrievalWeights.sentence): on LoCoMo dev, 100 gives
+# what re-ordering all candidates does, 50 a little less.
+SENTENCE_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class RetrievalWeights:
     # A query naming a participant is also embedded in their first person, and the two vectors averaged.
     first_person: bool = True
     participant_df: float = 0.25  # BM25 counts a participant's name as if in at least this share of pages
+    # The top SENTENCE_DEPTH pages are re-ordered by score + this · z(cosine of their best sentence with the
+    # query), z over those pages; not on questions about time, whose answer is the page's date (0: off).
+    sentence: float = 0.8
 
 
 def parse_epoch(timestamp: str) -> float:
@@ -121,8 +127,9 @@ class _Rows:
 
     BLOCK = 8192
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, dtype: type = np.float32) -> None:
         self.dim = dim
+        self.dtype = dtype
         self.blocks: list[np.ndarray] = []
         self.starts: list[int] = []
         self.capacity = 0
@@ -130,7 +137,7 @@ class _Rows:
     def reserve(self, n: int) -> None:
         while self.capacity < n:
             size = min(self.BLOCK, max(256, self.capacity))
-            self.blocks.append(np.zeros((size, self.dim), dtype=np.float32))
+            self.blocks.append(np.zeros((size, self.dim), dtype=self.dtype))
             self.starts.append(self.capacity)
             self.capacity += size
 
@@ -142,9 +149,20 @@ class _Rows:
         block = bisect.bisect_right(self.starts, slot) - 1
         self.blocks[block][slot - self.starts[block]] = vector
 
+    def set_many(self, first: int, vectors: np.ndarray) -> None:
+        """Rows first, first + 1, ... (they may span blocks)."""
+        done = 0
+        while done < len(vectors):
+            row = first + done
+            block = bisect.bisect_right(self.starts, row) - 1
+            at = row - self.starts[block]
+            n = min(len(vectors) - done, len(self.blocks[block]) - at)
+            self.blocks[block][at : at + n] = vectors[done : done + n]
+            done += n
+
     def take(self, slots: np.ndarray) -> np.ndarray:
         slots = np.asarray(slots, dtype=np.int64)
-        out = np.empty((len(slots), self.dim), dtype=np.float32)
+        out = np.empty((len(slots), self.dim), dtype=self.dtype)
         if len(self.blocks) == 1:
             out[:] = self.blocks[0][slots]
             return out
@@ -210,6 +228,12 @@ class PageIndex:
         self._n = 0  # slots used (live and dead)
         self._dim = 0
         self._emb = _Rows(0)
+        # Each slot's sentence vectors (int8 rows with a scale each), as a run of rows: _sent_off, _sent_cnt.
+        self._sent = _Rows(0, np.int8)
+        self._sent_scale = np.zeros(0, dtype=np.float32)
+        self._sent_used = 0
+        self._sent_off = np.zeros(0, dtype=np.int64)
+        self._sent_cnt = np.zeros(0, dtype=np.int32)
         self._added_at = np.zeros(0, dtype=np.int64)
         self._epoch = np.zeros(0, dtype=np.float64)
         self._dates = np.zeros((0, 3), dtype=np.int32)
@@ -327,13 +351,14 @@ class PageIndex:
         arrays = (
             self._added_at, self._epoch, self._dates, self._time, self._seg, self._alive, self._textlen,
             self._len_own, self._len_ctx, self._norm, self._nbrs, self._term_off, self._term_cnt,
-            self._term_buf, self._tf_buf, self._lazy_offsets,
+            self._term_buf, self._tf_buf, self._lazy_offsets, self._sent_scale, self._sent_off, self._sent_cnt,
         )  # fmt: skip
         per_page = 600  # the Page record, its id in two maps and the order keys
         pages = per_page * len(self._pages) + self._text_bytes + len(self._lazy_blob)
         screen = self._screen.nbytes if self._screen is not None else 0
         kept = self._context_postings.nbytes
-        return sum(a.nbytes for a in arrays) + self._emb.nbytes + self._postings_bytes + pages + screen + kept
+        vectors = self._emb.nbytes + self._sent.nbytes
+        return sum(a.nbytes for a in arrays) + vectors + self._postings_bytes + pages + screen + kept
 
     # ------------------------------------------------------------------ changing
 
@@ -411,6 +436,8 @@ class PageIndex:
         slot = self._n
         self._n += 1
         self._emb.set(slot, np.asarray(page.embedding, dtype=np.float32))
+        # A page stored before sentences were embedded (or of one sentence) is its own only sentence.
+        self._store_sentences(slot, page.sentences or SentenceVectors.quantize(page.embedding))
         self._added_at[slot] = page.added_at
         self._epoch[slot] = parse_epoch(page.timestamp)
         self._dates[slot] = calendar_date(page.timestamp)
@@ -438,7 +465,7 @@ class PageIndex:
             self._postings_bytes += self._postings[term].append(slot, count)
         self._context_postings.move(ids, counts, (), (slot,))  # no neighbours yet: its own document only
         self._len_own[slot] = float(counts.sum())
-        stored = replace(page, embedding=None)  # the vector lives in _emb; keep one copy
+        stored = replace(page, embedding=None, sentences=None)  # vectors live in _emb and _sent: one copy
         self._pages.append(stored)
         self._ids.append(page.id)
         self._slot_of[page.id] = slot
@@ -465,6 +492,36 @@ class PageIndex:
             )  # + the vocabulary entry
         return tid
 
+    def _store_sentences(self, slot: int, sentences: SentenceVectors) -> None:
+        if sentences.codes.shape[1] != self._dim:
+            raise ValueError(f"sentence vectors of {sentences.codes.shape[1]} dimensions, not {self._dim}")
+        start, end = self._sent_used, self._sent_used + len(sentences)
+        self._sent.reserve(end)
+        self._sent.set_many(start, sentences.codes)
+        if end > len(self._sent_scale):
+            grown = np.zeros(max(end, 2 * len(self._sent_scale), 1024), dtype=np.float32)
+            grown[:start] = self._sent_scale[:start]
+            self._sent_scale = grown
+        self._sent_scale[start:end] = sentences.scales
+        self._sent_off[slot], self._sent_cnt[slot] = start, len(sentences)
+        self._sent_used = end
+
+    def _sentence_rows(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the sentence rows of these slots one after the other, where each slot's run starts in them)."""
+        counts = self._sent_cnt[slots].astype(np.int64)
+        starts = np.cumsum(counts) - counts
+        rows = np.repeat(self._sent_off[slots] - starts, counts) + np.arange(
+            int(counts.sum()), dtype=np.int64
+        )
+        return rows, starts
+
+    def _best_sentences(self, slots: np.ndarray, query_embedding: np.ndarray) -> np.ndarray:
+        """Per slot, the cosine of its best sentence with the query (every slot has at least one)."""
+        rows, starts = self._sentence_rows(slots)
+        query = np.asarray(query_embedding, dtype=np.float32)
+        dots = np.einsum("ij,j->i", self._sent.take(rows).astype(np.float32), query) * self._sent_scale[rows]
+        return np.maximum.reduceat(dots, starts).astype(np.float64)
+
     def _store_terms(self, slot: int, ids: np.ndarray, counts: np.ndarray) -> None:
         end = self._term_used + len(ids)
         if end > len(self._term_buf):
@@ -481,6 +538,7 @@ class PageIndex:
         if self._dim == 0:
             self._dim = dim
             self._emb = _Rows(dim)
+            self._sent = _Rows(dim, np.int8)
         elif dim != self._dim:
             raise ValueError(f"embedding dimension {dim} does not match the index's {self._dim}")
         self._emb.reserve(slots)
@@ -503,6 +561,7 @@ class PageIndex:
         self._len_own, self._len_ctx, self._norm = grow(self._len_own), grow(self._len_ctx), grow(self._norm)
         self._nbrs = grow(self._nbrs, -1)
         self._term_off, self._term_cnt = grow(self._term_off), grow(self._term_cnt)
+        self._sent_off, self._sent_cnt = grow(self._sent_off), grow(self._sent_cnt)
 
     def _around(self, slots: Iterable[int], *, include_self: bool) -> list[int]:
         """Slots within the context window of these (live) slots in conversation order."""
@@ -630,6 +689,12 @@ class PageIndex:
         rows = _Rows(self._dim)
         rows.adopt(self._emb.take(live))
         self._emb = rows
+        sentence_rows, starts = self._sentence_rows(live)
+        sentences = _Rows(self._dim, np.int8)
+        sentences.adopt(self._sent.take(sentence_rows))
+        self._sent, self._sent_scale = sentences, self._sent_scale[sentence_rows]
+        self._sent_used = len(sentence_rows)
+        self._sent_off, self._sent_cnt = starts, self._sent_cnt[live]
         self._textlen = self._textlen[live]
         self._lazy_blob, self._lazy_offsets = b"", np.zeros(1, dtype=np.int64)
         self._added_at, self._epoch = self._added_at[live], self._epoch[live]
@@ -689,10 +754,14 @@ class PageIndex:
         remap = np.full(len(self._postings), -1, dtype=np.int32)
         remap[used] = np.arange(len(used), dtype=np.int32)
         every_term = list(self._vocab)  # in id order: ids were given in insertion order
+        sentence_rows, _ = self._sentence_rows(live)
         return {
             "context_window": self.context_window,
             "dim": self._dim,
             "emb": self._emb.take(live),
+            "sent_cnt": self._sent_cnt[live],
+            "sent_codes": self._sent.take(sentence_rows),
+            "sent_scale": self._sent_scale[sentence_rows],
             "added_at": self._added_at[live],
             "epoch": self._epoch[live],
             "dates": self._dates[live],
@@ -727,6 +796,14 @@ class PageIndex:
         index._n, index._dim = n, int(data["dim"])
         index._emb = _Rows(index._dim)
         index._emb.adopt(np.asarray(data["emb"], dtype=np.float32))
+        index._sent = _Rows(index._dim, np.int8)
+        index._sent.adopt(np.asarray(data["sent_codes"], dtype=np.int8))
+        index._sent_scale = np.asarray(data["sent_scale"], dtype=np.float32)
+        index._sent_used = len(index._sent_scale)
+        index._sent_cnt = np.asarray(data["sent_cnt"], dtype=np.int32)
+        index._sent_off = np.cumsum(index._sent_cnt, dtype=np.int64) - index._sent_cnt
+        if index._sent_used != int(index._sent_cnt.sum()) or index._sent.capacity != index._sent_used:
+            raise ValueError("the snapshot's sentence vectors do not match its pages")
         for name in (
             "added_at",
             "epoch",
@@ -972,9 +1049,14 @@ class PageIndex:
 
         A large index ranks on screened scores: every page whose approximate score is within twice the error
         bound of a value that matters (a segment's best, the k-th best candidate, the lowest) is scored
-        exactly, so the result is the one the exact scores give."""
+        exactly, so the result is the one the exact scores give.
+
+        Then the best SENTENCE_DEPTH candidates are re-ordered by their best sentence (weights.sentence) and
+        the first k returned, with the mixed score."""
         if not segments:
             return [], []
+        by_sentence = bool(weights.sentence) and not asks_about_time(query)
+        depth = max(top_k, SENTENCE_DEPTH) if by_sentence else top_k
         scored = self._all_scores(query, query_embedding, weights, screened=True)
         scores, margin = scored.values, 2.0 * scored.error
         members = []
@@ -1013,19 +1095,24 @@ class PageIndex:
         # Candidates in the order a stable sort needs: by segment rank, then conversation order.
         candidate = np.concatenate([members[i] for i in order]) if len(order) else np.zeros(0, dtype=np.int64)
         values = scores[candidate]
-        if margin and len(candidate) > top_k:
-            kth = -np.partition(-values, top_k - 1)[top_k - 1]
+        if margin and len(candidate) > depth:
+            kth = -np.partition(-values, depth - 1)[depth - 1]
             self._refine(scored, candidate[values >= kth - margin])
             values = scores[candidate]
-        if len(candidate) > 4 * top_k:  # keep what can be in the top k (ties included), then sort only those
-            kth = np.partition(-values, top_k - 1)[top_k - 1]
+        if len(candidate) > 4 * depth:  # keep what can be in the top k (ties included), then sort only those
+            kth = np.partition(-values, depth - 1)[depth - 1]
             keep = np.flatnonzero(-values <= kth)
             candidate, values = candidate[keep], values[keep]
-        top = candidate[np.argsort(-values, kind="stable")[:top_k]]
+        top = candidate[np.argsort(-values, kind="stable")[:depth]]
         self._refine(scored, top)  # fewer candidates than k: they are all returned
+        final = scores[top]
+        if by_sentence and len(top) > 1:
+            final = final + weights.sentence * zscore(self._best_sentences(top, query_embedding))
+            order = np.argsort(-final, kind="stable")[:top_k]
+            top, final = top[order], final[order]
         hits = []
-        for slot in top.tolist():
-            hits.append((self._page(slot), float(scores[slot])))
+        for slot, score in zip(top.tolist(), final.tolist(), strict=True):
+            hits.append((self._page(slot), float(score)))
         return chosen, hits
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from memoryos_mcp.adapters.chroma_store import ChromaStore
@@ -190,6 +191,19 @@ def test_a_page_is_embedded_by_what_was_said_not_its_date(store: ChromaStore, em
     memory = make(store, embedder)
     embedder.calls.clear()
     memory.add_page("u1", "I adopted a dog", "Congratulations!", "2023-05-08T13:56:00")
-    assert embedder.calls[0] == [
-        "I adopted a dog Congratulations!"
-    ]  # the date is matched by retrieval's date cue
+    # The exchange (the date is matched by retrieval's date cue), then each sentence, in one call.
+    assert embedder.calls[0] == ["I adopted a dog Congratulations!", "I adopted a dog", "Congratulations!"]
+
+
+def test_a_page_keeps_its_sentence_vectors_in_the_store(store: ChromaStore, embedder: HashEmbedder) -> None:
+    memory = make(store, embedder, stm_capacity=1)
+    first = memory.add_page("u1", "We went hiking. The trail was steep! :)", "Wow, well done.", "2024-01-01")
+    memory.add_page("u1", "Just one sentence here", "", "2024-01-02")  # moves the first page to mid-term
+    (stored,) = store.get_mtm_pages("u1", [first.page.id])
+    # Each sentence of each side (":)" is too short to count), as the embedder made them, in int8.
+    expected = embedder.embed(["We went hiking.", "The trail was steep!", "Wow, well done."])
+    assert stored.sentences is not None and np.abs(stored.sentences.vectors() - expected).max() < 0.01
+    (single,) = store.list_stm_pages("u1")
+    # One sentence, the whole exchange: the page's own vector is its sentence (not embedded twice).
+    assert single.sentences is not None and np.abs(single.sentences.vectors() - single.embedding).max() < 0.01
+    assert ["Just one sentence here"] in embedder.calls

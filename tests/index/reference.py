@@ -12,10 +12,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from memoryos_mcp.core.models import Page, Segment
+from memoryos_mcp.core.models import Page, Segment, SentenceVectors
 from memoryos_mcp.core.text import exchange_text, page_text
 from memoryos_mcp.index.cues import asks_about_time, date_cues, mentions_time, self_names, vocatives
-from memoryos_mcp.index.page_index import CONTEXT_GAP_S, NEIGHBOUR_WEIGHT, RetrievalWeights, parse_epoch
+from memoryos_mcp.index.page_index import (
+    CONTEXT_GAP_S,
+    NEIGHBOUR_WEIGHT,
+    SENTENCE_DEPTH,
+    RetrievalWeights,
+    parse_epoch,
+)
 from memoryos_mcp.index.terms import index_terms, zscore
 
 
@@ -150,4 +156,18 @@ class ReferenceIndex:
         chosen = [(segments[i], float(combined[i])) for i in order]
         candidates = [i for s, _ in chosen for i in by_segment.get(s.id, [])]
         candidates.sort(key=lambda i: -page_scores[i])
-        return chosen, [(self.pages[i], float(page_scores[i])) for i in candidates[:top_k]]
+        if not weights.sentence or asks_about_time(query):
+            return chosen, [(self.pages[i], float(page_scores[i])) for i in candidates[:top_k]]
+        # The best pages re-ordered by their best sentence (a page without sentences is its own one).
+        top = candidates[: max(top_k, SENTENCE_DEPTH)]
+        query_vector = np.asarray(query_embedding, dtype=np.float32)
+        best = []
+        for i in top:
+            page = self.pages[i]
+            sentences = page.sentences or SentenceVectors.quantize(page.embedding)
+            best.append(float((sentences.vectors() @ query_vector).max()))
+        mixed = [page_scores[i] for i in top]
+        if len(top) > 1:
+            mixed = list(np.asarray(mixed) + weights.sentence * zscore(np.asarray(best)))
+        order = sorted(range(len(top)), key=lambda j: -mixed[j])[:top_k]
+        return chosen, [(self.pages[top[j]], float(mixed[j])) for j in order]

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from memoryos_mcp.core.models import Page, Segment
+from memoryos_mcp.core.models import Page, Segment, SentenceVectors
 from memoryos_mcp.index.page_index import SCREEN_FROM, PageIndex, RetrievalWeights, pack_snapshot
 from tests.index.reference import ReferenceIndex
 
@@ -34,6 +34,11 @@ def _page(rng: random.Random, n: int, segments: list[str]) -> Page:
     hour = rng.choice([9, 9, 10, 18])
     words = rng.sample(WORDS, rng.randint(2, 9))
     vector = np.asarray([rng.gauss(0, 1) for _ in range(DIM)], dtype=np.float32)
+    # Most pages have sentences of their own (1-4); some were stored before sentences were embedded.
+    sentences = None
+    if rng.random() < 0.8:
+        rows = np.asarray([[rng.gauss(0, 1) for _ in range(DIM)] for _ in range(rng.randint(1, 4))])
+        sentences = SentenceVectors.quantize(rows / np.linalg.norm(rows, axis=1, keepdims=True))
     return Page(
         id=f"p{n}",
         user_id="u",
@@ -46,6 +51,7 @@ def _page(rng: random.Random, n: int, segments: list[str]) -> Page:
         added_at=n * 10 + (rng.randint(-40, 0) if rng.random() < 0.2 else 0),
         segment_id=rng.choice(segments),
         embedding=vector / np.linalg.norm(vector),
+        sentences=sentences,
     )
 
 
