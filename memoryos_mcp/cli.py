@@ -88,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(export)
     export.add_argument("--all-users", action="store_true", help="export every user in the store")
     export.add_argument("--out", "-o", help="file to write (default: standard output)")
+    backfill = sub.add_parser(
+        "embed-sentences",
+        help="embed the sentences of pages stored by an older version (retrieval ranks by them)",
+        description="Give every page of a user (or all) that has no sentence vectors — pages stored before "
+        "memoryos-mcp embedded them — its sentence vectors: both tiers, archived segments too. Running servers "
+        "take the new vectors on their next call. Stopping and running it again embeds nothing twice. "
+        "Embedded store: with the server stopped; or against a Chroma server.",
+    )
+    _add_common(backfill)
+    backfill.add_argument("--all-users", action="store_true", help="every user in the store")
     _add_control(sub)
     return parser
 
@@ -302,6 +312,30 @@ def _restore(
     return 0 if report.ok else 1
 
 
+def embed_sentences(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from memoryos_mcp.backfill import embed_missing_sentences
+    from memoryos_mcp.portable import has_memory
+    from memoryos_mcp.service import MemoryService
+
+    if args.all_users and args.user_id is not None:
+        raise ConfigurationError("give --user-id or --all-users, not both")
+    settings = _settings(args)
+    service = MemoryService.create(settings)
+    users = service.store.user_ids() if args.all_users else [settings.user_id]
+    if not args.all_users and not has_memory(service.store, settings.user_id):
+        known = service.store.user_ids()
+        raise ConfigurationError(
+            f"user {settings.user_id!r} has no memory here; users with memory: {', '.join(known) or 'none'} "
+            "(or pass --all-users)"
+        )
+    with tqdm(desc="embedding sentences", unit="page", file=sys.stderr, smoothing=0.05) as bar:
+        report = embed_missing_sentences(service, users, progress=bar.update)
+    sys.stderr.write(report.summary() + "\n")
+    return 0
+
+
 def export_file(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -357,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
             code = import_file(args)
         elif args.command == "export":
             code = export_file(args)
+        elif args.command == "embed-sentences":
+            code = embed_sentences(args)
         elif args.command in ("list", "forget", "stats"):
             code = {"list": list_memories, "forget": forget, "stats": stats}[args.command](args)
         else:

@@ -1,0 +1,117 @@
+"""`memoryos-mcp embed-sentences`: pages stored before sentences were embedded get the vectors a new import
+gives them, a server process that cached the old index takes them on its next call, and a re-run embeds
+nothing twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from memoryos_mcp.backfill import embed_missing_sentences
+from memoryos_mcp.bulk import import_lines
+from memoryos_mcp.core.local_analyzer import LocalAnalyzer
+from memoryos_mcp.core.models import Page
+from memoryos_mcp.service import MemoryService
+from tests.fakes import HashEmbedder
+from tests.test_portable import history, local_service
+
+QUERIES = ["hiking boots on the trail", "sourdough in the oven", "guitar chords", "vet for the puppy"]
+
+
+def _as_older_version_wrote_it(service: MemoryService, user: str) -> None:
+    """Take the sentence vectors off every page record of the user (what an older version stored)."""
+    store = service.store
+    for collection in (store.stm, store.mtm):  # type: ignore[attr-defined]
+        rows = collection.get(where={"user_id": user}, include=["metadatas"])
+        ids = [i for i, m in zip(rows["ids"], rows["metadatas"], strict=True) if m.get("kind") == "page"]
+        collection.update(ids=ids, metadatas=[{"sentences": None}] * len(ids))
+
+
+def _pages(service: MemoryService, user: str) -> dict[str, Page]:
+    store = service.store
+    segments = store.list_segments(user, include_archived=True)
+    pages = store.list_stm_pages(user) + store.pages_of_segments(user, [s.id for s in segments])
+    return {p.id: p for p in pages}
+
+
+def _ranked(service: MemoryService, user: str) -> list[Any]:
+    out = []
+    for query in QUERIES:
+        found = service.retrieve_memory(query, user_id=user, include_short_term=False)
+        out.append([(p.id, round(p.score, 5)) for p in found.mid_term])
+    return out
+
+
+def test_old_pages_get_the_sentence_vectors_a_new_import_gives_and_every_process_sees_them(
+    tmp_path: Path,
+) -> None:
+    lines = history(300, "ann")  # each side a sentence of its own
+    new = local_service(tmp_path / "new", mtm_capacity=2, chain_threshold=0.45)
+    import_lines(new, lines, default_user="ann", chunk_size=40)
+    old = local_service(tmp_path / "old", mtm_capacity=2, chain_threshold=0.45)
+    import_lines(old, lines, default_user="ann", chunk_size=40)
+    _as_older_version_wrote_it(old, "ann")
+    before = _pages(old, "ann")
+    assert len(before) == 300 and all(p.sentences is None for p in before.values())
+    assert any(s.archived for s in old.store.list_segments("ann", include_archived=True))
+    # Another server process on the same store, which cached the index without sentences.
+    other = MemoryService(
+        old.settings, old.store, HashEmbedder(), LocalAnalyzer(old.settings.chain_threshold)
+    )
+    stale = _ranked(other, "ann")
+    assert stale != _ranked(new, "ann"), "sentences must change some ranking, or this test proves nothing"
+
+    report = embed_missing_sentences(old, ["ann"])
+    assert (report.embedded, report.present) == (300, 0) and report.users == ["ann"]
+    after, expected = _pages(old, "ann"), _pages(new, "ann")
+    assert after.keys() == expected.keys()
+    for page_id, page in after.items():
+        want = expected[page_id].sentences
+        assert page.sentences is not None and want is not None and len(page.sentences) == len(want)
+        assert np.abs(page.sentences.vectors() - want.vectors()).max() < 0.02
+    # The process with the stale cache replays the change log and ranks as a fresh import does.
+    assert _ranked(other, "ann") == _ranked(new, "ann") == _ranked(old, "ann")
+
+    again = embed_missing_sentences(old, ["ann"])
+    assert (again.embedded, again.present) == (0, 300)
+
+
+def test_a_user_without_memory_is_left_alone(tmp_path: Path) -> None:
+    service = local_service(tmp_path / "data")
+    report = embed_missing_sentences(service, ["nobody"])
+    assert (report.embedded, report.present) == (0, 0)
+    assert service.store.user_ids() == [] and service.store.read_version("nobody").seq == 0
+
+
+@pytest.mark.slow
+def test_the_command_embeds_sentences_with_the_real_model(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+    env["HOME"] = str(tmp_path)
+    common = ["--data-dir", str(tmp_path / "data"), "--user-id", "ann"]
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "memoryos_mcp", *args, *common]
+        return subprocess.run(command, env=env, input=stdin, capture_output=True, text=True, timeout=300)
+
+    missing = run("embed-sentences")
+    assert missing.returncode == 2 and "has no memory here" in missing.stderr
+    assert run("import", "-", stdin="\n".join(history(12))).returncode == 0
+    strip = (
+        "import sys; from pathlib import Path\n"
+        "from tests.test_backfill import _as_older_version_wrote_it\n"
+        "from tests.test_portable import local_service\n"
+        "_as_older_version_wrote_it(local_service(Path(sys.argv[1])), 'ann')\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", strip, str(tmp_path / "data")], cwd=root, check=True, timeout=120)
+    done = run("embed-sentences")
+    assert done.returncode == 0, done.stderr
+    assert "sentence vectors embedded for 12 page(s), 0 already had them" in done.stderr
+    again = run("embed-sentences")
+    assert "sentence vectors embedded for 0 page(s), 12 already had them" in again.stderr
