@@ -5,7 +5,7 @@ version has no sentence vectors: it ranks with its own vector as its one sentenc
 before, and this command gives it real ones. Pages are read per group of segments, their sentences embedded
 in batches and written to the page records alone; each group is logged as one change (its pages out of the
 index and back in), so every server process's cached index — and the next snapshot — takes the new vectors.
-Safe to stop and run again: a page that has its vectors is not embedded twice.
+Safe to stop and run again: a page that has its vectors is not embedded twice. Each batch is logged right\nafter it is written; a process killed between the two leaves at most one batch (256 pages) unseen by other\nprocesses' cached indexes until they reload the user.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from memoryos_mcp.core.memory import embed_pages
 from memoryos_mcp.core.models import Page
 from memoryos_mcp.core.protocols import Change
+from memoryos_mcp.core.state import UserState
+from memoryos_mcp.errors import StorageError
 from memoryos_mcp.portable import discard_snapshot
 from memoryos_mcp.service import MemoryService
 
@@ -59,28 +61,25 @@ def _user(
     service: MemoryService, user_id: str, report: BackfillReport, progress: Callable[[int], None]
 ) -> None:
     store, memory = service.store, service.memory
+    segment_ids = [s.id for s in store.list_segments(user_id, include_archived=True)]
+    groups: list[tuple[str, list[str]]] = [("short_term", [])]
+    groups += [
+        ("mid_term", segment_ids[start : start + SEGMENTS_PER_READ])
+        for start in range(0, len(segment_ids), SEGMENTS_PER_READ)
+    ]
     try:
-        # Under the user's write lease, as an add: no other process writes this user meanwhile.
-        with memory._writing(user_id) as state:
-            if state.seq == 0:  # no memory here
-                return
-            counts = (state.mid_term_pages, state.archived_segments)
-            segments = store.list_segments(user_id, include_archived=True)
-            active = {s.id for s in segments if not s.archived}
-            _embed_group(
-                service,
-                user_id,
-                "short_term",
-                store.list_stm_pages(user_id),
-                active,
-                counts,
-                report,
-                progress,
-            )
-            for start in range(0, len(segments), SEGMENTS_PER_READ):
-                chunk = [s.id for s in segments[start : start + SEGMENTS_PER_READ]]
-                pages = store.pages_of_segments(user_id, chunk)
-                _embed_group(service, user_id, "mid_term", pages, active, counts, report, progress)
+        for tier, chunk in groups:
+            # The user's write lease per group, as an add takes it: adds of running servers wait seconds,
+            # not the whole backfill.
+            with memory._writing(user_id) as state:
+                if state.seq == 0:  # no memory here
+                    return
+                pages = (
+                    store.list_stm_pages(user_id)
+                    if tier == "short_term"
+                    else store.pages_of_segments(user_id, chunk)
+                )
+                _embed_group(service, user_id, tier, pages, state, report, progress)
     finally:
         memory.states.drop(user_id)  # its cached index holds the old vectors: read it again
 
@@ -90,33 +89,34 @@ def _embed_group(
     user_id: str,
     tier: str,
     pages: list[Page],
-    active: set[str],
-    counts: tuple[int, int],
+    state: UserState,
     report: BackfillReport,
     progress: Callable[[int], None],
 ) -> None:
-    todo = [p for p in pages if p.sentences is None and p.embedding is not None]
-    report.present += len(pages) - len(todo)
+    usable = [p for p in pages if p.embedding is not None]
+    todo = [p for p in usable if p.sentences is None]
+    report.present += len(usable) - len(todo)
     progress(len(pages) - len(todo))
-    if not todo:
-        return
-    store = service.store
+    store, memory = service.store, service.memory
     for start in range(0, len(todo), EMBED_BATCH):
         batch = todo[start : start + EMBED_BATCH]
-        embed_pages(service.memory.embedder, batch, sentences_only=True)
+        embed_pages(memory.embedder, batch, sentences_only=True)
+        if memory._lease_lost.get(user_id):
+            raise StorageError(f"lost the write lease of user {user_id!r}; run embed-sentences again")
         store.put_sentences(user_id, tier, batch)
+        # Logged right after each write: a process whose index holds these pages takes them out and reads
+        # them back (a re-run skips pages that have vectors, so a write must not go unlogged).
+        indexed = [p.id for p in batch if tier == "mid_term" and p.segment_id in state.segments]
+        version = store.read_version(user_id)
+        change = Change(
+            seq=version.seq + 1,
+            pages_removed=indexed,
+            pages_added=indexed,
+            epoch=version.epoch,
+            mid_term_pages=state.mid_term_pages,
+            archived_segments=state.archived_segments,
+        )
+        store.append_change(user_id, change, memory.owner)
+        discard_snapshot(service, user_id)
         report.embedded += len(batch)
         progress(len(batch))
-    # One change per group: a process whose index holds these pages takes them out and reads them back.
-    indexed = [p.id for p in todo if tier == "mid_term" and p.segment_id in active]
-    version = store.read_version(user_id)
-    change = Change(
-        seq=version.seq + 1,
-        pages_removed=indexed,
-        pages_added=indexed,
-        epoch=version.epoch,
-        mid_term_pages=counts[0],
-        archived_segments=counts[1],
-    )
-    store.append_change(user_id, change, service.memory.owner)
-    discard_snapshot(service, user_id)
