@@ -2,10 +2,12 @@
 
 Retrieval re-orders its best pages by their best sentence (index/page_index.py). A page stored by an older
 version has no sentence vectors: it ranks with its own vector as its one sentence, which is what it had
-before, and this command gives it real ones. Pages are read per group of segments, their sentences embedded
-in batches and written to the page records alone; each group is logged as one change (its pages out of the
-index and back in), so every server process's cached index — and the next snapshot — takes the new vectors.
-Safe to stop and run again: a page that has its vectors is not embedded twice. Each batch is logged right\nafter it is written; a process killed between the two leaves at most one batch (256 pages) unseen by other\nprocesses' cached indexes until they reload the user.
+before, and this command gives it real ones. Pages are read per group of segments (under the user's write
+lease, taken per group), their sentences embedded in batches and written to the page records alone; each
+batch is logged right after it is written as one change (its pages out of the index and back in), so every
+server process's cached index — and the next snapshot — takes the new vectors. Safe to stop and run again:
+a page that has its vectors is not embedded twice; a process killed between a write and its log entry
+leaves at most one batch unseen by other processes' cached indexes until they reload the user.
 """
 
 from __future__ import annotations

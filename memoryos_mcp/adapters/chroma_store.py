@@ -188,7 +188,7 @@ class ChromaStore:
             "analyzed": page.analyzed,
         }
         if page.sentences is not None:  # ~3 KB a page of base64; read back with the page, written with it
-            meta["sentences"] = base64.b64encode(page.sentences.to_bytes()).decode("ascii")
+            meta["sentences"] = _encode_sentences(page.sentences)
         return document, meta
 
     @staticmethod
@@ -277,7 +277,7 @@ class ChromaStore:
         self._write(
             collection.update,
             [p.id for p in chosen],
-            metadatas=[{"sentences": self._page_record(p)[1]["sentences"]} for p in chosen],
+            metadatas=[{"sentences": _encode_sentences(p.sentences)} for p in chosen],  # type: ignore[arg-type]
         )
 
     def pages_of_segments(self, user_id: str, segment_ids: Sequence[str]) -> list[Page]:
@@ -771,6 +771,10 @@ class ChromaStore:
             for rid, _, meta, _ in self._get_ids(collection, ids, {"metadatas"}):
                 owners.setdefault(rid, str(meta.get("user_id", "")))
         return owners
+
+
+def _encode_sentences(sentences: SentenceVectors) -> str:
+    return base64.b64encode(sentences.to_bytes()).decode("ascii")
 
 
 def _sentences(text: Any, embedding: np.ndarray | None, page_id: str) -> SentenceVectors | None:

@@ -508,12 +508,7 @@ class PageIndex:
 
     def _sentence_rows(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the sentence rows of these slots one after the other, where each slot's run starts in them)."""
-        counts = self._sent_cnt[slots].astype(np.int64)
-        starts = np.cumsum(counts) - counts
-        rows = np.repeat(self._sent_off[slots] - starts, counts) + np.arange(
-            int(counts.sum()), dtype=np.int64
-        )
-        return rows, starts
+        return _runs(self._sent_off[slots], self._sent_cnt[slots])
 
     def _best_sentences(self, slots: np.ndarray, query_embedding: np.ndarray) -> np.ndarray:
         """Per slot, the cosine of its best sentence with the query (every slot has at least one)."""
@@ -735,10 +730,7 @@ class PageIndex:
         renumber = np.full(self._n + 1, -1, dtype=np.int32)
         renumber[live] = np.arange(len(live), dtype=np.int32)
         counts = self._term_cnt[live].astype(np.int64)
-        starts = np.cumsum(counts) - counts
-        positions = np.repeat(self._term_off[live] - starts, counts) + np.arange(
-            int(counts.sum()), dtype=np.int64
-        )
+        positions, _ = _runs(self._term_off[live], counts)
         code_names = [""] * len(self._seg_slots)
         for sid, code in self._seg_code.items():
             code_names[code] = sid
@@ -1148,6 +1140,15 @@ def pack_snapshot(exported: dict[str, Any]) -> dict[str, Any]:
         page_offsets=offsets,
     )
     return packed
+
+
+def _runs(offsets: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of the runs offsets[i] .. offsets[i] + counts[i] one after the other, where each run
+    starts among them): how a slot's terms or sentences are read out of their flat buffer."""
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = np.cumsum(counts) - counts
+    positions = np.repeat(offsets - starts, counts) + np.arange(int(counts.sum()), dtype=np.int64)
+    return positions, starts
 
 
 def _text_size(page: Page) -> int:
