@@ -14,8 +14,8 @@ program on the same pages.
 
     .venv/bin/python bench/locomo_loo.py                      # LOO over the choices issue 11 made (~3 min)
     .venv/bin/python bench/locomo_loo.py --grid ablations     # each change alone, on the old defaults
-    .venv/bin/python bench/locomo_loo.py --grid sides         # what per-side page embeddings would give
     .venv/bin/python bench/locomo_loo.py --grid sentences     # the best-sentence re-ranking's weight
+    .venv/bin/python bench/locomo_loo.py --grid speakers      # the named speaker's sentences or anyone's
     .venv/bin/python bench/locomo_loo.py --json bench/results/locomo_loo.json
 
 Selection criterion on the training folds: mean mid-term recall @10 over their questions (ties: the
@@ -55,14 +55,6 @@ from memoryos_mcp.core.state import UserState
 from memoryos_mcp.core.text import extract_keywords
 from memoryos_mcp.index.cues import embedding_texts
 from memoryos_mcp.index.page_index import RetrievalWeights
-from memoryos_mcp.index.sides import (
-    AGENT,
-    RERANK_DEPTH,
-    SIDE_WEIGHT,
-    named_side,
-    rerank_by_side,
-    speaker_sides,
-)
 
 KS = (5, 10)
 SELECT_ON = "mid@10"  # what a fold's training conversations are scored by when choosing a candidate
@@ -106,9 +98,6 @@ class Candidate:
     build: Build
     weights: RetrievalWeights = field(default_factory=RetrievalWeights)
     top_m: int = 5
-    # Re-order the top pages by the named speaker's own side (index/sides.py); 0: off. The server does not
-    # store side embeddings yet: this measures what they would give.
-    side_weight: float = 0.0
 
 
 @dataclass
@@ -121,18 +110,6 @@ class Built:
     query_keywords: list[list[str]]
     seconds: float
     embedder: CachedEmbedder
-    side_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # page id -> (user side, agent side)
-
-    def sides(self, page_ids: Sequence[str]) -> np.ndarray:
-        """(user, agent) side embeddings of these pages, shape (n, 2, dim); embedded on first use."""
-        if not self.side_vectors:
-            pages = list(self.state.index.pages())
-            texts = [t for p in pages for t in (p.user_input.strip(), p.agent_response.strip())]
-            vectors = self.embedder.embed([t or "." for t in texts]).reshape(len(pages), 2, -1)
-            silent = np.asarray([t == "" for t in texts]).reshape(len(pages), 2)
-            vectors[silent] = 0.0  # a side that said nothing
-            self.side_vectors = {p.id: v for p, v in zip(pages, vectors, strict=True)}
-        return np.stack([self.side_vectors[i] for i in page_ids])
 
 
 def build_conversations(
@@ -187,13 +164,6 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
     segments = list(state.segments.values())
     short = [t for page in state.stm for t in turns_of(page)]
     names = state.index.participants() if candidate.weights.strip_participants else frozenset()
-    sides = (
-        speaker_sides(
-            ((p.user_input, p.agent_response) for p in state.index.pages()), state.index.participants()
-        )
-        if candidate.side_weight
-        else {}
-    )
     out = []
     for i, question in enumerate(built.conv.questions):
         embedding, keywords = built.query_embeddings[i], built.query_keywords[i]
@@ -207,17 +177,9 @@ def evaluate(built: Built, candidate: Candidate) -> list[dict[str, float]]:
             [s for s, _ in by_f],
             [f for _, f in by_f],
             top_m=candidate.top_m,
-            top_k=max(*KS, RERANK_DEPTH if sides else 0),
+            top_k=max(KS),
             weights=candidate.weights,
         )
-        side = named_side(question.question, sides)
-        if side is not None and hits:
-            vectors = built.sides([p.id for p, _ in hits])[:, int(side == AGENT)]
-            order = rerank_by_side(
-                np.asarray([s for _, s in hits]), vectors, embedding, candidate.side_weight
-            )
-            hits = [hits[i] for i in order]
-        hits = hits[: max(KS)]
         ranked = [turns_of(page) for page, _ in hits]
         row = {f"mid@{k}": evidence_recall(question.evidence, [t for p in ranked[:k] for t in p]) for k in KS}
         row["default"] = evidence_recall(question.evidence, short + [t for p in ranked[:10] for t in p])
@@ -248,16 +210,19 @@ def grid(name: str) -> list[Candidate]:
                names out of the query embedding (and the query also in first person), their BM25 idf
                floor, the lexical share, the time cue — so
                that LOO makes all of them on four conversations and scores them on the fifth;
-    sides:     the defaults with the top pages re-ordered by the named speaker's own side (index/sides.py)
-               at a few weights: what storing two side embeddings per page would give (not built yet);
-    sentences: the weight of the re-ordering of the top pages by their best sentence (0: off).
+    sentences: the weight of the re-ordering of the top pages by their best sentence (0: off);
+    speakers:  that best sentence taken among the named speaker's own (index/sides.py) or anyone's, at a few
+               weights.
     """
     default = Candidate("default", BASE)
     if name == "defaults":
         return [default]
-    if name == "sides":
+    if name == "speakers":
         return [default] + [
-            Candidate(f"speaker side rerank {w}", BASE, side_weight=w) for w in (SIDE_WEIGHT, 0.15, 0.4)
+            Candidate(f"{who} sentence weight {w}", BASE, RetrievalWeights(sentence=w, named_speaker=named))
+            for named, who in ((True, "speaker's"), (False, "anyone's"))
+            for w in (0.5, 0.8, 1.0)
+            if (named, w) != (True, RetrievalWeights().sentence)
         ]
     if name == "sentences":
         return [default] + [
@@ -300,6 +265,11 @@ def grid(name: str) -> list[Candidate]:
             Candidate("default - chain threshold 0.45 again", CHAIN045),
             Candidate("before + best-sentence re-ranking 0.8", CHAIN045, replace(OLD_WEIGHTS, sentence=0.8)),
             Candidate("default - best-sentence re-ranking", BASE, RetrievalWeights(sentence=0.0)),
+            Candidate(
+                "default - the named speaker's sentences (anyone's)",
+                BASE,
+                RetrievalWeights(named_speaker=False),
+            ),
         ]
     if name == "choices":
         out = [default]
@@ -320,7 +290,7 @@ def grid(name: str) -> list[Candidate]:
                                 label = f"{build.name} names{names} floor{floor} lex{lexical} time{time_cue}"
                                 out.append(Candidate(label, build, weights))
         return out
-    raise SystemExit(f"unknown grid {name!r}: defaults, ablations, choices, sides or sentences")
+    raise SystemExit(f"unknown grid {name!r}: defaults, ablations, choices, sentences or speakers")
 
 
 # ---------------------------------------------------------------------------------------------- LOO
@@ -426,7 +396,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--grid",
         default="choices",
-        help="candidate list: defaults, ablations, choices (default), sides or sentences",
+        help="candidate list: defaults, ablations, choices (default), sentences or speakers",
     )
     parser.add_argument("--conversations", default="", help="comma-separated sample ids (default: all)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the flat baselines")

@@ -59,16 +59,34 @@ def split_sentences(text: str) -> list[str]:
 MAX_PAGE_SENTENCES = 32  # a long page's sentences are grouped into this many: its cost stays bounded
 
 
+def sentences_by_side(page: Page) -> tuple[list[str], list[str]]:
+    """The sentences of each side of a page (the user's, the agent's), fragments of one or two characters
+    dropped ("Ok", "?!")."""
+    user, agent = (
+        [s for s in split_sentences(side) if len(s) > 2] for side in (page.user_input, page.agent_response)
+    )
+    return user, agent
+
+
 def page_sentences(page: Page) -> list[str]:
-    """The sentences of a page, each side on its own, fragments of one or two characters dropped ("Ok.");
-    more than MAX_PAGE_SENTENCES are joined in consecutive groups."""
-    parts = [
-        s for side in (page.user_input, page.agent_response) for s in split_sentences(side) if len(s) > 2
-    ]
+    """The sentences of a page, the user's then the agent's; more than MAX_PAGE_SENTENCES are joined in
+    consecutive groups."""
+    user, agent = sentences_by_side(page)
+    parts = user + agent
     if len(parts) <= MAX_PAGE_SENTENCES:
         return parts
     size = -(-len(parts) // MAX_PAGE_SENTENCES)
     return [" ".join(parts[i : i + size]) for i in range(0, len(parts), size)]
+
+
+def user_sentence_count(page: Page, vectors: int) -> int:
+    """How many of a page's `vectors` sentence vectors (the first ones) are the user's: -1 when that is not
+    known — sentences joined in groups that may span both sides, or vectors that do not match this
+    version's split (a page stored before sentences were embedded is its own one sentence)."""
+    user, agent = sentences_by_side(page)
+    if len(user) + len(agent) > MAX_PAGE_SENTENCES or vectors != len(user) + len(agent):
+        return -1
+    return len(user)
 
 
 def extractive_summary(texts: Iterable[str], max_sentences: int = 3, max_chars: int = 400) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from memoryos_mcp.core.models import Page, Segment, SentenceVectors
-from memoryos_mcp.core.text import exchange_text, page_text
+from memoryos_mcp.core.text import exchange_text, page_text, user_sentence_count
 from memoryos_mcp.index.context_postings import ContextPostings
 from memoryos_mcp.index.cues import (
     asks_about_time,
@@ -41,7 +41,8 @@ from memoryos_mcp.index.cues import (
     vocatives,
 )
 from memoryos_mcp.index.screen import DenseScreen
-from memoryos_mcp.index.terms import index_terms, zscore, zscore_in_place
+from memoryos_mcp.index.sides import AGENT, addressed, named_side, sides_from_counts
+from memoryos_mcp.index.terms import FLAT_SPREAD, index_terms, zscore, zscore_in_place
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ class RetrievalWeights:
     # The top SENTENCE_DEPTH pages are re-ordered by score + this · z(cosine of their best sentence with the
     # query), z over those pages; not on questions about time, whose answer is the page's date (0: off).
     sentence: float = 0.8
+    # When the query names people who all speak on one side (index/sides.py), a page's best sentence is its
+    # best among that side's sentences (all of them where that side said nothing, or the split is unknown).
+    named_speaker: bool = True
 
 
 def parse_epoch(timestamp: str) -> float:
@@ -234,6 +238,9 @@ class PageIndex:
         self._sent_used = 0
         self._sent_off = np.zeros(0, dtype=np.int64)
         self._sent_cnt = np.zeros(0, dtype=np.int32)
+        self._sent_user = np.zeros(
+            0, dtype=np.int32
+        )  # how many of a slot's sentences are the user's; -1: unknown
         self._added_at = np.zeros(0, dtype=np.int64)
         self._epoch = np.zeros(0, dtype=np.float64)
         self._dates = np.zeros((0, 3), dtype=np.int32)
@@ -269,7 +276,9 @@ class PageIndex:
         # Who is talking: name -> times the live pages address someone by it / someone introduces themselves by it.
         self._vocatives: Counter[str] = Counter()
         self._introduced: Counter[str] = Counter()
+        self._addressed: Counter[tuple[str, str]] = Counter()  # (name, side its bearer speaks on) -> times
         self._participants: frozenset[str] | None = None  # cached until a page comes or goes
+        self._speakers: dict[str, str] | None = None  # likewise
         self._context_postings = ContextPostings()  # BM25 counts of common query terms, kept between queries
 
     # ------------------------------------------------------------------ reading
@@ -342,6 +351,12 @@ class PageIndex:
             )
         return self._participants
 
+    def speakers(self) -> dict[str, str]:
+        """The side (sides.USER or sides.AGENT) each participant speaks on, where one is clear."""
+        if self._speakers is None:
+            self._speakers = sides_from_counts(self._addressed, self.participants())
+        return self._speakers
+
     def segment_ids(self) -> set[str]:
         return {sid for sid, code in self._seg_code.items() if self._seg_slots[code]}
 
@@ -352,6 +367,7 @@ class PageIndex:
             self._added_at, self._epoch, self._dates, self._time, self._seg, self._alive, self._textlen,
             self._len_own, self._len_ctx, self._norm, self._nbrs, self._term_off, self._term_cnt,
             self._term_buf, self._tf_buf, self._lazy_offsets, self._sent_scale, self._sent_off, self._sent_cnt,
+            self._sent_user,
         )  # fmt: skip
         per_page = 600  # the Page record, its id in two maps and the order keys
         pages = per_page * len(self._pages) + self._text_bytes + len(self._lazy_blob)
@@ -438,6 +454,7 @@ class PageIndex:
         self._emb.set(slot, np.asarray(page.embedding, dtype=np.float32))
         # A page stored before sentences were embedded (or of one sentence) is its own only sentence.
         self._store_sentences(slot, page.sentences or SentenceVectors.quantize(page.embedding))
+        self._sent_user[slot] = user_sentence_count(page, int(self._sent_cnt[slot]))
         self._added_at[slot] = page.added_at
         self._epoch[slot] = parse_epoch(page.timestamp)
         self._dates[slot] = calendar_date(page.timestamp)
@@ -474,9 +491,14 @@ class PageIndex:
         return slot
 
     def _count_names(self, page: Page, sign: int) -> None:
-        self._participants = None
+        self._participants = self._speakers = None
         text = exchange_text(page)
-        for counter, names in ((self._vocatives, vocatives(text)), (self._introduced, self_names(text))):
+        counted: tuple[tuple[Counter[Any], list[Any]], ...] = (
+            (self._vocatives, vocatives(text)),
+            (self._introduced, self_names(text)),
+            (self._addressed, addressed(page.user_input, page.agent_response)),
+        )
+        for counter, names in counted:
             for name in names:
                 counter[name] += sign
                 if counter[name] <= 0:
@@ -510,9 +532,18 @@ class PageIndex:
         """(the sentence rows of these slots one after the other, where each slot's run starts in them)."""
         return _runs(self._sent_off[slots], self._sent_cnt[slots])
 
-    def _best_sentences(self, slots: np.ndarray, query_embedding: np.ndarray) -> np.ndarray:
-        """Per slot, the cosine of its best sentence with the query (every slot has at least one)."""
-        rows, starts = self._sentence_rows(slots)
+    def _best_sentences(
+        self, slots: np.ndarray, query_embedding: np.ndarray, side: str | None = None
+    ) -> np.ndarray:
+        """Per slot, the cosine of its best sentence with the query (every slot has at least one); with a
+        `side`, its best among that side's sentences where it has any and their split is known."""
+        offsets, counts = self._sent_off[slots], self._sent_cnt[slots]
+        if side is not None:
+            user = self._sent_user[slots].astype(np.int64)
+            own_offsets, own_counts = (offsets + user, counts - user) if side == AGENT else (offsets, user)
+            known = (user >= 0) & (own_counts > 0)
+            offsets, counts = np.where(known, own_offsets, offsets), np.where(known, own_counts, counts)
+        rows, starts = _runs(offsets, counts)
         query = np.asarray(query_embedding, dtype=np.float32)
         dots = np.einsum("ij,j->i", self._sent.take(rows).astype(np.float32), query) * self._sent_scale[rows]
         return np.maximum.reduceat(dots, starts).astype(np.float64)
@@ -557,6 +588,7 @@ class PageIndex:
         self._nbrs = grow(self._nbrs, -1)
         self._term_off, self._term_cnt = grow(self._term_off), grow(self._term_cnt)
         self._sent_off, self._sent_cnt = grow(self._sent_off), grow(self._sent_cnt)
+        self._sent_user = grow(self._sent_user, -1)
 
     def _around(self, slots: Iterable[int], *, include_self: bool) -> list[int]:
         """Slots within the context window of these (live) slots in conversation order."""
@@ -689,7 +721,7 @@ class PageIndex:
         sentences.adopt(self._sent.take(sentence_rows))
         self._sent, self._sent_scale = sentences, self._sent_scale[sentence_rows]
         self._sent_used = len(sentence_rows)
-        self._sent_off, self._sent_cnt = starts, self._sent_cnt[live]
+        self._sent_off, self._sent_cnt, self._sent_user = starts, self._sent_cnt[live], self._sent_user[live]
         self._textlen = self._textlen[live]
         self._lazy_blob, self._lazy_offsets = b"", np.zeros(1, dtype=np.int64)
         self._added_at, self._epoch = self._added_at[live], self._epoch[live]
@@ -754,6 +786,7 @@ class PageIndex:
             "sent_cnt": self._sent_cnt[live],
             "sent_codes": self._sent.take(sentence_rows),
             "sent_scale": self._sent_scale[sentence_rows],
+            "sent_user": self._sent_user[live],
             "added_at": self._added_at[live],
             "epoch": self._epoch[live],
             "dates": self._dates[live],
@@ -774,6 +807,7 @@ class PageIndex:
             "records": records,
             "vocatives": dict(self._vocatives),
             "introduced": dict(self._introduced),
+            "addressed": [[name, side, count] for (name, side), count in self._addressed.items()],
             # Building a screen of 100k pages takes ~0.5 s, loading it ~0.05 s.
             **(self._screen.export(live) if self._screen is not None else {}),
         }
@@ -843,12 +877,22 @@ class PageIndex:
         bounds = np.searchsorted(index._seg[by_code], np.arange(len(names) + 1))
         index._seg_slots = [set(by_code[bounds[c] : bounds[c + 1]].tolist()) for c in range(len(names))]
         index._text_bytes = int(index._textlen.sum())
-        if data.get("vocatives") is None or data.get("introduced") is None:
+        if any(data.get(k) is None for k in ("vocatives", "introduced", "addressed")):
             for slot in range(n):  # a snapshot from before names were counted: read them from the pages once
                 index._count_names(index._page(slot), 1)
         else:
             index._vocatives = Counter({str(k): int(v) for k, v in dict(data["vocatives"]).items()})
             index._introduced = Counter({str(k): int(v) for k, v in dict(data["introduced"]).items()})
+            index._addressed = Counter({(str(a), str(b)): int(c) for a, b, c in data["addressed"]})
+        sent_user = data.get("sent_user")
+        if sent_user is not None and len(sent_user) == n:
+            index._sent_user = np.asarray(sent_user, dtype=np.int32)
+        else:  # a snapshot from before sides were told apart: split the pages' sentences once
+            index._sent_user = np.fromiter(
+                (user_sentence_count(index._page(s), int(index._sent_cnt[s])) for s in range(n)),
+                dtype=np.int32,
+                count=n,
+            )
         if "screen_codes" in data and n >= screen_from:
             try:
                 screen = DenseScreen.restore(data)
@@ -986,7 +1030,7 @@ class PageIndex:
             # moments); only the dense values themselves are approximate until refined.
             approximate, error = screen.scores(query_embedding, n)
             mean, spread = screen.stats(query_embedding)
-            weight = (1.0 - weights.lexical) / spread if spread > 1e-12 else 0.0
+            weight = (1.0 - weights.lexical) / spread if spread > FLAT_SPREAD else 0.0
             dense = approximate[live].astype(np.float64)
             dense -= mean
             dense *= weight
@@ -1043,11 +1087,12 @@ class PageIndex:
         bound of a value that matters (a segment's best, the k-th best candidate, the lowest) is scored
         exactly, so the result is the one the exact scores give.
 
-        Then the best SENTENCE_DEPTH candidates are re-ordered by their best sentence (weights.sentence) and
-        the first k returned, with the mixed score."""
+        Then the best SENTENCE_DEPTH candidates are re-ordered by their best sentence (weights.sentence; the
+        best of the named speaker's, weights.named_speaker) and the first k returned, with the mixed score."""
         if not segments:
             return [], []
         by_sentence = bool(weights.sentence) and not asks_about_time(query)
+        side = named_side(query, self.speakers()) if by_sentence and weights.named_speaker else None
         depth = max(top_k, SENTENCE_DEPTH) if by_sentence else top_k
         scored = self._all_scores(query, query_embedding, weights, screened=True)
         scores, margin = scored.values, 2.0 * scored.error
@@ -1099,7 +1144,7 @@ class PageIndex:
         self._refine(scored, top)  # fewer candidates than k: they are all returned
         final = scores[top]
         if by_sentence and len(top) > 1:
-            final = final + weights.sentence * zscore(self._best_sentences(top, query_embedding))
+            final = final + weights.sentence * zscore(self._best_sentences(top, query_embedding, side))
             order = np.argsort(-final, kind="stable")[:top_k]
             top, final = top[order], final[order]
         hits = []

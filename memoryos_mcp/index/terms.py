@@ -35,6 +35,12 @@ def index_terms(text: str) -> list[str]:
     return [stem(t) for t in tokenize(text) if len(t) > 1 and t not in STOPWORDS]
 
 
+# Scores whose spread is below this are equal: what is left is float32 rounding (a dense score is a float32
+# dot product, summed in a different order by the screened and the exact path), and standardising it would
+# turn noise into whole standard deviations.
+FLAT_SPREAD = 1e-6
+
+
 def zscore(values: np.ndarray) -> np.ndarray:
     """Standardise scores so that two scorers of different scale can be added."""
     return zscore_in_place(np.array(values, dtype=np.float64))
@@ -46,7 +52,7 @@ def zscore_in_place(values: np.ndarray) -> np.ndarray:
     if values.size == 0:
         return values
     mean, spread = float(values.mean()), float(values.std())
-    if spread > 1e-12:
+    if spread > FLAT_SPREAD:
         values -= mean
         values /= spread
     else:

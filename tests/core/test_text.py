@@ -1,4 +1,26 @@
-from memoryos_mcp.core.text import extract_keywords, extractive_summary
+from memoryos_mcp.core.models import Page
+from memoryos_mcp.core.text import (
+    MAX_PAGE_SENTENCES,
+    extract_keywords,
+    extractive_summary,
+    page_sentences,
+    user_sentence_count,
+)
+
+
+def _page(user_input: str, agent_response: str) -> Page:
+    return Page("p", "u", user_input, agent_response, "2024-05-08T10:00:00", added_at=0)
+
+
+def test_a_pages_sentences_are_the_users_then_the_agents_and_their_split_is_known() -> None:
+    page = _page("Hi! I went hiking. Ok", "Where?\nTell me more.")
+    assert page_sentences(page) == ["Hi!", "I went hiking.", "Where?", "Tell me more."]
+    assert user_sentence_count(page, 4) == 2  # "Ok" is too short to be a sentence
+    assert user_sentence_count(page, 1) == -1  # vectors of another split (or the page's own): unknown
+    assert user_sentence_count(_page("", "Sure, here it is."), 1) == 0
+    many = _page(" ".join(f"Line {i}." for i in range(40)), "Fine.")
+    assert len(page_sentences(many)) <= MAX_PAGE_SENTENCES  # grouped: a group may hold both sides
+    assert user_sentence_count(many, len(page_sentences(many))) == -1
 
 
 def test_keywords_skip_stop_words_and_rank_by_frequency() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from memoryos_mcp.core.models import Page, Segment, SentenceVectors
-from memoryos_mcp.core.text import exchange_text, page_text
+from memoryos_mcp.core.text import exchange_text, page_text, user_sentence_count
 from memoryos_mcp.index.cues import asks_about_time, date_cues, mentions_time, self_names, vocatives
 from memoryos_mcp.index.page_index import (
     CONTEXT_GAP_S,
@@ -22,6 +22,7 @@ from memoryos_mcp.index.page_index import (
     RetrievalWeights,
     parse_epoch,
 )
+from memoryos_mcp.index.sides import AGENT, USER, addressed, named_side, sides_from_counts
 from memoryos_mcp.index.terms import index_terms, zscore
 
 
@@ -106,13 +107,16 @@ class ReferenceIndex:
             norms = np.linalg.norm(context, axis=1, keepdims=True)
             self.embeddings = context / np.where(norms == 0, 1.0, norms)
 
+    def _participants(self) -> set[str]:
+        """Addressed by a name three times, or introduced by it and addressed by it once."""
+        uses = Counter(n for p in self.pages for n in vocatives(exchange_text(p)))
+        introduced = Counter(n for p in self.pages for n in self_names(exchange_text(p)))
+        return {n for n, count in uses.items() if count >= 3 or (count > 0 and introduced[n] > 0)}
+
     def scores(self, query: str, query_embedding: np.ndarray, weights: RetrievalWeights) -> np.ndarray:
         if not self.pages:
             return np.zeros(0)
-        # Participants: addressed by a name three times, or introduced by it and addressed by it once.
-        addressed = Counter(n for p in self.pages for n in vocatives(exchange_text(p)))
-        introduced = Counter(n for p in self.pages for n in self_names(exchange_text(p)))
-        names = {n for n, uses in addressed.items() if uses >= 3 or (uses > 0 and introduced[n] > 0)}
+        names = self._participants()
         common = (
             frozenset(t for n in names for t in index_terms(n)) if weights.participant_df else frozenset()
         )
@@ -158,14 +162,22 @@ class ReferenceIndex:
         candidates.sort(key=lambda i: -page_scores[i])
         if not weights.sentence or asks_about_time(query):
             return chosen, [(self.pages[i], float(page_scores[i])) for i in candidates[:top_k]]
-        # The best pages re-ordered by their best sentence (a page without sentences is its own one).
+        # The best pages re-ordered by their best sentence (a page without sentences is its own one); when the
+        # query names people of one side, by the best of that side's sentences where the page has some.
+        side = None
+        if weights.named_speaker:
+            by_side = Counter(a for p in self.pages for a in addressed(p.user_input, p.agent_response))
+            side = named_side(query, sides_from_counts(by_side, self._participants()))
         top = candidates[: max(top_k, SENTENCE_DEPTH)]
         query_vector = np.asarray(query_embedding, dtype=np.float32)
         best = []
         for i in top:
             page = self.pages[i]
             sentences = page.sentences or SentenceVectors.quantize(page.embedding)
-            best.append(float((sentences.vectors() @ query_vector).max()))
+            cosines = sentences.vectors() @ query_vector
+            user = user_sentence_count(page, len(cosines))
+            own = {USER: cosines[:user], AGENT: cosines[user:]}.get(side, cosines) if user >= 0 else cosines
+            best.append(float((own if len(own) else cosines).max()))
         mixed = [page_scores[i] for i in top]
         if len(top) > 1:
             mixed = list(np.asarray(mixed) + weights.sentence * zscore(np.asarray(best)))

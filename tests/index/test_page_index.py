@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from memoryos_mcp.core.models import Page, Segment, SentenceVectors
+from memoryos_mcp.core.text import page_sentences
 from memoryos_mcp.index.page_index import SCREEN_FROM, PageIndex, RetrievalWeights, pack_snapshot
+from memoryos_mcp.index.sides import AGENT, USER
 from tests.index.reference import ReferenceIndex
 
 WORDS = (
@@ -25,6 +27,8 @@ QUERIES = [
     "guitar concert tickets",
     "nothing matches zzzz",
     "What did Ann paint at the lake?",  # Ann is a participant once three pages call her so
+    "Did Cy swim in the lake?",  # on the user's side
+    "Did Ann and Cy bake bread?",  # people of both sides
 ]
 DIM = 16
 
@@ -34,25 +38,32 @@ def _page(rng: random.Random, n: int, segments: list[str]) -> Page:
     hour = rng.choice([9, 9, 10, 18])
     words = rng.sample(WORDS, rng.randint(2, 9))
     vector = np.asarray([rng.gauss(0, 1) for _ in range(DIM)], dtype=np.float32)
-    # Most pages have sentences of their own (1-4); some were stored before sentences were embedded.
-    sentences = None
-    if rng.random() < 0.8:
-        rows = np.asarray([[rng.gauss(0, 1) for _ in range(DIM)] for _ in range(rng.randint(1, 4))])
-        sentences = SentenceVectors.quantize(rows / np.linalg.norm(rows, axis=1, keepdims=True))
-    return Page(
+    half = len(words) // 2 + 1
+    # Some pages address Ann (a participant speaking on the agent's side: BM25 treats her name as common),
+    # Cy (one on the user's side) or Bob (not often enough); sides say one or two sentences.
+    user_input = rng.choice(["", "", "", "Hey Ann! ", "Thanks, Bob. "]) + ". ".join(
+        " ".join(part) for part in (words[:1], words[1:half]) if part
+    )
+    agent_response = rng.choice(["", "", "Thanks, Cy! "]) + " ".join(words[half:])
+    page = Page(
         id=f"p{n}",
         user_id="u",
-        # Some pages address Ann (a participant: BM25 treats her name as common) or Bob (not often enough).
-        user_input=rng.choice(["", "", "", "Hey Ann! ", "Thanks, Bob. "])
-        + " ".join(words[: len(words) // 2 + 1]),
-        agent_response=" ".join(words[len(words) // 2 + 1 :]),
+        user_input=user_input,
+        agent_response=agent_response,
         timestamp=f"2023-05-{day:02d}T{hour:02d}:{rng.randint(0, 59):02d}:00",
         # Mostly increasing, sometimes older than the newest: pages can land in the middle of the order.
         added_at=n * 10 + (rng.randint(-40, 0) if rng.random() < 0.2 else 0),
         segment_id=rng.choice(segments),
         embedding=vector / np.linalg.norm(vector),
-        sentences=sentences,
     )
+    # Most pages have a vector for each of their sentences; some as many as another version's split gave
+    # (which side each is on is then unknown); some were stored before sentences were embedded.
+    draw = rng.random()
+    if draw < 0.8:
+        count = len(page_sentences(page)) if draw < 0.6 else rng.randint(1, 4)
+        rows = np.asarray([[rng.gauss(0, 1) for _ in range(DIM)] for _ in range(max(count, 1))])
+        page.sentences = SentenceVectors.quantize(rows / np.linalg.norm(rows, axis=1, keepdims=True))
+    return page
 
 
 def _remove_some(index: PageIndex, live: dict[str, Page], rng: random.Random, n: int) -> None:
@@ -200,6 +211,9 @@ def test_an_exported_and_restored_index_ranks_the_same_and_keeps_changing_correc
     index.add(pages)
     live = {p.id: p for p in pages}
     _remove_some(index, live, rng, 15)  # dead slots: the export must leave them out
+    older = pack_snapshot(index.export())
+    del older["sent_user"], older["addressed"]  # written before sides were told apart: read from the pages
+    _check(PageIndex.restore(older), live, rng, segment_ids, 1)
     restored = PageIndex.restore(pack_snapshot(index.export()))
     _check(restored, live, rng, segment_ids, 1)
     more = [_page(rng, 200 + i, segment_ids) for i in range(12)]
@@ -237,11 +251,16 @@ def test_participants_are_the_names_used_to_address_someone_often_enough() -> No
     index.add([_said(3, "Wow, Caroline!", "Good luck Mel! Bye Mel!")])
     restored = PageIndex.restore(pack_snapshot(index.export()))
     assert restored.participants() == index.participants() == {"Caroline", "Mel"}
+    # The user's side calls Caroline three times: she speaks on the agent's; Mel on the user's.
+    assert restored.speakers() == index.speakers() == {"Caroline": AGENT, "Mel": USER}
     older = pack_snapshot(index.export())
     del (
         older["vocatives"],
         older["introduced"],
+        older["addressed"],
     )  # a snapshot written before names were counted: counted again from its pages
     assert PageIndex.restore(older).participants() == {"Caroline", "Mel"}
+    assert PageIndex.restore(older).speakers() == {"Caroline": AGENT, "Mel": USER}
     restored.remove(["v0"])  # a restored page not decoded yet: read to know whom it addressed
     assert restored.participants() == set()
+    assert restored.speakers() == {}
