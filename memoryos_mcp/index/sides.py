@@ -5,8 +5,8 @@ Caroline's talk of painting as well as Melanie's; when the question names people
 the best-sentence re-ranking (PageIndex.rank) looks only at that side's sentences. Which side a person is on
 is read from how the other side addresses them ("Thanks, Mel!" in the agent's words: Mel is the user).
 
-Measured on LoCoMo dev, LLM-free (bench/locomo_loo.py --grid speakers): mid-term @10 conversation mean
-0.846 → 0.852, held-out fold mean 0.846 → 0.850, multi-hop 0.584 → 0.612.
+Measured on LoCoMo dev, LLM-free (bench/locomo_loo.py --grid speakers): mid-term @10 0.842 → 0.849,
+held-out fold mean 0.846 → 0.852, multi-hop 0.584 → 0.609.
 """
 
 from __future__ import annotations
