@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
@@ -70,3 +71,47 @@ def test_first_retrieve_after_a_restart_at_thousands_of_pages(tmp_path: Path, sn
     assert after.stats().indexed_pages > 1000
     assert elapsed < 5.0, f"first retrieve after a restart took {elapsed:.1f} s"
     assert (after.memory.state("default").snapshot_seq >= 0) == snapshots
+
+
+def test_a_snapshot_of_an_earlier_version_is_read_and_saved_again(tmp_path: Path) -> None:
+    """A snapshot without what a later version keeps (which side each name speaks on, which of each page's
+    sentences are the user's) is completed from its pages — the same ranking — and written again, so the
+    next start does not pay for that once more."""
+    data_dir = tmp_path / "data"
+    lines = [json.loads(line) for line in history(1200)]
+    for i, line in enumerate(lines):  # the user's side calls the agent Kim; the agent calls the user Sam
+        if i % 5 == 0:
+            line["user_input"] = f"Hey Kim! {line['user_input']}. I loved it."
+        if i % 7 == 0:
+            line["agent_response"] = f"Thanks, Sam. {line['agent_response']}."
+    before = service_on(data_dir, snapshots=True)
+    import_lines(before, [json.dumps(line) for line in lines], default_user="default")
+    assert before.memory.save_snapshots(min_pages=1000) == 1
+    query = "What did Sam say about the guitar story?"
+    expected = [p.id for p in before.retrieve_memory(query).mid_term]
+    speakers = before.memory.state("default").index.speakers()
+    assert speakers == {"Kim": "agent", "Sam": "user"}
+
+    snapshots = make_snapshots(load_settings(data_dir=data_dir, index_snapshots=True))
+    assert snapshots is not None
+    path = snapshots.path("default")  # as an earlier version wrote it
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files if name != "sent_user"}
+    header = json.loads(arrays["header"].tobytes().decode())
+    del header["addressed"]
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with path.open("wb") as out:
+        np.savez(out, **arrays)
+
+    after = service_on(data_dir, snapshots=True)
+    state = after.memory.state("default")
+    assert state.index.restored_from_older and state.snapshot_seq == -1  # read, and due to be saved again
+    assert state.index.speakers() == speakers
+    assert [p.id for p in after.retrieve_memory(query).mid_term] == expected
+    assert after.memory.save_snapshots(min_pages=1000) == 1
+
+    again = service_on(data_dir, snapshots=True)
+    state = again.memory.state("default")
+    assert not state.index.restored_from_older and state.snapshot_seq >= 0
+    assert state.index.speakers() == speakers
+    assert [p.id for p in again.retrieve_memory(query).mid_term] == expected

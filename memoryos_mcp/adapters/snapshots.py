@@ -30,10 +30,11 @@ _ARRAYS = (
     "term_cnt", "term_buf", "tf_buf", "order", "post_ptr", "post_slots", "post_tf", "page_blob", "page_offsets",
 )  # fmt: skip
 _LISTS = ("ids", "vocab", "segments")
-# The int8 screen of a large index (index/screen.py): optional, rebuilt on restore when absent.
-_SCREEN = (
+# Optional arrays: the int8 screen of a large index (index/screen.py) and which of each page's sentences are
+# the user's (absent in snapshots of earlier versions). Both are derived again on restore when absent.
+_OPTIONAL = (
     "screen_codes", "screen_scale", "screen_offset", "screen_first", "screen_second", "screen_centre",
-    "screen_bounds",
+    "screen_bounds", "sent_user",
 )  # fmt: skip
 
 
@@ -72,6 +73,7 @@ class SnapshotStore:
             "dim": packed["dim"],
             "vocatives": packed.get("vocatives", {}),
             "introduced": packed.get("introduced", {}),
+            "addressed": packed.get("addressed"),
         }
         target = self.path(user_id)
         for stale in self.directory.glob(f"{target.name}.tmp*"):  # left by a process killed while saving
@@ -89,7 +91,7 @@ class SnapshotStore:
                 header=_text(header),
                 **{name: _text(packed[name]) for name in _LISTS},
                 **{name: packed[name] for name in _ARRAYS},
-                **{name: packed[name] for name in _SCREEN if name in packed},
+                **{name: packed[name] for name in _OPTIONAL if name in packed},
             )
             out.flush()
             os.fsync(out.fileno())
@@ -111,7 +113,7 @@ class SnapshotStore:
                 ):
                     return None
                 packed: dict[str, Any] = {name: data[name] for name in _ARRAYS}
-                packed.update({name: data[name] for name in _SCREEN if name in data.files})
+                packed.update({name: data[name] for name in _OPTIONAL if name in data.files})
                 packed.update({name: _untext(data[name]) for name in _LISTS})
                 packed.update(
                     context_window=header["context_window"],
@@ -119,7 +121,8 @@ class SnapshotStore:
                     memory_epoch=header.get("epoch", ""),
                 )
                 # None in older snapshots: the names are counted again from the pages on restore
-                packed["vocatives"], packed["introduced"] = header.get("vocatives"), header.get("introduced")
+                for name in ("vocatives", "introduced", "addressed"):
+                    packed[name] = header.get(name)
                 return packed, int(header["seq"])
         except Exception as exc:  # a cache: any damage only costs a slower start
             logger.warning("ignoring the index snapshot %s: %s", path, exc)

@@ -206,8 +206,10 @@ class StateLoader:
             epoch = exported.pop("memory_epoch", "")
             version = self.store.read_version(user_id)
             if seq <= version.seq and epoch == version.epoch:  # a snapshot of forgotten memory is not used
-                state = self._empty(user_id, seq, PageIndex.restore(exported))
-                state.snapshot_seq, state.epoch = seq, epoch
+                index = PageIndex.restore(exported)
+                state = self._empty(user_id, seq, index)
+                # A snapshot of an earlier version is saved again (-1: none yet) at the next chance.
+                state.snapshot_seq, state.epoch = (-1 if index.restored_from_older else seq), epoch
                 return self._replay(state, version)  # also reads the bounded parts a snapshot lacks
         return self._load_from_store(user_id)
 

@@ -280,6 +280,9 @@ class PageIndex:
         self._participants: frozenset[str] | None = None  # cached until a page comes or goes
         self._speakers: dict[str, str] | None = None  # likewise
         self._context_postings = ContextPostings()  # BM25 counts of common query terms, kept between queries
+        # Restored from a snapshot of an earlier version, whose missing parts were derived from the pages (at
+        # 100k pages ~6 s): the owner should save a new snapshot, or every start pays that again.
+        self.restored_from_older = False
 
     # ------------------------------------------------------------------ reading
 
@@ -880,6 +883,7 @@ class PageIndex:
         if any(data.get(k) is None for k in ("vocatives", "introduced", "addressed")):
             for slot in range(n):  # a snapshot from before names were counted: read them from the pages once
                 index._count_names(index._page(slot), 1)
+            index.restored_from_older = True
         else:
             index._vocatives = Counter({str(k): int(v) for k, v in dict(data["vocatives"]).items()})
             index._introduced = Counter({str(k): int(v) for k, v in dict(data["introduced"]).items()})
@@ -893,6 +897,7 @@ class PageIndex:
                 dtype=np.int32,
                 count=n,
             )
+            index.restored_from_older = True
         if "screen_codes" in data and n >= screen_from:
             try:
                 screen = DenseScreen.restore(data)
