@@ -76,8 +76,8 @@ def decode_sentences(text: Any, dim: int) -> SentenceVectors:
     if not isinstance(text, str) or not text:
         raise InvalidInputError("sentences must be a non-empty base64 string")
     try:
-        return SentenceVectors.from_bytes(base64.b64decode(text, validate=True), dim)
-    except (binascii.Error, ValueError) as exc:
+        return SentenceVectors.from_text(text, dim)
+    except ValueError as exc:
         raise InvalidInputError(f"sentences: {exc} (a truncated line?)") from None
 
 
@@ -118,11 +118,7 @@ def page_record(page: Page, tier: str) -> dict[str, Any]:
         "embedding": encode_vector(page.embedding),
         # The page's sentence vectors as the store keeps them (float32 scales, then int8 codes; base64);
         # absent for a page stored before sentences were embedded.
-        **(
-            {"sentences": base64.b64encode(page.sentences.to_bytes()).decode("ascii")}
-            if page.sentences is not None
-            else {}
-        ),
+        **({"sentences": page.sentences.to_text()} if page.sentences is not None else {}),
     }
 
 

@@ -11,8 +11,6 @@ records that come back. Reads and writes are split under the client's max batch 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import time
@@ -188,7 +186,7 @@ class ChromaStore:
             "analyzed": page.analyzed,
         }
         if page.sentences is not None:  # ~3 KB a page of base64; read back with the page, written with it
-            meta["sentences"] = _encode_sentences(page.sentences)
+            meta["sentences"] = page.sentences.to_text()
         return document, meta
 
     @staticmethod
@@ -277,7 +275,7 @@ class ChromaStore:
         self._write(
             collection.update,
             [p.id for p in chosen],
-            metadatas=[{"sentences": _encode_sentences(p.sentences)} for p in chosen],  # type: ignore[arg-type]
+            metadatas=[{"sentences": p.sentences.to_text()} for p in chosen],  # type: ignore[arg-type]
         )
 
     def pages_of_segments(self, user_id: str, segment_ids: Sequence[str]) -> list[Page]:
@@ -773,18 +771,14 @@ class ChromaStore:
         return owners
 
 
-def _encode_sentences(sentences: SentenceVectors) -> str:
-    return base64.b64encode(sentences.to_bytes()).decode("ascii")
-
-
 def _sentences(text: Any, embedding: np.ndarray | None, page_id: str) -> SentenceVectors | None:
     """A page's stored sentence vectors (derived data: unreadable ones are dropped, the page's own vector then
     stands in for them)."""
     if not isinstance(text, str) or embedding is None:
         return None
     try:
-        return SentenceVectors.from_bytes(base64.b64decode(text, validate=True), len(embedding))
-    except (ValueError, binascii.Error) as exc:
+        return SentenceVectors.from_text(text, len(embedding))
+    except ValueError as exc:
         logger.warning("page %s: ignoring its stored sentence vectors (%s)", page_id, exc)
         return None
 

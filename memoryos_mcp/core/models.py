@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -63,6 +64,15 @@ class SentenceVectors:
         scales = np.frombuffer(raw[: 4 * count], dtype="<f4").astype(np.float32)
         codes = np.frombuffer(raw[4 * count :], dtype=np.int8).reshape(count, dim).copy()
         return cls(codes, scales)
+
+    def to_text(self) -> str:
+        """to_bytes() in base64: the form a Chroma metadata field and an export line hold."""
+        return base64.b64encode(self.to_bytes()).decode("ascii")
+
+    @classmethod
+    def from_text(cls, text: str, dim: int) -> SentenceVectors:
+        """What to_text() gave; ValueError when it is not base64 of whole sentences of `dim` dimensions."""
+        return cls.from_bytes(base64.b64decode(text, validate=True), dim)  # binascii.Error is a ValueError
 
 
 @dataclass(slots=True)
