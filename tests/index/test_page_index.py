@@ -264,3 +264,37 @@ def test_participants_are_the_names_used_to_address_someone_often_enough() -> No
     restored.remove(["v0"])  # a restored page not decoded yet: read to know whom it addressed
     assert restored.participants() == set()
     assert restored.speakers() == {}
+
+
+def test_a_question_about_one_speaker_is_answered_by_what_they_said() -> None:
+    """Two pages say the same thing, one in the words of Mel (who speaks on the agent's side: the user
+    calls her Mel), the other in the user's: "What does Mel love to paint?" ranks Mel's first."""
+    topic, other, filler = np.eye(DIM, dtype=np.float32)[:3]
+
+    def page(
+        n: int, user_says: str, agent_says: str, user_vector: np.ndarray, agent_vector: np.ndarray
+    ) -> Page:
+        result = _said(n, user_says, agent_says)
+        result.sentences = SentenceVectors.quantize(np.stack([user_vector, agent_vector]))
+        return result
+
+    greetings = [  # Mel is a participant, addressed by the user's side
+        page(i, f"Hey Mel! Day {i} here.", "Hello there.", filler, filler) for i in range(3)
+    ]
+    users = page(10, "I love painting sunsets.", "That is lovely.", topic, other)
+    mels = page(11, "How was your day?", "I love painting sunsets.", other, topic)
+    index = PageIndex()
+    index.add([*greetings, users, mels])
+    assert index.speakers() == {"Mel": AGENT}
+    segment = _segments(["s"])
+    query = "What does Mel love to paint?"
+    for named, first in ((True, "v11"), (False, "v10")):  # anyone's sentences: a tie, kept in page order
+        weights = RetrievalWeights(named_speaker=named)
+        _, hits = index.rank(query, topic, segment, [1.0], top_m=1, top_k=2, weights=weights)
+        assert hits[0][0].id == first
+    # A page whose named side said nothing keeps its best sentence of all (here: the user's).
+    assert index._best_sentences(np.asarray([index._slot_of["v10"]]), topic, AGENT)[0] < 0.5
+    silent = page(12, "I love painting sunsets.", "", topic, topic)
+    silent.sentences = SentenceVectors.quantize(topic[None, :])
+    index.add([silent])
+    assert index._best_sentences(np.asarray([index._slot_of["v12"]]), topic, AGENT)[0] > 0.9
