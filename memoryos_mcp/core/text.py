@@ -82,7 +82,8 @@ def page_sentences(page: Page) -> list[str]:
 def user_sentence_count(page: Page, vectors: int) -> int:
     """How many of a page's `vectors` sentence vectors (the first ones) are the user's: -1 when that is not
     known — sentences joined in groups that may span both sides, or vectors that do not match this
-    version's split (a page stored before sentences were embedded is its own one sentence)."""
+    version's split (a page stored before sentences were embedded has its own vector as its one sentence:
+    that is right only when its text is one sentence)."""
     user, agent = sentences_by_side(page)
     if len(user) + len(agent) > MAX_PAGE_SENTENCES or vectors != len(user) + len(agent):
         return -1

@@ -238,9 +238,8 @@ class PageIndex:
         self._sent_used = 0
         self._sent_off = np.zeros(0, dtype=np.int64)
         self._sent_cnt = np.zeros(0, dtype=np.int32)
-        self._sent_user = np.zeros(
-            0, dtype=np.int32
-        )  # how many of a slot's sentences are the user's; -1: unknown
+        # How many of a slot's sentences (the first ones) are the user's; -1: not known.
+        self._sent_user = np.zeros(0, dtype=np.int32)
         self._added_at = np.zeros(0, dtype=np.int64)
         self._epoch = np.zeros(0, dtype=np.float64)
         self._dates = np.zeros((0, 3), dtype=np.int32)
