@@ -98,7 +98,10 @@ class MemoryOS:
         self.recall = Recall(store, embedder, self.params, self.weights, clock)
         self.control = Control(store, embedder, lambda: self.pipeline.analyzer, self.params, clock)
         self.states = StateRegistry(
-            store, StateLoader(store, self.weights.context_window, snapshots), cache_budget_bytes
+            store,
+            StateLoader(store, self.weights.context_window, snapshots),
+            cache_budget_bytes,
+            on_load=self._loaded,
         )
         # Index snapshots let a user with a large index start fast; small ones load from the store quickly anyway.
         self.snapshots = snapshots
@@ -332,6 +335,12 @@ class MemoryOS:
                 with self._snapshot_guard:
                     self._snapshotting.discard(user)
         return written
+
+    def _loaded(self, state: UserState) -> None:
+        # A snapshot of an earlier version was completed from its pages (~6 s at 100k pages): save it again
+        # now, or every start of a process that only reads pays that again.
+        if state.index.restored_from_older and self.snapshots is not None:
+            self._snapshot_in_background(state)
 
     def _snapshot_in_background(self, state: UserState) -> None:
         with self._snapshot_guard:

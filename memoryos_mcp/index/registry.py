@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from memoryos_mcp.core.protocols import MemoryStore
 from memoryos_mcp.core.state import StateLoader, UserState, is_current
@@ -25,10 +26,17 @@ class StateRegistry:
     One user larger than the whole budget is still served (and stays cached while it is the only one).
     """
 
-    def __init__(self, store: MemoryStore, loader: StateLoader, budget_bytes: int) -> None:
+    def __init__(
+        self,
+        store: MemoryStore,
+        loader: StateLoader,
+        budget_bytes: int,
+        on_load: Callable[[UserState], None] | None = None,
+    ) -> None:
         self.store = store
         self.loader = loader
         self.budget_bytes = budget_bytes
+        self.on_load = on_load  # called with each state loaded whole (not on a replay)
         self._states: OrderedDict[str, UserState] = OrderedDict()
         self._guard = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
@@ -48,6 +56,7 @@ class StateRegistry:
         with lock:  # one load or replay per user at a time; the others then find it done
             with self._guard:
                 state = self._states.get(user_id)
+            loaded = state is None
             if state is None:
                 state = self.loader.load(user_id)
                 self.loads += 1
@@ -55,8 +64,11 @@ class StateRegistry:
                 refreshed = self.loader.refresh(state, version)
                 self.replays += refreshed is state
                 self.loads += refreshed is not state
+                loaded = refreshed is not state
                 state = refreshed
             self._keep(state)
+            if loaded and self.on_load is not None:
+                self.on_load(state)
         return state
 
     def peek(self, user_id: str) -> UserState | None:
