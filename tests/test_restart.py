@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,12 +106,27 @@ def test_a_snapshot_of_an_earlier_version_is_read_and_saved_again(tmp_path: Path
         np.savez(out, **arrays)
 
     after = service_on(data_dir, snapshots=True)
+    assert after.memory.snapshots is not None
+    save = after.memory.snapshots.save
+
+    saved_by = []
+
+    def slow_save(*args: Any, **kwargs: Any) -> None:  # a large user's save takes seconds
+        saved_by.append(threading.current_thread().name)
+        time.sleep(0.5)
+        save(*args, **kwargs)
+
+    after.memory.snapshots.save = slow_save  # type: ignore[method-assign]
+    after.memory.snapshot_min_pages = 1000  # this user is snapshot-sized (the default floor is 2,000 pages)
     state = after.memory.state("default")
     assert state.index.restored_from_older  # completed from its pages, and saved again in the background
+    # A process that exits now (a CLI command, a server stopped at once) waits for that save at exit.
+    after.memory.save_snapshots(min_pages=1000)
+    assert state.snapshot_seq >= 0 and saved_by == ["snapshot-default"]  # once, by the background save
+    saved = snapshots.load("default", after.memory.weights.context_window)
+    assert saved is not None and "sent_user" in saved[0] and saved[0]["addressed"] is not None
     assert state.index.speakers() == speakers
     assert [p.id for p in after.retrieve_memory(query).mid_term] == expected
-    after.memory._wait_for_snapshot("default")
-    assert state.snapshot_seq >= 0
 
     again = service_on(data_dir, snapshots=True)
     state = again.memory.state("default")

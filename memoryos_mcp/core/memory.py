@@ -302,6 +302,18 @@ class MemoryOS:
             time.sleep(0.01)
         logger.warning("an index snapshot of %s is still being written; deleting it anyway", user_id)
 
+    def _claim_snapshot(self, user_id: str, timeout_s: float = 60.0) -> bool:
+        """Mark the user's snapshot as being written by the caller, once no other save of it is running."""
+        give_up = time.monotonic() + timeout_s
+        while True:
+            with self._snapshot_guard:
+                if user_id not in self._snapshotting:
+                    self._snapshotting.add(user_id)
+                    return True
+            if time.monotonic() >= give_up:
+                return False
+            time.sleep(0.01)
+
     # ------------------------------------------------------------------ index snapshots
 
     def save_snapshot(self, state: UserState) -> bool:
@@ -323,10 +335,11 @@ class MemoryOS:
             state = self.states.peek(user)
             if state is None or len(state.index) < floor:
                 continue
-            with self._snapshot_guard:
-                if user in self._snapshotting:  # a background save of this user is under way
-                    continue
-                self._snapshotting.add(user)
+            # A background save of this user under way is waited for (a daemon thread: cut short if the
+            # process exits now); then whatever it did not cover is saved.
+            if not self._claim_snapshot(user):
+                logger.warning("an index snapshot of %s is still being written; not saving it again", user)
+                continue
             try:
                 written += self.save_snapshot(state)
             except OSError as exc:
@@ -339,7 +352,11 @@ class MemoryOS:
     def _loaded(self, state: UserState) -> None:
         # A snapshot of an earlier version was completed from its pages (~6 s at 100k pages): save it again
         # now, or every start of a process that only reads pays that again.
-        if state.index.restored_from_older and self.snapshots is not None:
+        if (
+            state.index.restored_from_older
+            and self.snapshots is not None
+            and len(state.index) >= self.snapshot_min_pages
+        ):
             self._snapshot_in_background(state)
 
     def _snapshot_in_background(self, state: UserState) -> None:

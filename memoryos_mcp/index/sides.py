@@ -40,6 +40,7 @@ def sides_from_counts(counts: Mapping[tuple[str, str], int], names: Iterable[str
 
 
 def named_side(query: str, sides: Mapping[str, str]) -> str | None:
-    """The one side the people a query names speak on; None when it names none, or people on both sides."""
+    """The one side the people a query names speak on (those in `sides`: a name without a clear side is not
+    counted); None when it names none of them, or people on both sides."""
     found = {side for name, side in sides.items() if re.search(rf"\b{re.escape(name)}\b", query)}
     return found.pop() if len(found) == 1 else None

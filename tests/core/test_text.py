@@ -17,6 +17,7 @@ def test_a_pages_sentences_are_the_users_then_the_agents_and_their_split_is_know
     assert page_sentences(page) == ["Hi!", "I went hiking.", "Where?", "Tell me more."]
     assert user_sentence_count(page, 4) == 2  # "Ok" is too short to be a sentence
     assert user_sentence_count(page, 1) == -1  # vectors of another split (or the page's own): unknown
+    assert user_sentence_count(page, 3) == -1 and user_sentence_count(page, 5) == -1
     assert user_sentence_count(_page("", "Sure, here it is."), 1) == 0
     many = _page(" ".join(f"Line {i}." for i in range(40)), "Fine.")
     assert len(page_sentences(many)) <= MAX_PAGE_SENTENCES  # grouped: a group may hold both sides

@@ -39,9 +39,23 @@ def _page(rng: random.Random, n: int, segments: list[str]) -> Page:
     words = rng.sample(WORDS, rng.randint(2, 9))
     vector = np.asarray([rng.gauss(0, 1) for _ in range(DIM)], dtype=np.float32)
     half = len(words) // 2 + 1
-    # Some pages address Ann (a participant speaking on the agent's side: BM25 treats her name as common),
-    # Cy (one on the user's side) or Bob (not often enough); sides say one or two sentences.
-    user_input = rng.choice(["", "", "", "Hey Ann! ", "Thanks, Bob. "]) + ". ".join(
+    # Some pages address Ann or Bob (participants on the agent's side: BM25 treats their names as common) or
+    # Cy (from both sides, near the 3:1 that puts him on the user's side: as pages come and go he has a
+    # side or not); sides say one or two sentences.
+    greetings = [
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "Hey Ann! ",
+        "Hey Ann! ",
+        "Thanks, Bob. ",
+        "Thanks, Bob. ",
+        "Hi Cy! ",
+    ]
+    user_input = rng.choice(greetings) + ". ".join(
         " ".join(part) for part in (words[:1], words[1:half]) if part
     )
     agent_response = rng.choice(["", "", "Thanks, Cy! "]) + " ".join(words[half:])
@@ -90,6 +104,8 @@ def _check(
     fresh = PageIndex(context_window=window)
     fresh.add(list(live.values()))
     assert len(index) == len(live) == len(fresh)
+    # Who speaks on which side is counted as pages come and go, as a fresh count gives it.
+    assert index._addressed == fresh._addressed and index.speakers() == fresh.speakers()
     assert [p.id for p in index.pages()] == [p.id for p in reference.pages]
     weights = RetrievalWeights(context_window=window)
     segments = _segments(segment_ids)
