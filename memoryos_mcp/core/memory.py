@@ -294,13 +294,10 @@ class MemoryOS:
         return report
 
     def _wait_for_snapshot(self, user_id: str, timeout_s: float = 30.0) -> None:
-        give_up = time.monotonic() + timeout_s
-        while time.monotonic() < give_up:
-            with self._snapshot_guard:
-                if user_id not in self._snapshotting:
-                    return
-            time.sleep(0.01)
-        logger.warning("an index snapshot of %s is still being written; deleting it anyway", user_id)
+        if self._claim_snapshot(user_id, timeout_s):
+            self._release_snapshot(user_id)
+        else:
+            logger.warning("an index snapshot of %s is still being written; deleting it anyway", user_id)
 
     def _claim_snapshot(self, user_id: str, timeout_s: float = 60.0) -> bool:
         """Mark the user's snapshot as being written by the caller, once no other save of it is running."""
@@ -313,6 +310,10 @@ class MemoryOS:
             if time.monotonic() >= give_up:
                 return False
             time.sleep(0.01)
+
+    def _release_snapshot(self, user_id: str) -> None:
+        with self._snapshot_guard:
+            self._snapshotting.discard(user_id)
 
     # ------------------------------------------------------------------ index snapshots
 
@@ -345,8 +346,7 @@ class MemoryOS:
             except OSError as exc:
                 logger.warning("could not save the index snapshot of %s: %s", user, exc)
             finally:
-                with self._snapshot_guard:
-                    self._snapshotting.discard(user)
+                self._release_snapshot(user)
         return written
 
     def _loaded(self, state: UserState) -> None:
@@ -360,10 +360,8 @@ class MemoryOS:
             self._snapshot_in_background(state)
 
     def _snapshot_in_background(self, state: UserState) -> None:
-        with self._snapshot_guard:
-            if state.user_id in self._snapshotting:
-                return
-            self._snapshotting.add(state.user_id)
+        if not self._claim_snapshot(state.user_id, timeout_s=0.0):  # one is being written already
+            return
 
         def run() -> None:
             try:
@@ -371,8 +369,7 @@ class MemoryOS:
             except Exception as exc:  # a cache: failing to save it only costs a slower start later
                 logger.warning("could not save the index snapshot of %s: %s", state.user_id, exc)
             finally:
-                with self._snapshot_guard:
-                    self._snapshotting.discard(state.user_id)
+                self._release_snapshot(state.user_id)
 
         threading.Thread(target=run, name=f"snapshot-{state.user_id}", daemon=True).start()
 

@@ -56,16 +56,15 @@ class StateRegistry:
         with lock:  # one load or replay per user at a time; the others then find it done
             with self._guard:
                 state = self._states.get(user_id)
-            loaded = state is None
+            loaded = state is None  # whole: not found, or too far behind to replay (refresh reloads it)
             if state is None:
                 state = self.loader.load(user_id)
-                self.loads += 1
             elif not is_current(state, version):
                 refreshed = self.loader.refresh(state, version)
-                self.replays += refreshed is state
-                self.loads += refreshed is not state
                 loaded = refreshed is not state
+                self.replays += not loaded
                 state = refreshed
+            self.loads += loaded
             self._keep(state)
             if loaded and self.on_load is not None:
                 self.on_load(state)
