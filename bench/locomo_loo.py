@@ -270,6 +270,11 @@ def grid(name: str) -> list[Candidate]:
                 BASE,
                 RetrievalWeights(named_speaker=False),
             ),
+            Candidate(
+                "default - questions skipped for the best sentence",
+                BASE,
+                RetrievalWeights(skip_questions=False),
+            ),
         ]
     if name == "choices":
         out = [default]

@@ -98,7 +98,7 @@ def test_a_snapshot_of_an_earlier_version_is_read_and_saved_again(tmp_path: Path
     assert snapshots is not None
     path = snapshots.path("default")  # as an earlier version wrote it
     with np.load(path) as data:
-        arrays = {name: data[name] for name in data.files if name != "sent_user"}
+        arrays = {name: data[name] for name in data.files if name not in ("sent_user", "sent_ask")}
     header = json.loads(arrays["header"].tobytes().decode())
     del header["addressed"]
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
@@ -124,7 +124,12 @@ def test_a_snapshot_of_an_earlier_version_is_read_and_saved_again(tmp_path: Path
     after.memory.save_snapshots(min_pages=1000)
     assert state.snapshot_seq >= 0 and saved_by == ["snapshot-default"]  # once, by the background save
     saved = snapshots.load("default", after.memory.weights.context_window)
-    assert saved is not None and "sent_user" in saved[0] and saved[0]["addressed"] is not None
+    assert (
+        saved is not None
+        and "sent_user" in saved[0]
+        and "sent_ask" in saved[0]
+        and saved[0]["addressed"] is not None
+    )
     assert state.index.speakers() == speakers
     assert [p.id for p in after.retrieve_memory(query).mid_term] == expected
 

@@ -30,11 +30,12 @@ _ARRAYS = (
     "term_cnt", "term_buf", "tf_buf", "order", "post_ptr", "post_slots", "post_tf", "page_blob", "page_offsets",
 )  # fmt: skip
 _LISTS = ("ids", "vocab", "segments")
-# Optional arrays: the int8 screen of a large index (index/screen.py) and which of each page's sentences are
-# the user's (absent in snapshots of earlier versions). Both are derived again on restore when absent.
+# Optional arrays: the int8 screen of a large index (index/screen.py); which of each page's sentences are the
+# user's and which are questions (absent in snapshots of earlier versions). All are derived again on restore
+# when absent.
 _OPTIONAL = (
     "screen_codes", "screen_scale", "screen_offset", "screen_first", "screen_second", "screen_centre",
-    "screen_bounds", "sent_user",
+    "screen_bounds", "sent_user", "sent_ask",
 )  # fmt: skip
 
 

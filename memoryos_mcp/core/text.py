@@ -79,15 +79,20 @@ def page_sentences(page: Page) -> list[str]:
     return [" ".join(parts[i : i + size]) for i in range(0, len(parts), size)]
 
 
-def user_sentence_count(page: Page, vectors: int) -> int:
-    """How many of a page's `vectors` sentence vectors (the first ones) are the user's: -1 when that is not
-    known — sentences joined in groups that may span both sides, or vectors that do not match this
-    version's split (a page stored before sentences were embedded has its own vector as its one sentence:
-    that is right only when its text is one sentence)."""
+def is_question(sentence: str) -> bool:
+    """A sentence that asks ("Do you paint?", "Really?!"): it states nothing to be recalled."""
+    return sentence.rstrip(" \"')]\u201d\u2019!").endswith("?")
+
+
+def sentence_layout(page: Page, vectors: int) -> tuple[int, int]:
+    """How a page's `vectors` sentence vectors divide: (how many, the first ones, are the user's; a bit mask
+    of those that are questions, bit i for the i-th). (-1, 0) when that is not known — sentences joined in
+    groups that may span both sides, or vectors that do not match this version's split (a page stored before
+    sentences were embedded has its own vector as its one sentence: right only when its text is one sentence)."""
     user, agent = sentences_by_side(page)
     if len(user) + len(agent) > MAX_PAGE_SENTENCES or vectors != len(user) + len(agent):
-        return -1
-    return len(user)
+        return -1, 0
+    return len(user), sum(1 << i for i, sentence in enumerate(user + agent) if is_question(sentence))
 
 
 def extractive_summary(texts: Iterable[str], max_sentences: int = 3, max_chars: int = 400) -> str:

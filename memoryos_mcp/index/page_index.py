@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from memoryos_mcp.core.models import Page, Segment, SentenceVectors
-from memoryos_mcp.core.text import exchange_text, page_text, user_sentence_count
+from memoryos_mcp.core.text import exchange_text, page_text, sentence_layout
 from memoryos_mcp.index.context_postings import ContextPostings
 from memoryos_mcp.index.cues import (
     asks_about_time,
@@ -84,6 +84,9 @@ class RetrievalWeights:
     # When the query names people who all speak on one side (index/sides.py), a page's best sentence is its
     # best among that side's sentences (all of them where that side said nothing, or the split is unknown).
     named_speaker: bool = True
+    # A page's best sentence is among those that do not ask (a question states nothing to be recalled:
+    # "What gave you the idea to paint it?" is not what someone painted), unless all of them ask.
+    skip_questions: bool = True
 
 
 def parse_epoch(timestamp: str) -> float:
@@ -240,6 +243,8 @@ class PageIndex:
         self._sent_cnt = np.zeros(0, dtype=np.int32)
         # How many of a slot's sentences (the first ones) are the user's; -1: not known.
         self._sent_user = np.zeros(0, dtype=np.int32)
+        # Which of a slot's sentences are questions: bit i for its i-th (at most MAX_PAGE_SENTENCES); 0: none known.
+        self._sent_ask = np.zeros(0, dtype=np.uint32)
         self._added_at = np.zeros(0, dtype=np.int64)
         self._epoch = np.zeros(0, dtype=np.float64)
         self._dates = np.zeros((0, 3), dtype=np.int32)
@@ -369,7 +374,7 @@ class PageIndex:
             self._added_at, self._epoch, self._dates, self._time, self._seg, self._alive, self._textlen,
             self._len_own, self._len_ctx, self._norm, self._nbrs, self._term_off, self._term_cnt,
             self._term_buf, self._tf_buf, self._lazy_offsets, self._sent_scale, self._sent_off, self._sent_cnt,
-            self._sent_user,
+            self._sent_user, self._sent_ask,
         )  # fmt: skip
         per_page = 600  # the Page record, its id in two maps and the order keys
         pages = per_page * len(self._pages) + self._text_bytes + len(self._lazy_blob)
@@ -456,7 +461,7 @@ class PageIndex:
         self._emb.set(slot, np.asarray(page.embedding, dtype=np.float32))
         # A page stored before sentences were embedded (or of one sentence) is its own only sentence.
         self._store_sentences(slot, page.sentences or SentenceVectors.quantize(page.embedding))
-        self._sent_user[slot] = user_sentence_count(page, int(self._sent_cnt[slot]))
+        self._sent_user[slot], self._sent_ask[slot] = sentence_layout(page, int(self._sent_cnt[slot]))
         self._added_at[slot] = page.added_at
         self._epoch[slot] = parse_epoch(page.timestamp)
         self._dates[slot] = calendar_date(page.timestamp)
@@ -535,10 +540,16 @@ class PageIndex:
         return _runs(self._sent_off[slots], self._sent_cnt[slots])
 
     def _best_sentences(
-        self, slots: np.ndarray, query_embedding: np.ndarray, side: str | None = None
+        self,
+        slots: np.ndarray,
+        query_embedding: np.ndarray,
+        side: str | None = None,
+        *,
+        skip_questions: bool = False,
     ) -> np.ndarray:
         """Per slot, the cosine of its best sentence with the query (every slot has at least one); with a
-        `side`, its best among that side's sentences where it has any and their split is known."""
+        `side`, its best among that side's sentences where it has any and their split is known; with
+        `skip_questions`, its best among those that are not questions, where any of them is not."""
         offsets, counts = self._sent_off[slots], self._sent_cnt[slots]
         if side is not None:
             user = self._sent_user[slots].astype(np.int64)
@@ -548,7 +559,16 @@ class PageIndex:
         rows, starts = _runs(offsets, counts)
         query = np.asarray(query_embedding, dtype=np.float32)
         dots = np.einsum("ij,j->i", self._sent.take(rows).astype(np.float32), query) * self._sent_scale[rows]
-        return np.maximum.reduceat(dots, starts).astype(np.float64)
+        best = np.maximum.reduceat(dots, starts)
+        asks = self._sent_ask[slots].astype(np.int64)
+        if skip_questions and asks.any():
+            within = rows - np.repeat(
+                self._sent_off[slots], counts
+            )  # each row's place among its page's sentences
+            asked = (np.repeat(asks, counts) >> within) & 1
+            stated = np.maximum.reduceat(np.where(asked == 1, -np.inf, dots), starts)
+            best = np.where(np.isfinite(stated), stated, best)
+        return best.astype(np.float64)
 
     def _store_terms(self, slot: int, ids: np.ndarray, counts: np.ndarray) -> None:
         end = self._term_used + len(ids)
@@ -590,7 +610,7 @@ class PageIndex:
         self._nbrs = grow(self._nbrs, -1)
         self._term_off, self._term_cnt = grow(self._term_off), grow(self._term_cnt)
         self._sent_off, self._sent_cnt = grow(self._sent_off), grow(self._sent_cnt)
-        self._sent_user = grow(self._sent_user, -1)
+        self._sent_user, self._sent_ask = grow(self._sent_user, -1), grow(self._sent_ask)
 
     def _around(self, slots: Iterable[int], *, include_self: bool) -> list[int]:
         """Slots within the context window of these (live) slots in conversation order."""
@@ -724,6 +744,7 @@ class PageIndex:
         self._sent, self._sent_scale = sentences, self._sent_scale[sentence_rows]
         self._sent_used = len(sentence_rows)
         self._sent_off, self._sent_cnt, self._sent_user = starts, self._sent_cnt[live], self._sent_user[live]
+        self._sent_ask = self._sent_ask[live]
         self._textlen = self._textlen[live]
         self._lazy_blob, self._lazy_offsets = b"", np.zeros(1, dtype=np.int64)
         self._added_at, self._epoch = self._added_at[live], self._epoch[live]
@@ -789,6 +810,7 @@ class PageIndex:
             "sent_codes": self._sent.take(sentence_rows),
             "sent_scale": self._sent_scale[sentence_rows],
             "sent_user": self._sent_user[live],
+            "sent_ask": self._sent_ask[live],
             "added_at": self._added_at[live],
             "epoch": self._epoch[live],
             "dates": self._dates[live],
@@ -887,15 +909,14 @@ class PageIndex:
             index._vocatives = Counter({str(k): int(v) for k, v in dict(data["vocatives"]).items()})
             index._introduced = Counter({str(k): int(v) for k, v in dict(data["introduced"]).items()})
             index._addressed = Counter({(str(a), str(b)): int(c) for a, b, c in data["addressed"]})
-        sent_user = data.get("sent_user")
-        if sent_user is not None and len(sent_user) == n:
+        sent_user, sent_ask = data.get("sent_user"), data.get("sent_ask")
+        if sent_user is not None and sent_ask is not None and len(sent_user) == len(sent_ask) == n:
             index._sent_user = np.asarray(sent_user, dtype=np.int32)
-        else:  # a snapshot from before sides were told apart: split the pages' sentences once
-            index._sent_user = np.fromiter(
-                (user_sentence_count(index._page(s), int(index._sent_cnt[s])) for s in range(n)),
-                dtype=np.int32,
-                count=n,
-            )
+            index._sent_ask = np.asarray(sent_ask, dtype=np.uint32)
+        else:  # a snapshot from before sides or questions were told apart: split the pages' sentences once
+            layouts = [sentence_layout(index._page(s), int(index._sent_cnt[s])) for s in range(n)]
+            index._sent_user = np.fromiter((u for u, _ in layouts), dtype=np.int32, count=n)
+            index._sent_ask = np.fromiter((a for _, a in layouts), dtype=np.uint32, count=n)
             index.restored_from_older = True
         if "screen_codes" in data and n >= screen_from:
             try:
@@ -1148,7 +1169,9 @@ class PageIndex:
         self._refine(scored, top)  # fewer candidates than k: they are all returned
         final = scores[top]
         if by_sentence and len(top) > 1:
-            final = final + weights.sentence * zscore(self._best_sentences(top, query_embedding, side))
+            final = final + weights.sentence * zscore(
+                self._best_sentences(top, query_embedding, side, skip_questions=weights.skip_questions)
+            )
             order = np.argsort(-final, kind="stable")[:top_k]
             top, final = top[order], final[order]
         hits = []

@@ -3,8 +3,9 @@ from memoryos_mcp.core.text import (
     MAX_PAGE_SENTENCES,
     extract_keywords,
     extractive_summary,
+    is_question,
     page_sentences,
-    user_sentence_count,
+    sentence_layout,
 )
 
 
@@ -15,13 +16,21 @@ def _page(user_input: str, agent_response: str) -> Page:
 def test_a_pages_sentences_are_the_users_then_the_agents_and_their_split_is_known() -> None:
     page = _page("Hi! I went hiking. Ok", "Where?\nTell me more.")
     assert page_sentences(page) == ["Hi!", "I went hiking.", "Where?", "Tell me more."]
-    assert user_sentence_count(page, 4) == 2  # "Ok" is too short to be a sentence
-    assert user_sentence_count(page, 1) == -1  # vectors of another split (or the page's own): unknown
-    assert user_sentence_count(page, 3) == -1 and user_sentence_count(page, 5) == -1
-    assert user_sentence_count(_page("", "Sure, here it is."), 1) == 0
-    many = _page(" ".join(f"Line {i}." for i in range(40)), "Fine.")
+    assert sentence_layout(page, 4) == (2, 0b0100)  # "Ok" is too short to be a sentence; "Where?" asks
+    assert sentence_layout(page, 1) == (-1, 0)  # vectors of another split (or the page's own): unknown
+    assert sentence_layout(page, 3) == (-1, 0) and sentence_layout(page, 5) == (-1, 0)
+    assert sentence_layout(_page("", "Sure, here it is."), 1) == (0, 0)
+    assert sentence_layout(_page("You did? Wow!", "Did I what?!"), 3) == (2, 0b101)
+    many = _page(" ".join(f"Line {i}?" for i in range(40)), "Fine.")
     assert len(page_sentences(many)) <= MAX_PAGE_SENTENCES  # grouped: a group may hold both sides
-    assert user_sentence_count(many, len(page_sentences(many))) == -1
+    assert sentence_layout(many, len(page_sentences(many))) == (-1, 0)
+
+
+def test_a_question_is_a_sentence_that_asks() -> None:
+    for asks in ("Do you paint?", "Really?!", 'He said "why?"', "(what is that?)", "Isn't it? "):
+        assert is_question(asks), asks
+    for states in ("I paint.", "Wow!", "Why? Because I can.", "(image description: a cake)", "A ? B"):
+        assert not is_question(states), states
 
 
 def test_keywords_skip_stop_words_and_rank_by_frequency() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from memoryos_mcp.core.models import Page, Segment, SentenceVectors
-from memoryos_mcp.core.text import exchange_text, page_text, user_sentence_count
+from memoryos_mcp.core.text import exchange_text, is_question, page_sentences, page_text, sentences_by_side
 from memoryos_mcp.index.cues import asks_about_time, date_cues, mentions_time, self_names, vocatives
 from memoryos_mcp.index.page_index import (
     CONTEXT_GAP_S,
@@ -175,9 +175,16 @@ class ReferenceIndex:
             page = self.pages[i]
             sentences = page.sentences or SentenceVectors.quantize(page.embedding)
             cosines = sentences.vectors() @ query_vector
-            user = user_sentence_count(page, len(cosines))
-            own = {USER: cosines[:user], AGENT: cosines[user:]}.get(side, cosines) if user >= 0 else cosines
-            best.append(float((own if len(own) else cosines).max()))
+            users, agents = sentences_by_side(page)
+            texts = users + agents
+            if page_sentences(page) != texts or len(texts) != len(cosines):  # grouped, or another split
+                best.append(float(cosines.max()))
+                continue
+            every = list(range(len(texts)))
+            own = {USER: every[: len(users)], AGENT: every[len(users) :]}.get(side, every) or every
+            if weights.skip_questions:
+                own = [i for i in own if not is_question(texts[i])] or own
+            best.append(float(max(cosines[i] for i in own)))
         mixed = [page_scores[i] for i in top]
         if len(top) > 1:
             mixed = list(np.asarray(mixed) + weights.sentence * zscore(np.asarray(best)))

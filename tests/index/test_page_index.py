@@ -41,7 +41,8 @@ def _page(rng: random.Random, n: int, segments: list[str]) -> Page:
     half = len(words) // 2 + 1
     # Some pages address Ann or Bob (participants on the agent's side: BM25 treats their names as common) or
     # Cy (from both sides, near the 3:1 that puts him on the user's side: as pages come and go he has a
-    # side or not); sides say one or two sentences.
+    # side or not); sides say one or two sentences, some of them questions (a page's best sentence is among
+    # those that do not ask, where any does not).
     greetings = [
         "",
         "",
@@ -55,10 +56,10 @@ def _page(rng: random.Random, n: int, segments: list[str]) -> Page:
         "Thanks, Bob. ",
         "Hi Cy! ",
     ]
-    user_input = rng.choice(greetings) + ". ".join(
+    user_input = rng.choice(greetings) + rng.choice([". ", ". ", "? "]).join(
         " ".join(part) for part in (words[:1], words[1:half]) if part
     )
-    agent_response = rng.choice(["", "", "Thanks, Cy! "]) + " ".join(words[half:])
+    agent_response = rng.choice(["", "", "Thanks, Cy! "]) + " ".join(words[half:]) + rng.choice(["", "", "?"])
     page = Page(
         id=f"p{n}",
         user_id="u",
@@ -106,6 +107,14 @@ def _check(
     assert len(index) == len(live) == len(fresh)
     # Who speaks on which side is counted as pages come and go, as a fresh count gives it.
     assert index._addressed == fresh._addressed and index.speakers() == fresh.speakers()
+
+    # Which of each page's sentences are the user's and which ask stay with the page through compaction.
+    def layout(ix: PageIndex) -> dict[str, tuple[int, int]]:
+        return {
+            pid: (int(ix._sent_user[ix._slot_of[pid]]), int(ix._sent_ask[ix._slot_of[pid]])) for pid in live
+        }
+
+    assert layout(index) == layout(fresh)
     assert [p.id for p in index.pages()] == [p.id for p in reference.pages]
     weights = RetrievalWeights(context_window=window)
     segments = _segments(segment_ids)
@@ -227,9 +236,13 @@ def test_an_exported_and_restored_index_ranks_the_same_and_keeps_changing_correc
     index.add(pages)
     live = {p.id: p for p in pages}
     _remove_some(index, live, rng, 15)  # dead slots: the export must leave them out
-    older = pack_snapshot(index.export())
-    del older["sent_user"], older["addressed"]  # written before sides were told apart: read from the pages
-    _check(PageIndex.restore(older), live, rng, segment_ids, 1)
+    for missing in (("sent_user", "sent_ask", "addressed"), ("sent_ask",)):
+        older = pack_snapshot(index.export())  # written before sides (or questions) were told apart
+        for name in missing:
+            del older[name]
+        completed = PageIndex.restore(older)  # from the pages
+        assert completed.restored_from_older
+        _check(completed, live, rng, segment_ids, 1)
     restored = PageIndex.restore(pack_snapshot(index.export()))
     _check(restored, live, rng, segment_ids, 1)
     more = [_page(rng, 200 + i, segment_ids) for i in range(12)]
@@ -314,3 +327,29 @@ def test_a_question_about_one_speaker_is_answered_by_what_they_said() -> None:
     silent.sentences = SentenceVectors.quantize(topic[None, :])
     index.add([silent])
     assert index._best_sentences(np.asarray([index._slot_of["v12"]]), topic, AGENT)[0] > 0.9
+
+
+def test_a_question_does_not_answer_what_it_asks() -> None:
+    """Two pages hold a sentence about painting sunsets, one asking it, one stating it: the statement ranks
+    first (a page's best sentence is among those that do not ask); a page of questions only keeps its best."""
+    topic, other = np.eye(DIM, dtype=np.float32)[:2]
+
+    def page(n: int, user_says: str, agent_says: str, *vectors: np.ndarray) -> Page:
+        result = _said(n, user_says, agent_says)
+        result.sentences = SentenceVectors.quantize(np.stack(vectors))
+        return result
+
+    asks = page(0, "Do you love painting sunsets?", "Not really.", topic, other)
+    states = page(1, "Tell me.", "I love painting sunsets.", other, topic)
+    index = PageIndex()
+    index.add([asks, states])
+    segment = _segments(["s"])
+    query = "Who loves to paint sunsets?"
+    for skip, first in ((True, "v1"), (False, "v0")):  # without the rule: a tie, kept in page order
+        weights = RetrievalWeights(skip_questions=skip)
+        _, hits = index.rank(query, topic, segment, [1.0], top_m=1, top_k=2, weights=weights)
+        assert hits[0][0].id == first
+    only = page(2, "Painting sunsets?", "Why?", topic, other)
+    index.add([only])
+    best = index._best_sentences(np.asarray([index._slot_of["v2"]]), topic, skip_questions=True)
+    assert best[0] > 0.9
