@@ -562,9 +562,8 @@ class PageIndex:
         best = np.maximum.reduceat(dots, starts)
         asks = self._sent_ask[slots].astype(np.int64)
         if skip_questions and asks.any():
-            within = rows - np.repeat(
-                self._sent_off[slots], counts
-            )  # each row's place among its page's sentences
+            # Each row's place among its page's sentences: its bit in the page's mask.
+            within = rows - np.repeat(self._sent_off[slots], counts)
             asked = (np.repeat(asks, counts) >> within) & 1
             stated = np.maximum.reduceat(np.where(asked == 1, -np.inf, dots), starts)
             best = np.where(np.isfinite(stated), stated, best)
