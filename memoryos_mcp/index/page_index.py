@@ -560,8 +560,8 @@ class PageIndex:
         query = np.asarray(query_embedding, dtype=np.float32)
         dots = np.einsum("ij,j->i", self._sent.take(rows).astype(np.float32), query) * self._sent_scale[rows]
         best = np.maximum.reduceat(dots, starts)
-        asks = self._sent_ask[slots].astype(np.int64)
-        if skip_questions and asks.any():
+        asks = self._sent_ask[slots].astype(np.int64) if skip_questions else None
+        if asks is not None and asks.any():
             # Each row's place among its page's sentences: its bit in the page's mask.
             within = rows - np.repeat(self._sent_off[slots], counts)
             asked = (np.repeat(asks, counts) >> within) & 1
