@@ -189,6 +189,11 @@ class MemoryService:
             embedder = make_embedder(
                 settings.embedding_model, settings.embedding_device, settings.embedding_backend
             )
+        # The int8 screen's kernel is chosen now, once per process (checked against exact products: integer
+        # kernels differ between CPUs); with -v the log names it and why.
+        from memoryos_mcp.index.screen import dot_kernel
+
+        dot_kernel()
         return cls(settings, store, embedder, make_analyzer(settings), make_snapshots(settings))
 
     def _lock(self, user_id: str, kind: str) -> threading.Lock:

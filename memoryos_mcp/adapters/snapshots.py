@@ -34,8 +34,8 @@ _LISTS = ("ids", "vocab", "segments")
 # user's and which are questions (absent in snapshots of earlier versions). All are derived again on restore
 # when absent.
 _OPTIONAL = (
-    "screen_codes", "screen_scale", "screen_offset", "screen_first", "screen_second", "screen_centre",
-    "screen_bounds", "sent_user", "sent_ask",
+    "screen_codes", "screen_scale", "screen_colsum", "screen_first", "screen_second", "screen_centre",
+    "screen_limits", "sent_user", "sent_ask",
 )  # fmt: skip
 
 

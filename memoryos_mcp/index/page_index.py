@@ -40,7 +40,7 @@ from memoryos_mcp.index.cues import (
     self_names,
     vocatives,
 )
-from memoryos_mcp.index.screen import DenseScreen
+from memoryos_mcp.index.screen import DenseScreen, Dots
 from memoryos_mcp.index.sides import AGENT, addressed, named_side, sides_from_counts
 from memoryos_mcp.index.terms import FLAT_SPREAD, index_terms, zscore, zscore_in_place
 
@@ -227,9 +227,12 @@ class PageIndex:
     Pages are ordered by (added_at, id). Not thread-safe: the owner serialises changes and queries.
     """
 
-    def __init__(self, context_window: int = 1, screen_from: int = SCREEN_FROM) -> None:
+    def __init__(
+        self, context_window: int = 1, screen_from: int = SCREEN_FROM, screen_dots: Dots | None = None
+    ) -> None:
         self.context_window = context_window
         self.screen_from = screen_from
+        self.screen_dots = screen_dots  # the screen's integer kernel; None: the one chosen for this CPU
         self._screen: DenseScreen | None = None  # present while the index holds screen_from pages or more
         self._width = 2 * context_window
         self._n = 0  # slots used (live and dead)
@@ -719,7 +722,7 @@ class PageIndex:
             chunk = live[start : start + 8192]
             vectors = self._context_vectors(chunk)
             if screen is None:
-                screen = DenseScreen(self._dim, centre=vectors.mean(axis=0))
+                screen = DenseScreen(self._dim, centre=vectors.mean(axis=0), dots=self.screen_dots)
                 screen.reserve(len(self._alive))
             screen.put(chunk, vectors)
         self._screen = screen
@@ -836,10 +839,12 @@ class PageIndex:
         }
 
     @classmethod
-    def restore(cls, data: dict[str, Any], screen_from: int = SCREEN_FROM) -> PageIndex:
+    def restore(
+        cls, data: dict[str, Any], screen_from: int = SCREEN_FROM, screen_dots: Dots | None = None
+    ) -> PageIndex:
         """An index from what pack_snapshot() made (read back from a snapshot). Page records stay encoded
         until a page is read; postings and conversation order come ready-made."""
-        index = cls(int(data["context_window"]), screen_from)
+        index = cls(int(data["context_window"]), screen_from, screen_dots)
         ids: list[str] = list(data["ids"])
         n = len(ids)
         index._n, index._dim = n, int(data["dim"])
@@ -917,9 +922,13 @@ class PageIndex:
             index._sent_user = np.fromiter((u for u, _ in layouts), dtype=np.int32, count=n)
             index._sent_ask = np.fromiter((a for _, a in layouts), dtype=np.uint32, count=n)
             index.restored_from_older = True
-        if "screen_codes" in data and n >= screen_from:
+        if "screen_codes" in data and "screen_limits" not in data and n >= screen_from:
+            # A screen of an earlier version: its query was quantized to 8 bits, with another bound. Built
+            # again (~0.5 s at 100k pages), and the snapshot saved again.
+            index.restored_from_older = True
+        elif "screen_codes" in data and n >= screen_from:
             try:
-                screen = DenseScreen.restore(data)
+                screen = DenseScreen.restore(data, dots=screen_dots)
                 if screen.dim != index._dim or len(screen.scale) != n:
                     raise ValueError(f"a screen of {len(screen.scale)} x {screen.dim} for {n} x {index._dim}")
                 index._screen = screen

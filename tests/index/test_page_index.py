@@ -11,6 +11,7 @@ import pytest
 from memoryos_mcp.core.models import Page, Segment, SentenceVectors
 from memoryos_mcp.core.text import page_sentences
 from memoryos_mcp.index.page_index import SCREEN_FROM, PageIndex, RetrievalWeights, pack_snapshot
+from memoryos_mcp.index.screen import Dots, numpy_dots
 from memoryos_mcp.index.sides import AGENT, USER
 from tests.index.reference import ReferenceIndex
 
@@ -144,12 +145,19 @@ def _check(
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("window", [1, 2])
-@pytest.mark.parametrize("screen_from", [SCREEN_FROM, 0], ids=["exact", "screened"])
-def test_incremental_changes_rank_as_a_fresh_build(seed: int, window: int, screen_from: int) -> None:
-    """Screened (an int8 first pass, then exact scores where they matter) or not, ranking is the exact one."""
+@pytest.mark.parametrize(
+    ("screen_from", "dots"),
+    [(SCREEN_FROM, None), (0, None), (0, numpy_dots)],
+    ids=["exact", "screened", "screened-numpy"],
+)
+def test_incremental_changes_rank_as_a_fresh_build(
+    seed: int, window: int, screen_from: int, dots: Dots | None
+) -> None:
+    """Screened (an int8 first pass, then exact scores where they matter; on this CPU's kernel or the exact
+    numpy fallback) or not, ranking is the exact one."""
     rng = random.Random(seed)
     segment_ids = [f"s{i}" for i in range(6)]
-    index = PageIndex(context_window=window, screen_from=screen_from)
+    index = PageIndex(context_window=window, screen_from=screen_from, screen_dots=dots)
     live: dict[str, Page] = {}
     n = 0
     for step in range(40):
