@@ -1,31 +1,40 @@
-"""Sentence vectors for pages stored before they were embedded: `memoryos-mcp embed-sentences`.
+"""Sentence vectors filled in after their pages: the server's background worker, and `memoryos-mcp
+embed-sentences` for pages stored by older versions.
 
-Retrieval re-orders its best pages by their best sentence (index/page_index.py). A page stored by an older
-version has no sentence vectors: it ranks with its own vector as its one sentence, which is what it had
-before, and this command gives it real ones. Pages are read per group of segments (under the user's write
-lease, taken per group), their sentences embedded in batches and written to the page records alone; each
-batch is logged right after it is written as one change (its pages out of the index and back in), so every
-server process's cached index — and the next snapshot — takes the new vectors. Safe to stop and run again:
-a page that has its vectors is not embedded twice; a process killed between a write and its log entry
-leaves at most one batch unseen by other processes' cached indexes until they reload the user.
+Retrieval re-orders its best pages by their best sentence (index/page_index.py), and embedding a page's
+sentences costs ~2.5 times embedding the page. So a bulk import embeds each page's exchange only: the page
+is retrievable at once, ranking with its own vector as its one sentence (as pages of older versions do), and
+the store marks it as waiting for its sentences. `SentenceBackfill` fills them in while the server runs: at
+low priority, a batch of pages at a time, each call to the model a few texts long and made only while no
+tool call is running, each batch stored by one short write (MemoryOS.put_sentences: logged, so every
+process's index takes the vectors). The marks are in the store, so a restart goes on where it stopped.
+
+`embed_missing_sentences` does the same for pages an older version stored without vectors (not marked):
+it reads every page of a user, per group of segments. Both are safe to stop and run again: a page that has
+its vectors is not embedded twice; a process killed between a write and its log entry leaves at most one
+batch unseen by other processes' cached indexes until they reload the user.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from memoryos_mcp.core.memory import embed_pages
-from memoryos_mcp.core.models import Page
-from memoryos_mcp.core.protocols import Change
-from memoryos_mcp.core.state import UserState
-from memoryos_mcp.errors import StorageError
-from memoryos_mcp.portable import discard_snapshot
-from memoryos_mcp.service import MemoryService
+from memoryos_mcp.core.memory import embed_sentences
+from memoryos_mcp.errors import MemoryOSError
 
-SEGMENTS_PER_READ = 50  # segments whose pages are read, embedded and logged together (a few hundred pages)
-EMBED_BATCH = 256  # pages per call to the embedding model
+if TYPE_CHECKING:
+    from memoryos_mcp.service import MemoryService
+
+logger = logging.getLogger(__name__)
+
+SEGMENTS_PER_READ = 50  # segments whose pages embed-sentences reads together (a few hundred pages)
+EMBED_BATCH = 256  # pages per call to the embedding model, and per write, of embed-sentences
 
 
 @dataclass
@@ -52,73 +61,126 @@ def embed_missing_sentences(
     `progress(n)`: n more pages looked at."""
     report = BackfillReport()
     started = time.monotonic()
+    tick = progress or (lambda n: None)
+    store = service.store
     for user_id in user_ids:
         report.users.append(user_id)
-        _user(service, user_id, report, progress or (lambda n: None))
+        if store.read_version(user_id).seq == 0:  # no memory here
+            continue
+        segment_ids = [s.id for s in store.list_segments(user_id, include_archived=True)]
+        groups = [
+            segment_ids[start : start + SEGMENTS_PER_READ]
+            for start in range(0, len(segment_ids), SEGMENTS_PER_READ)
+        ]
+        for group in [None, *groups]:  # None: short-term memory
+            pages = (
+                store.list_stm_pages(user_id) if group is None else store.pages_of_segments(user_id, group)
+            )
+            usable = [p for p in pages if p.embedding is not None]
+            todo = [p for p in usable if p.sentences is None]
+            report.present += len(usable) - len(todo)
+            tick(len(pages) - len(todo))
+            for start in range(0, len(todo), EMBED_BATCH):
+                batch = todo[start : start + EMBED_BATCH]
+                embed_sentences(service.memory.embedder, batch)
+                service.put_sentences(user_id, batch)
+                report.embedded += len(batch)
+                tick(len(batch))
     report.seconds = time.monotonic() - started
     return report
 
 
-def _user(
-    service: MemoryService, user_id: str, report: BackfillReport, progress: Callable[[int], None]
-) -> None:
-    store, memory = service.store, service.memory
-    segment_ids = [s.id for s in store.list_segments(user_id, include_archived=True)]
-    groups: list[tuple[str, list[str]]] = [("short_term", [])]
-    groups += [
-        ("mid_term", segment_ids[start : start + SEGMENTS_PER_READ])
-        for start in range(0, len(segment_ids), SEGMENTS_PER_READ)
-    ]
+class SentenceBackfill:
+    """Fills in, in the background, the sentence vectors of pages stored without them (a bulk import's).
+
+    `batch`: pages read, embedded and stored together; `chunk`: texts per call to the model — a tool call that
+    needs the model meanwhile waits for at most one such call (~40 ms for 8 sentences on 2 cores).
+    `poll_s`: how often a store other processes write (a Chroma server) is looked at again once nothing
+    waits; an embedded store changes only through this process, which wakes the worker (notify()).
+    """
+
+    def __init__(
+        self, service: MemoryService, *, batch: int = 32, chunk: int = 8, poll_s: float = 60.0
+    ) -> None:
+        self.service = service
+        self.batch = batch
+        self.chunk = chunk
+        self.poll_s = poll_s
+        self.filled = 0  # pages given their vectors since start
+        self.idle = threading.Event()  # set while nothing is being filled in (waiting to be woken)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SentenceBackfill:
+        self._wake.set()  # the first pass looks at every user
+        self._thread = threading.Thread(target=self._run, name="sentence-backfill", daemon=True)
+        self._thread.start()
+        return self
+
+    def notify(self) -> None:
+        """Pages may wait now (something stored pages without their sentences): look again."""
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop after the model call or write under way (nothing is lost: the rest still waits)."""
+        self._stop.set()
+        self._wake.set()
+        self.service.foreground.release_waiters()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        _lower_priority()
+        while not self._stop.is_set():
+            if not self._wake.is_set():
+                self.idle.set()
+                self._wake.wait(self.poll_s if self.service.store.shared else None)
+            self.idle.clear()
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                for user_id in self.service.store.user_ids():
+                    self._user(user_id)
+                    if self._stop.is_set():
+                        return
+            except Exception as exc:  # the store went away, say: nothing is lost, the pages still wait
+                logger.warning("sentence backfill paused: %s", exc)
+                self._stop.wait(5.0)
+                self._wake.set()
+
+    def _user(self, user_id: str) -> None:
+        store, quiet = self.service.store, self._wait_quiet
+        while not self._stop.is_set():
+            quiet()
+            pages = store.waiting_for_sentences(user_id, self.batch)
+            if not pages:
+                return
+            embed_sentences(self.service.memory.embedder, pages, at_most=self.chunk, before_each=quiet)
+            if self._stop.is_set():
+                return
+            quiet()
+            try:
+                written = self.service.put_sentences(user_id, pages, foreground=False)
+            except MemoryOSError as exc:  # a lost lease, a store error: this user is tried again later
+                logger.warning("could not store sentence vectors of %s: %s", user_id, exc)
+                return
+            self.filled += written
+            if written < len(pages):  # some were forgotten meanwhile, or read from a stale state
+                return  # (the next pass takes them again, never this loop)
+
+    def _wait_quiet(self) -> None:
+        self.service.foreground.wait_quiet(self._stop)
+
+
+def _lower_priority() -> None:
+    """Nice this thread (Linux threads have their own priority); elsewhere a no-op."""
     try:
-        for tier, chunk in groups:
-            # The user's write lease per group, as an add takes it: adds of running servers wait seconds,
-            # not the whole backfill.
-            with memory._writing(user_id) as state:
-                if state.seq == 0:  # no memory here
-                    return
-                pages = (
-                    store.list_stm_pages(user_id)
-                    if tier == "short_term"
-                    else store.pages_of_segments(user_id, chunk)
-                )
-                _embed_group(service, user_id, tier, pages, state, report, progress)
-    finally:
-        memory.states.drop(user_id)  # its cached index holds the old vectors: read it again
-
-
-def _embed_group(
-    service: MemoryService,
-    user_id: str,
-    tier: str,
-    pages: list[Page],
-    state: UserState,
-    report: BackfillReport,
-    progress: Callable[[int], None],
-) -> None:
-    usable = [p for p in pages if p.embedding is not None]
-    todo = [p for p in usable if p.sentences is None]
-    report.present += len(usable) - len(todo)
-    progress(len(pages) - len(todo))
-    store, memory = service.store, service.memory
-    for start in range(0, len(todo), EMBED_BATCH):
-        batch = todo[start : start + EMBED_BATCH]
-        embed_pages(memory.embedder, batch, sentences_only=True)
-        if memory._lease_lost.get(user_id):
-            raise StorageError(f"lost the write lease of user {user_id!r}; run embed-sentences again")
-        store.put_sentences(user_id, tier, batch)
-        # Logged right after each write: a process whose index holds these pages takes them out and reads
-        # them back (a re-run skips pages that have vectors, so a write must not go unlogged).
-        indexed = [p.id for p in batch if tier == "mid_term" and p.segment_id in state.segments]
-        version = store.read_version(user_id)
-        change = Change(
-            seq=version.seq + 1,
-            pages_removed=indexed,
-            pages_added=indexed,
-            epoch=version.epoch,
-            mid_term_pages=state.mid_term_pages,
-            archived_segments=state.archived_segments,
-        )
-        store.append_change(user_id, change, memory.owner)
-        discard_snapshot(service, user_id)
-        report.embedded += len(batch)
-        progress(len(batch))
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass

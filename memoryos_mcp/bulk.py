@@ -108,8 +108,12 @@ def import_lines(
     default_user: str,
     chunk_size: int = DEFAULT_CHUNK,
     progress: Callable[[int], None] | None = None,
+    sentences: bool = False,
 ) -> ImportReport:
-    """Import JSON Lines; `progress(n)` is told each time n more lines are done (stored, skipped or failed)."""
+    """Import JSON Lines; `progress(n)` is told each time n more lines are done (stored, skipped or failed).
+
+    Each page's exchange is embedded; its sentences too with `sentences`, else they wait for the server's
+    backfill (backfill.py): the import then runs at the rate the model embeds pages, ~2.5x faster."""
     report = ImportReport()
     started = time.monotonic()
     pending: dict[str, list[ImportLine]] = {}
@@ -136,7 +140,10 @@ def import_lines(
         chunk = pending.pop(user, [])
         if not chunk:
             return
-        previous, waiting = waiting, (user, len(chunk), embedding.submit(service.prepare_import, user, chunk))
+        previous, waiting = (
+            waiting,
+            (user, len(chunk), embedding.submit(service.prepare_import, user, chunk, sentences)),
+        )
         if previous is not None:
             commit(*previous)
 

@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument(
         "--chunk-size", type=int, default=256, help="pages per embedding call and write (default 256)"
     )
+    bulk.add_argument(
+        "--sentences",
+        choices=["later", "now"],
+        default="later",
+        help="embed each page's sentences now (~2.5x the time), or later: the server fills them in in the "
+        "background while every page is already retrievable (default later)",
+    )
     bulk.description += (
         " A file written by `memoryos-mcp export` is recognised by its first line and restored exactly (every "
         "tier, with its vectors); a user who already has different memory here is refused, not merged."
@@ -271,7 +278,12 @@ def import_file(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         tqdm(total=total, desc="importing", unit="line", file=sys.stderr, smoothing=0.05) as bar,
     ):
         report = import_lines(
-            service, lines, default_user=settings.user_id, chunk_size=args.chunk_size, progress=bar.update
+            service,
+            lines,
+            default_user=settings.user_id,
+            chunk_size=args.chunk_size,
+            progress=bar.update,
+            sentences=args.sentences == "now",
         )
     # The users just imported are cached here: save their indexes so that the server starts them fast.
     saved = service.memory.save_snapshots()
@@ -279,6 +291,12 @@ def import_file(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if saved:
         out.write(
             f"saved the retrieval index of {saved} user(s) with many pages, for a fast first retrieval\n"
+        )
+    waiting = sum(service.store.count_waiting_for_sentences(user) for user in sorted(report.users))
+    if waiting:
+        out.write(
+            f"{waiting} page(s) wait for their sentence vectors: the server fills them in in the background "
+            "(memory_stats shows how many still wait), or run `memoryos-mcp embed-sentences` now\n"
         )
     return 1 if report.failed else 0
 

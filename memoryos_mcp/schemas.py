@@ -231,6 +231,11 @@ class MemoryStats(BaseModel):
     segments: int
     archived_segments: int
     indexed_pages: int = Field(description="mid-term pages of the active segments: what retrieval searches")
+    pages_waiting_for_sentences: int = Field(
+        0,
+        description="pages stored by a bulk import whose sentence vectors the server is still filling in "
+        "(they are retrievable meanwhile, ranked by their whole exchange)",
+    )
     user_facts: int
     assistant_traits: int
     cache_mb: float = Field(

@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from memoryos_mcp import __version__, compat
 from memoryos_mcp.access import USERS_CLAIM, TokenTable, grant_from_claims, resolve_user
+from memoryos_mcp.backfill import SentenceBackfill
 from memoryos_mcp.errors import InvalidInputError, MemoryOSError
 from memoryos_mcp.messages import explain_errors, names, quote, unknown_names
 from memoryos_mcp.schemas import (
@@ -524,10 +525,18 @@ def build_server(
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
         # Nothing to flush at exit: every call already left its data durable in Chroma. Index snapshots of
         # large users are saved as they change; a last one at exit makes the next start faster still.
-        slot.lazy = LazyService(factory).start()
+        backfills: list[SentenceBackfill] = []
+
+        def ready(service: MemoryService) -> None:
+            if service.settings.sentence_backfill:
+                backfills.append(SentenceBackfill(service).start())
+
+        slot.lazy = LazyService(factory, on_ready=ready).start()
         try:
             yield None
         finally:
+            for backfill in backfills:
+                await anyio.to_thread.run_sync(backfill.stop)
             service = slot.lazy.ready()
             if service is not None:
                 await anyio.to_thread.run_sync(service.memory.save_snapshots)

@@ -128,6 +128,42 @@ def prepare_to_serve(settings: Settings) -> None:
         lock_data_dir(settings.data_dir)
 
 
+class Foreground:
+    """Counts the service calls under way, so that background work runs between them."""
+
+    def __init__(self, quiet_s: float = 0.05) -> None:
+        self.quiet_s = quiet_s  # after a call, the next one of an agent's turn often follows at once
+        self._busy = 0
+        self._last_end = 0.0
+        self._changed = threading.Condition()
+
+    def enter(self) -> None:
+        with self._changed:
+            self._busy += 1
+
+    def leave(self) -> None:
+        with self._changed:
+            self._busy -= 1
+            self._last_end = time.monotonic()
+            self._changed.notify_all()
+
+    def wait_quiet(self, stop: threading.Event) -> None:
+        """Return once no call has run for quiet_s (or `stop` is set)."""
+        with self._changed:
+            while not stop.is_set():
+                if self._busy:
+                    self._changed.wait()
+                    continue
+                left = self._last_end + self.quiet_s - time.monotonic()
+                if left <= 0:
+                    return
+                self._changed.wait(left)
+
+    def release_waiters(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+
 @dataclass
 class PreparedImport:
     """A chunk of an import, embedded and not yet stored: its new pages, and how many lines were present."""
@@ -162,6 +198,7 @@ class MemoryService:
         # overlap, so a retrieval never waits for an add's LLM work (the store keeps their writes apart).
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self.foreground = Foreground()  # calls under way: background work (backfill.py) waits for a pause
 
     @classmethod
     def create(cls, settings: Settings, *, embedder: Embedder | None = None) -> MemoryService:
@@ -200,16 +237,24 @@ class MemoryService:
         with self._locks_guard:
             return self._locks.setdefault((user_id, kind), threading.Lock())
 
-    def _run(self, user_id: str, what: str, fn: Callable[[], T], lock: str | None = None) -> T:
-        with self._lock(user_id, lock) if lock else contextlib.nullcontext():
-            try:
-                return fn()
-            except MemoryOSError:
-                raise
-            except Exception as exc:
-                # Chroma and friends raise many types; the caller needs one actionable message.
-                logger.exception("%s failed for user %s", what, user_id)
-                raise StorageError(f"{what} failed in the memory store: {exc}") from exc
+    def _run(
+        self, user_id: str, what: str, fn: Callable[[], T], lock: str | None = None, foreground: bool = True
+    ) -> T:
+        if foreground:
+            self.foreground.enter()
+        try:
+            with self._lock(user_id, lock) if lock else contextlib.nullcontext():
+                try:
+                    return fn()
+                except MemoryOSError:
+                    raise
+                except Exception as exc:
+                    # Chroma and friends raise many types; the caller needs one actionable message.
+                    logger.exception("%s failed for user %s", what, user_id)
+                    raise StorageError(f"{what} failed in the memory store: {exc}") from exc
+        finally:
+            if foreground:
+                self.foreground.leave()
 
     # ------------------------------------------------------------------ operations
 
@@ -241,9 +286,12 @@ class MemoryService:
             self.usage_total.add(result.usage)
         return AddMemoryResult.of(result)
 
-    def prepare_import(self, user_id: str, lines: Sequence[ImportLine]) -> PreparedImport:
+    def prepare_import(
+        self, user_id: str, lines: Sequence[ImportLine], sentences: bool = False
+    ) -> PreparedImport:
         """The pages of the lines not stored yet, embedded; nothing written. Safe to run in another thread
-        while an earlier chunk of the same import commits (its lines are other pages)."""
+        while an earlier chunk of the same import commits (its lines are other pages). Without `sentences`,
+        only the pages' exchanges are embedded: their sentences wait for the server's backfill."""
 
         def run() -> PreparedImport:
             present = self.store.find_pages(user_id, [line.page_id for line in lines])
@@ -255,7 +303,7 @@ class MemoryService:
                 for ln in new
             ]
             if pages:
-                embed_pages(self.memory.embedder, pages)
+                embed_pages(self.memory.embedder, pages, sentences=sentences)
             return PreparedImport(pages, len(lines) - len(new))
 
         return self._run(user_id, "import", run)
@@ -272,6 +320,16 @@ class MemoryService:
             return len(prepared.pages), prepared.skipped
 
         return self._run(user_id, "import", run, lock="add")
+
+    def put_sentences(self, user_id: str, pages: Sequence[Page], foreground: bool = True) -> int:
+        """Store sentence vectors embedded after their pages (backfill.py); how many pages were written."""
+        return self._run(
+            user_id,
+            "storing sentence vectors",
+            lambda: self.memory.put_sentences(user_id, pages),
+            lock="add",
+            foreground=foreground,
+        )
 
     def retrieve_memory(
         self,
@@ -447,6 +505,9 @@ class MemoryService:
             segments=len(state.segments),
             archived_segments=state.archived_segments,
             indexed_pages=len(state.index),
+            pages_waiting_for_sentences=self._run(
+                uid, "stats", lambda: self.store.count_waiting_for_sentences(uid)
+            ),
             user_facts=len(state.facts.get("user_fact", [])),
             assistant_traits=len(state.facts.get("assistant_trait", [])),
             cache_mb=round(self.memory.states.nbytes / (1024 * 1024), 1),
@@ -463,8 +524,14 @@ class MemoryService:
 class LazyService:
     """Builds the MemoryService in a background thread so the MCP handshake never waits for torch or Chroma."""
 
-    def __init__(self, factory: Callable[[], MemoryService], startup_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], MemoryService],
+        startup_timeout_s: float = 120.0,
+        on_ready: Callable[[MemoryService], None] | None = None,
+    ) -> None:
         self._factory = factory
+        self._on_ready = on_ready
         self._timeout = startup_timeout_s
         self._ready = threading.Event()
         self._service: MemoryService | None = None
@@ -480,6 +547,8 @@ class LazyService:
         try:
             self._service = self._factory()
             logger.info("memory service ready in %.1f s", time.monotonic() - started)
+            if self._on_ready is not None:
+                self._on_ready(self._service)
         except (
             BaseException
         ) as exc:  # kept and re-raised to every caller, so a tool call explains the failure

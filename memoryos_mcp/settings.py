@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         "first retrieval after a restart reads a file instead of every page from Chroma (a cache: safe to delete)",
     )
 
+    sentence_backfill: bool = Field(
+        True,
+        description="while serving, fill in the sentence vectors of pages a bulk import stored without them, in "
+        "the background between tool calls (memory_stats: pages_waiting_for_sentences)",
+    )
+
     # --- input limits -----------------------------------------------------------------------
     max_text_chars: int = Field(20_000, ge=100, description="limit on user_input, agent_response and query")
     max_metadata_keys: int = Field(32, ge=0)

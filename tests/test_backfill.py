@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ import numpy as np
 import pytest
 
 from memoryos_mcp import backfill
-from memoryos_mcp.backfill import embed_missing_sentences
+from memoryos_mcp.backfill import SentenceBackfill, embed_missing_sentences
 from memoryos_mcp.bulk import import_lines
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
+from memoryos_mcp.core.memory import embed_sentences
 from memoryos_mcp.core.models import Page
 from memoryos_mcp.errors import StorageError
 from memoryos_mcp.service import MemoryService
@@ -55,9 +57,9 @@ def test_old_pages_get_the_sentence_vectors_a_new_import_gives_and_every_process
 ) -> None:
     lines = history(300, "ann")  # each side a sentence of its own
     new = local_service(tmp_path / "new", mtm_capacity=2, chain_threshold=0.45)
-    import_lines(new, lines, default_user="ann", chunk_size=40)
+    import_lines(new, lines, default_user="ann", chunk_size=40, sentences=True)
     old = local_service(tmp_path / "old", mtm_capacity=2, chain_threshold=0.45)
-    import_lines(old, lines, default_user="ann", chunk_size=40)
+    import_lines(old, lines, default_user="ann", chunk_size=40, sentences=True)
     _as_older_version_wrote_it(old, "ann")
     before = _pages(old, "ann")
     assert len(before) == 300 and all(p.sentences is None for p in before.values())
@@ -89,9 +91,9 @@ def test_a_run_stopped_between_a_write_and_its_log_entry_loses_nothing_and_a_rer
 ) -> None:
     lines = history(300, "ann")
     new = local_service(tmp_path / "new", mtm_capacity=2, chain_threshold=0.45)
-    import_lines(new, lines, default_user="ann", chunk_size=40)
+    import_lines(new, lines, default_user="ann", chunk_size=40, sentences=True)
     old = local_service(tmp_path / "old", mtm_capacity=2, chain_threshold=0.45)
-    import_lines(old, lines, default_user="ann", chunk_size=40)
+    import_lines(old, lines, default_user="ann", chunk_size=40, sentences=True)
     _as_older_version_wrote_it(old, "ann")
     monkeypatch.setattr(backfill, "EMBED_BATCH", 40)
     appended, put = [], []
@@ -104,7 +106,8 @@ def test_a_run_stopped_between_a_write_and_its_log_entry_loses_nothing_and_a_rer
         real_append(user_id, change, owner)
 
     def count_put(user_id: str, tier: str, pages: list[Page]) -> None:
-        put.append(len(pages))
+        if tier == "mid_term":  # each batch is offered to both tiers; each tier writes the pages it holds
+            put.append(len(pages))
         real_put(user_id, tier, pages)
 
     monkeypatch.setattr(old.store, "append_change", append_then_stop)
@@ -160,3 +163,112 @@ def test_the_command_embeds_sentences_with_the_real_model(tmp_path: Path) -> Non
     assert "sentence vectors embedded for 12 page(s), 0 already had them" in done.stderr
     again = run("embed-sentences")
     assert "sentence vectors embedded for 0 page(s), 12 already had them" in again.stderr
+
+
+def _wait_for(condition: Any, timeout_s: float = 60.0) -> None:
+    give_up = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < give_up, "timed out"
+        time.sleep(0.02)
+
+
+def test_an_import_at_the_page_rate_is_retrievable_at_once_and_the_server_fills_in_its_sentences(
+    tmp_path: Path,
+) -> None:
+    lines = history(300, "ann")
+    reference = local_service(tmp_path / "ref", mtm_capacity=2, chain_threshold=0.45)
+    import_lines(reference, lines, default_user="ann", chunk_size=40, sentences=True)
+    assert reference.stats("ann").pages_waiting_for_sentences == 0
+    service = local_service(tmp_path / "later", mtm_capacity=2, chain_threshold=0.45)
+    embedded: list[str] = []
+    service.memory.embedder.calls = embedded  # type: ignore[attr-defined]
+    import_lines(service, lines, default_user="ann", chunk_size=40)
+    assert sum(len(call) for call in embedded) == 300  # each page's exchange, nothing more
+    assert service.stats("ann").pages_waiting_for_sentences == 300
+    # Every page is retrievable at once, ranked by its own vector as its one sentence.
+    listed = service.list_memories(user_id="ann", tier="all", limit=200)
+    assert listed.pages and len(_pages(service, "ann")) == 300
+    waiting = _ranked(service, "ann")
+    assert waiting != _ranked(reference, "ann"), "sentences must change some ranking, or this proves nothing"
+
+    # Another process on the same store, with the waiting pages cached.
+    other = MemoryService(service.settings, service.store, HashEmbedder(), LocalAnalyzer(0.45))
+    assert _ranked(other, "ann") == waiting
+    backfill = SentenceBackfill(service, batch=16, chunk=8).start()
+    try:
+        _wait_for(lambda: backfill.filled == 300 and backfill.idle.is_set())
+    finally:
+        backfill.stop()
+    assert service.stats("ann").pages_waiting_for_sentences == 0
+    # This process's index took the vectors in place; the other replays the log; a third reads afresh.
+    fresh = MemoryService(service.settings, service.store, HashEmbedder(), LocalAnalyzer(0.45))
+    want = _ranked(reference, "ann")
+    assert _ranked(service, "ann") == _ranked(other, "ann") == _ranked(fresh, "ann") == want
+    stored, expected = _pages(service, "ann"), _pages(reference, "ann")
+    for page_id, page in stored.items():
+        assert page.sentences == expected[page_id].sentences
+
+
+def test_a_backfill_stopped_by_a_failing_store_loses_nothing_and_the_next_one_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = history(120, "ann")
+    reference = local_service(tmp_path / "ref", mtm_capacity=2, chain_threshold=0.45)
+    import_lines(reference, lines, default_user="ann", chunk_size=40, sentences=True)
+    service = local_service(tmp_path / "later", mtm_capacity=2, chain_threshold=0.45)
+    import_lines(service, lines, default_user="ann", chunk_size=40)
+    real_put = service.store.put_sentences
+    calls: list[int] = []
+
+    def fail_on_the_fifth_write(user_id: str, tier: str, pages: list[Page]) -> None:
+        calls.append(len(pages))
+        if len(calls) == 5:  # the third batch (each is offered to both tiers): its first write fails
+            raise StorageError("the store went away")
+        real_put(user_id, tier, pages)
+
+    monkeypatch.setattr(service.store, "put_sentences", fail_on_the_fifth_write)
+    first = SentenceBackfill(service, batch=16, chunk=8).start()
+    try:
+        _wait_for(lambda: first.idle.is_set() and len(calls) >= 5)
+    finally:
+        first.stop()
+    assert first.filled == 32 and service.stats("ann").pages_waiting_for_sentences == 120 - 32
+    monkeypatch.setattr(service.store, "put_sentences", real_put)
+    second = SentenceBackfill(service, batch=16, chunk=8).start()  # as after a restart
+    try:
+        _wait_for(lambda: second.idle.is_set() and service.stats("ann").pages_waiting_for_sentences == 0)
+    finally:
+        second.stop()
+    assert second.filled == 120 - 32
+    fresh = MemoryService(service.settings, service.store, HashEmbedder(), LocalAnalyzer(0.45))
+    assert _ranked(service, "ann") == _ranked(fresh, "ann") == _ranked(reference, "ann")
+
+
+def test_the_backfill_calls_the_model_only_while_no_tool_call_runs(tmp_path: Path) -> None:
+    service = local_service(tmp_path / "data")
+    import_lines(service, history(40, "ann"), default_user="ann")
+    embedder = service.memory.embedder
+    before = len(embedder.calls)  # type: ignore[attr-defined]
+    service.foreground.enter()  # a tool call is under way
+    backfill = SentenceBackfill(service, batch=16, chunk=8).start()
+    try:
+        time.sleep(0.5)
+        assert len(embedder.calls) == before and backfill.filled == 0  # type: ignore[attr-defined]
+        service.foreground.leave()
+        _wait_for(lambda: backfill.idle.is_set() and backfill.filled == 40)
+        # at most `chunk` texts per call to the model
+        assert max(len(call) for call in embedder.calls[before:]) <= 8  # type: ignore[attr-defined]
+    finally:
+        backfill.stop()
+    assert service.stats("ann").pages_waiting_for_sentences == 0
+
+
+def test_pages_forgotten_while_their_sentences_were_embedded_are_not_written_back(tmp_path: Path) -> None:
+    service = local_service(tmp_path / "data", mtm_capacity=2, chain_threshold=0.45)
+    import_lines(service, history(60, "ann"), default_user="ann")
+    pages = service.store.waiting_for_sentences("ann", 20)
+    embed_sentences(service.memory.embedder, pages)
+    service.forget_memory(user_id="ann", page_ids=[p.id for p in pages[:5]])
+    assert service.put_sentences("ann", pages) == 15
+    assert service.store.find_pages("ann", [p.id for p in pages[:5]]) == {}
+    assert service.stats("ann").pages_waiting_for_sentences == 60 - 20

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -234,3 +236,38 @@ async def test_a_second_server_on_a_data_dir_in_use_exits_before_initialize(tmp_
     (line,) = second.stderr.strip().splitlines()
     assert "another process is using the memory directory" in line and "MEMORYOS_DATA_DIR" in line
     assert elapsed < 15, f"took {elapsed:.1f} s to refuse"
+
+
+async def test_an_import_is_searchable_at_once_and_the_server_fills_in_its_sentences(tmp_path: Path) -> None:
+    data_dir, stdout_log = tmp_path / "data", tmp_path / "stdout.jsonl"
+    lines = [
+        {
+            "user_input": f"{text}. Have you done that too? I loved it.",
+            "agent_response": "Not yet! Tell me more about it. What did you like most?",
+            "timestamp": f"2025-03-{1 + i:02d}T10:00:00",
+        }
+        for i, text in enumerate(HIKING + COOKING)
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+    done = subprocess.run(
+        [*_command(), "import", "-", "--data-dir", str(data_dir)],
+        input="\n".join(json.dumps(line) for line in lines),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "imported 20" in done.stdout and "20 page(s) wait for their sentence vectors" in done.stdout
+    async with Client(_params(data_dir, stdout_log)) as client:
+        found = await _call(client, "retrieve_memory", query="blisters from my boots", user_id="default")
+        pages = found["short_term"] + found["mid_term"]
+        assert any("blisters" in p["user_input"] for p in pages)
+        for _ in range(600):
+            stats = await _call(client, "memory_stats", user_id="default")
+            if stats["pages_waiting_for_sentences"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert stats["pages_waiting_for_sentences"] == 0
+        assert stats["short_term_pages"] + stats["mid_term_pages"] == 20
+    assert all(json.loads(line) for line in stdout_log.read_text().splitlines())  # stdout: protocol only

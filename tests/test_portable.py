@@ -262,7 +262,7 @@ def test_a_newer_format_version_is_refused_with_a_clear_message(tmp_path: Path) 
 
 def test_an_export_of_version_1_without_sentence_vectors_is_restored(tmp_path: Path) -> None:
     source = local_service(tmp_path / "source")
-    import_lines(source, history(30), default_user="default")
+    import_lines(source, history(30), default_user="default", sentences=True)
     lines = export_text(source, ["default"]).splitlines()
     header = {**json.loads(lines[0]), "version": 1}
     records = [json.loads(line) for line in lines[1:]]

@@ -5,8 +5,8 @@ Every record carries user_id; every read returns only the asked user's records. 
 matters at scale (measured at 100k records, embedded Chroma 1.5): `get` by ids alone takes ~1 ms, but a
 `where` that names a common key (user_id, kind) costs 50-150 ms whatever else it names, and ids together
 with a `where` are pathologically slow. So reads go by id, or by one selective key that only the wanted
-records carry (`segment_id`, `active_of`, `segment_of`, `owner_kind`), and ownership is checked on the
-records that come back. Reads and writes are split under the client's max batch size.
+records carry (`segment_id`, `active_of`, `segment_of`, `owner_kind`, `sentences_wait_of`), and ownership is
+checked on the records that come back. Reads and writes are split under the client's max batch size.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ LOG_KEEP = 512  # change-log entries kept per user; a reader further behind relo
 _SEGMENT_CHUNK = 100  # segment ids per `$in` filter
 _SMALL_SYNC = 100  # vector-index sync interval of every collection (see ChromaStore._sync_often)
 _PAGE = {"documents", "metadatas", "embeddings"}
+_WAITING = "sentences_wait_of"  # carried by a page stored without its sentence vectors, = its user_id
 
 
 def make_client(
@@ -187,6 +188,8 @@ class ChromaStore:
         }
         if page.sentences is not None:  # ~3 KB a page of base64; read back with the page, written with it
             meta["sentences"] = page.sentences.to_text()
+        else:  # stored before its sentences were embedded: the backfill finds it by this (selective) key
+            meta[_WAITING] = page.user_id
         return document, meta
 
     @staticmethod
@@ -271,12 +274,25 @@ class ChromaStore:
         owned = {i for i, _, m, _ in self._get_ids(collection, [p.id for p in pages], {"metadatas"})
                  if m.get("user_id") == user_id}  # fmt: skip
         chosen = [p for p in pages if p.id in owned and p.sentences is not None]
-        # update() merges metadata: the page's other fields stay as they are.
+        # update() merges metadata: the page's other fields stay as they are; None removes the waiting key.
         self._write(
             collection.update,
             [p.id for p in chosen],
-            metadatas=[{"sentences": p.sentences.to_text()} for p in chosen],  # type: ignore[arg-type]
+            metadatas=[{"sentences": p.sentences.to_text(), _WAITING: None} for p in chosen],  # type: ignore[union-attr]
         )
+
+    def waiting_for_sentences(self, user_id: str, limit: int) -> list[Page]:
+        pages: list[Page] = []
+        for collection in (self.stm, self.mtm):
+            if len(pages) < limit:
+                got = collection.get(
+                    where={_WAITING: user_id}, limit=limit - len(pages), include=sorted(_PAGE)
+                )  # type: ignore[arg-type]
+                pages.extend(self._pages(_rows(got), user_id))
+        return pages
+
+    def count_waiting_for_sentences(self, user_id: str) -> int:
+        return sum(len(c.get(where={_WAITING: user_id}, include=[])["ids"]) for c in (self.stm, self.mtm))
 
     def pages_of_segments(self, user_id: str, segment_ids: Sequence[str]) -> list[Page]:
         rows = []

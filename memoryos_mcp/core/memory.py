@@ -23,7 +23,7 @@ from memoryos_mcp.core.control import Control, ForgetReport, PageKey, PageListin
 from memoryos_mcp.core.models import Page, Scalar, Segment, SentenceVectors, page_id_for
 from memoryos_mcp.core.persona import Promotion, fact_id, profile_text
 from memoryos_mcp.core.pipeline import AddResult, MemoryParams, UpdatePipeline, rank_segments
-from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, MemoryAnalyzer, MemoryStore
+from memoryos_mcp.core.protocols import Change, Embedder, IndexSnapshots, MemoryAnalyzer, MemoryStore
 from memoryos_mcp.core.recall import Recall, Retrieval
 from memoryos_mcp.core.state import Draft, StateLoader, UserState
 from memoryos_mcp.core.text import exchange_text, page_sentences
@@ -38,29 +38,66 @@ logger = logging.getLogger(__name__)
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 
 
-def embed_pages(embedder: Embedder, pages: Sequence[Page], *, sentences_only: bool = False) -> None:
-    """Set each page's embedding (of its exchange) and its sentences' vectors, in one call to the model;
-    `sentences_only`: the pages have their embedding, only the sentences are embedded.
+def own_sentences(page: Page) -> list[str]:
+    """The texts a page's sentence vectors are embedded from: none when its only sentence is its whole
+    exchange (or it has none), whose vector is the page's own."""
+    sentences = page_sentences(page)
+    return [] if sentences in ([], [exchange_text(page)]) else sentences
+
+
+def embed_pages(embedder: Embedder, pages: Sequence[Page], *, sentences: bool = True) -> None:
+    """Set each page's embedding (of its exchange) and its sentences' vectors, in one call to the model.
 
     A page whose only sentence is its whole exchange (or that has none) has its own vector as its one
-    sentence, not embedded twice. So every page stored from now on has sentence vectors: None means a page
-    stored before they were embedded (`memoryos-mcp embed-sentences` adds them)."""
+    sentence, not embedded twice. `sentences=False` (a bulk import at the rate of its pages): the other pages
+    keep sentences=None, which the store records as waiting; embed_sentences() fills them in later, and until
+    then a page ranks with its own vector as its one sentence."""
     texts: list[str] = []
     spans: list[tuple[int, int]] = []
     for page in pages:
-        exchange = exchange_text(page)
-        if not sentences_only:
-            texts.append(exchange)
-        sentences = page_sentences(page)
-        if sentences == [exchange]:
-            sentences = []
-        spans.append((len(texts), len(texts) + len(sentences)))
-        texts.extend(sentences)
+        texts.append(exchange_text(page))
+        own = own_sentences(page) if sentences else []
+        spans.append((len(texts), len(texts) + len(own)))
+        texts.extend(own)
     vectors = embedder.embed(texts) if texts else []
     for page, (start, end) in zip(pages, spans, strict=True):
-        if not sentences_only:
-            page.embedding = vectors[start - 1]
-        own = vectors[start:end] if end > start else [page.embedding]
+        page.embedding = vectors[start - 1]
+        if end > start:
+            page.sentences = SentenceVectors.quantize(np.asarray(vectors[start:end], dtype=np.float32))
+        elif sentences or not own_sentences(page):
+            page.sentences = SentenceVectors.quantize(np.asarray([page.embedding], dtype=np.float32))
+
+
+def embed_sentences(
+    embedder: Embedder,
+    pages: Sequence[Page],
+    *,
+    at_most: int | None = None,
+    before_each: Callable[[], None] | None = None,
+) -> None:
+    """Set the sentence vectors of pages that have their embedding (pages stored without them), in calls of
+    at most `at_most` texts, calling `before_each()` before each call: background work keeps each call to the
+    model short and waits there while tool calls run (the model serves one call at a time)."""
+    texts: list[str] = []
+    spans: list[tuple[int, int]] = []
+    for page in pages:
+        own = own_sentences(page)
+        spans.append((len(texts), len(texts) + len(own)))
+        texts.extend(own)
+    # Shortest first, so that each call's texts are alike in length (padding is what costs the most).
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    step = at_most or max(len(texts), 1)
+    vectors: np.ndarray | None = None
+    for start in range(0, len(texts), step):
+        if before_each is not None:
+            before_each()
+        rows = order[start : start + step]
+        part = embedder.embed([texts[i] for i in rows])
+        if vectors is None:
+            vectors = np.empty((len(texts), part.shape[1]), dtype=np.float32)
+        vectors[rows] = part
+    for page, (start, end) in zip(pages, spans, strict=True):
+        own = vectors[start:end] if vectors is not None and end > start else np.asarray([page.embedding])
         page.sentences = SentenceVectors.quantize(np.asarray(own, dtype=np.float32))
 
 
@@ -229,9 +266,63 @@ class MemoryOS:
             return
         state.adopt(draft, change)
         self.states.account(state)
+        self._snapshot_if_due(state)
+
+    def _snapshot_if_due(self, state: UserState) -> None:
         if self.snapshots is not None and len(state.index) >= self.snapshot_min_pages:
             if state.seq - state.snapshot_seq >= self.snapshot_every:
                 self._snapshot_in_background(state)
+
+    def put_sentences(self, user_id: str, pages: Sequence[Page]) -> int:
+        """Store sentence vectors embedded after their pages (embed_sentences()): written to wherever each
+        page is now, logged as one change (its indexed pages out and back in) so that every process's index
+        and the next snapshot take them, and set in this process's index in place. Pages no longer stored
+        (forgotten meanwhile) are left out. Returns how many pages were written."""
+        given = {p.id: p for p in pages if p.sentences is not None}
+        if not given:
+            return 0
+        with self._writing(user_id) as state:
+            if state.seq == 0:  # no memory (forgotten meanwhile)
+                return 0
+            with state.lock:
+                short = {p.id for p in state.stm}
+                indexed = [pid for pid in given if pid in state.index]
+            known = short.union(indexed)
+            # The rest are pages of archived segments, or forgotten ones.
+            present = known.union(self.store.find_pages(user_id, [p for p in given if p not in known]))
+            chosen = [page for pid, page in given.items() if pid in present]
+            # Each tier writes those it holds (a page an interrupted move left in both: both).
+            for tier in ("short_term", "mid_term"):
+                self.store.put_sentences(user_id, tier, chosen)
+            if self._lease_lost.get(user_id):
+                raise StorageError(f"lost the write lease of user {user_id!r} while storing sentence vectors")
+            base = state.seq
+            change = Change(
+                seq=base + 1,
+                pages_removed=indexed,
+                pages_added=indexed,
+                epoch=state.epoch,
+                mid_term_pages=state.mid_term_pages,
+                archived_segments=state.archived_segments,
+            )
+            try:
+                self.store.append_change(user_id, change, self.owner)
+            except BaseException:
+                self.states.drop(user_id)
+                raise
+            if change.seq != base + 1:  # another writer's entry came between: read the user again
+                self.states.drop(user_id)
+                return len(chosen)
+            with state.lock:
+                for page in state.stm:
+                    if page.id in given:
+                        page.sentences = given[page.id].sentences
+                state.index.set_sentences(given[pid] for pid in indexed)
+                state.seq = change.seq
+                state.measure()
+            self.states.account(state)
+            self._snapshot_if_due(state)
+        return len(chosen)
 
     # ------------------------------------------------------------------ listing and forgetting
 

@@ -94,8 +94,15 @@ class MemoryStore(Protocol):
         ...
 
     def put_sentences(self, user_id: str, tier: str, pages: Sequence[Page]) -> None:
-        """Store the sentence vectors of these pages of `tier` ("short_term" or "mid_term"), nothing else."""
+        """Store the sentence vectors of these pages of `tier` ("short_term" or "mid_term"), nothing else;
+        they no longer wait for them."""
         ...
+
+    def waiting_for_sentences(self, user_id: str, limit: int) -> list[Page]:
+        """Up to `limit` pages of the user (either tier) stored without sentence vectors (sentences=None)."""
+        ...
+
+    def count_waiting_for_sentences(self, user_id: str) -> int: ...
 
     def list_segments(self, user_id: str, *, include_archived: bool = False) -> list[Segment]: ...
     def put_segments(self, segments: Sequence[Segment], *, new: bool) -> None:

@@ -57,6 +57,9 @@ _MOVE_AT_MOST = 4096
 # Rows copied at once when a few pages are scored exactly: a copy of a few MB costs more in fresh memory
 # (page faults: ~3 ms for 4 MB here) than the reading itself; 256 rows (384 KB) reuse the same memory.
 _ROWS_AT_ONCE = 256
+# Sentence rows left unused by set_sentences() (a backfill replacing each page's stand-in) from which the
+# rows still used are packed together: 4,096 rows are 1.5 MB at 384 dimensions.
+PACK_SENTENCES_FROM = 4096
 # Pages of a ranking re-ordered by their best sentence (RetrievalWeights.sentence): on LoCoMo dev, 100 gives
 # what re-ordering all candidates does, 50 a little less.
 SENTENCE_DEPTH = 100
@@ -242,6 +245,7 @@ class PageIndex:
         self._sent = _Rows(0, np.int8)
         self._sent_scale = np.zeros(0, dtype=np.float32)
         self._sent_used = 0
+        self._sent_unused = 0  # rows of runs replaced by set_sentences(), until they are packed away
         self._sent_off = np.zeros(0, dtype=np.int64)
         self._sent_cnt = np.zeros(0, dtype=np.int32)
         # How many of a slot's sentences (the first ones) are the user's; -1: not known.
@@ -445,6 +449,34 @@ class PageIndex:
             if dead > max(256, len(self._slot_of)):
                 self._compact()
         return len(gone)
+
+    def set_sentences(self, pages: Iterable[Page]) -> int:
+        """Give indexed pages the sentence vectors embedded after them (a bulk import fills them in later);
+        nothing else about a page changes. Returns how many were indexed."""
+        done = 0
+        for page in pages:
+            slot = self._slot_of.get(page.id)
+            if slot is None or page.sentences is None:
+                continue
+            self._sent_unused += int(self._sent_cnt[slot])  # its earlier run of rows: reclaimed below
+            self._store_sentences(slot, page.sentences)
+            self._sent_user[slot], self._sent_ask[slot] = sentence_layout(
+                self._page(slot), len(page.sentences)
+            )
+            done += 1
+        if self._sent_unused > max(PACK_SENTENCES_FROM, self._sent_used // 4):
+            self._pack_sentences()
+        return done
+
+    def _pack_sentences(self) -> None:
+        """Copy the live slots' sentence rows together, leaving out the runs set_sentences() replaced."""
+        live = np.flatnonzero(self._alive[: self._n])
+        rows, starts = self._sentence_rows(live)
+        packed = _Rows(self._dim, np.int8)
+        packed.adopt(self._sent.take(rows))
+        self._sent, self._sent_scale = packed, self._sent_scale[rows]
+        self._sent_used, self._sent_unused = len(rows), 0
+        self._sent_off[live] = starts
 
     def remove_segments(self, segment_ids: Iterable[str]) -> int:
         """Drop every page of these segments (archived or forgotten). Returns how many pages left."""
@@ -744,7 +776,7 @@ class PageIndex:
         sentences = _Rows(self._dim, np.int8)
         sentences.adopt(self._sent.take(sentence_rows))
         self._sent, self._sent_scale = sentences, self._sent_scale[sentence_rows]
-        self._sent_used = len(sentence_rows)
+        self._sent_used, self._sent_unused = len(sentence_rows), 0
         self._sent_off, self._sent_cnt, self._sent_user = starts, self._sent_cnt[live], self._sent_user[live]
         self._sent_ask = self._sent_ask[live]
         self._textlen = self._textlen[live]

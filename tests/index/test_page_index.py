@@ -10,6 +10,7 @@ import pytest
 
 from memoryos_mcp.core.models import Page, Segment, SentenceVectors
 from memoryos_mcp.core.text import page_sentences
+from memoryos_mcp.index import page_index
 from memoryos_mcp.index.page_index import SCREEN_FROM, PageIndex, RetrievalWeights, pack_snapshot
 from memoryos_mcp.index.screen import Dots, numpy_dots
 from memoryos_mcp.index.sides import AGENT, USER
@@ -181,6 +182,41 @@ def test_incremental_changes_rank_as_a_fresh_build(
         if step % 8 == 7:
             _check(index, live, rng, segment_ids, window)
     _check(index, live, rng, segment_ids, window)
+
+
+@pytest.mark.parametrize("screen_from", [SCREEN_FROM, 0], ids=["exact", "screened"])
+def test_sentences_filled_in_later_rank_as_a_fresh_build_with_them(
+    screen_from: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk import stores pages without sentence vectors (each ranks with its own vector as its one
+    sentence); set_sentences() gives them later, in batches, while pages come and go."""
+    monkeypatch.setattr(page_index, "PACK_SENTENCES_FROM", 40)  # pack the replaced rows away several times
+    rng = random.Random(5)
+    segment_ids = ["a", "b", "c"]
+    complete = [_page(rng, i, segment_ids) for i in range(400)]
+    complete = [
+        p if p.sentences is not None else replace(p, sentences=SentenceVectors.quantize(p.embedding))
+        for p in complete
+    ]
+    index = PageIndex(screen_from=screen_from)
+    index.add([replace(p, sentences=None) for p in complete])
+    live = {p.id: replace(p, sentences=None) for p in complete}
+    _check(index, live, rng, segment_ids, 1)  # waiting pages rank exactly as such pages always did
+    unused = []
+    for start in list(range(0, 400, 60)) * 2:  # twice: the second time replaces real sentence vectors
+        batch = [p for p in complete[start : start + 60] if p.id in live]
+        gone = {p.id for p in batch[:3]}  # forgotten before their sentences came
+        index.remove(gone)
+        assert index.set_sentences(batch) == len(batch) - len(gone)
+        for page in batch:
+            if page.id in gone:
+                live.pop(page.id)
+            else:
+                live[page.id] = page
+        unused.append(index._sent_unused)
+        assert unused[-1] <= max(40, index._sent_used // 4)
+        _check(index, live, rng, segment_ids, 1)
+    assert any(later < earlier for earlier, later in zip(unused, unused[1:], strict=False))  # packed
 
 
 def test_compaction_after_many_removals_keeps_the_ranking() -> None:
