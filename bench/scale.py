@@ -108,9 +108,10 @@ def run_import(path: Path, data_dir: Path, log: Path, budget_mb: int | None = No
 class Server:
     """`memoryos-mcp serve` over stdio on a data dir; waits until the service is up."""
 
-    def __init__(self, data_dir: Path, log: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, log: Path, verbose: bool = False, **env: str) -> None:
         self.err = log.open("ab")
-        self.rpc = RawStdio([str(EXE), "serve", "--data-dir", str(data_dir)], _env(**env), stderr=self.err)
+        command = [str(EXE), "serve", "--data-dir", str(data_dir), *(["-v"] if verbose else [])]
+        self.rpc = RawStdio(command, _env(**env), stderr=self.err)
         self.rpc.request(
             "initialize",
             {

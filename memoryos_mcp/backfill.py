@@ -21,7 +21,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -93,17 +94,26 @@ def embed_missing_sentences(
 class SentenceBackfill:
     """Fills in, in the background, the sentence vectors of pages stored without them (a bulk import's).
 
-    `batch`: pages read, embedded and stored together; `chunk`: texts per call to the model — a tool call that
-    needs the model meanwhile waits for at most one such call (~40 ms for 8 sentences on 2 cores).
+    `batch`: pages read and embedded together (the model sorts their sentences by length: fewer pads),
+    stored `write` pages at a time (each write holds the user's adds back for ~50 ms). The model is called only while no tool call runs:
+    the ONNX embedder pauses between its runs of the model (≤ 64 texts, ≤ 2,048 tokens: ~50 ms), which is
+    the most a tool call that needs the model waits; other embedders are called for `chunk` texts at a time.
     `poll_s`: how often a store other processes write (a Chroma server) is looked at again once nothing
     waits; an embedded store changes only through this process, which wakes the worker (notify()).
     """
 
     def __init__(
-        self, service: MemoryService, *, batch: int = 32, chunk: int = 8, poll_s: float = 60.0
+        self,
+        service: MemoryService,
+        *,
+        batch: int = 512,
+        write: int = 128,
+        chunk: int = 64,
+        poll_s: float = 60.0,
     ) -> None:
         self.service = service
         self.batch = batch
+        self.write = write
         self.chunk = chunk
         self.poll_s = poll_s
         self.filled = 0  # pages given their vectors since start
@@ -155,27 +165,60 @@ class SentenceBackfill:
                 self._wake.set()
 
     def _user(self, user_id: str) -> None:
-        store, quiet = self.service.store, self._wait_quiet
+        store = self.service.store
+        spent = dict.fromkeys(("reading", "embedding", "writing", "paused"), 0.0)
+
+        def quiet() -> None:
+            with _timed(spent, "paused"):
+                self._wait_quiet()
+
+        started, filled = time.monotonic(), 0
         while not self._stop.is_set():
             quiet()
-            pages = store.waiting_for_sentences(user_id, self.batch)
+            with _timed(spent, "reading"):
+                pages = store.waiting_for_sentences(user_id, self.batch)
             if not pages:
-                return
-            embed_sentences(self.service.memory.embedder, pages, at_most=self.chunk, before_each=quiet)
+                break
+            paused = spent["paused"]
+            with _timed(spent, "embedding"):
+                embed_sentences(self.service.memory.embedder, pages, at_most=self.chunk, before_each=quiet)
+            spent["embedding"] -= spent["paused"] - paused  # pauses between the model's calls count apart
             if self._stop.is_set():
-                return
-            quiet()
-            try:
-                written = self.service.put_sentences(user_id, pages, foreground=False)
-            except MemoryOSError as exc:  # a lost lease, a store error: this user is tried again later
-                logger.warning("could not store sentence vectors of %s: %s", user_id, exc)
-                return
+                break
+            written = 0
+            for start in range(0, len(pages), self.write):
+                quiet()
+                part = pages[start : start + self.write]
+                try:
+                    with _timed(spent, "writing"):
+                        written += self.service.put_sentences(user_id, part, foreground=False)
+                except MemoryOSError as exc:  # a lost lease, a store error: this user is tried again later
+                    logger.warning("could not store sentence vectors of %s: %s", user_id, exc)
+                    break
             self.filled += written
-            if written < len(pages):  # some were forgotten meanwhile, or read from a stale state
-                return  # (the next pass takes them again, never this loop)
+            filled += written
+            if written < len(pages):  # a write failed, or pages were forgotten meanwhile
+                break  # (the next pass takes them again, never this loop)
+        if filled:
+            logger.info(
+                "sentence vectors filled in for %d page(s) of %s in %.1f s (%s)",
+                filled,
+                user_id,
+                time.monotonic() - started,
+                ", ".join(f"{what} {seconds:.1f} s" for what, seconds in spent.items()),
+            )
 
     def _wait_quiet(self) -> None:
         self.service.foreground.wait_quiet(self._stop)
+
+
+@contextmanager
+def _timed(spent: dict[str, float], what: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        spent[what] += time.monotonic() - started
 
 
 def _lower_priority() -> None:

@@ -131,8 +131,8 @@ def prepare_to_serve(settings: Settings) -> None:
 class Foreground:
     """Counts the service calls under way, so that background work runs between them."""
 
-    def __init__(self, quiet_s: float = 0.05) -> None:
-        self.quiet_s = quiet_s  # after a call, the next one of an agent's turn often follows at once
+    def __init__(self, quiet_s: float = 0.005) -> None:
+        self.quiet_s = quiet_s  # a client's next call often follows the answer at once
         self._busy = 0
         self._last_end = 0.0
         self._changed = threading.Condition()

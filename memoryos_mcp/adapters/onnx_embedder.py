@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -99,15 +99,20 @@ def export_onnx(model_dir: Path, target: Path) -> None:
     os.replace(temporary, target)
 
 
-def length_batches(lengths: Sequence[int], size: int, order: np.ndarray) -> list[np.ndarray]:
+def length_batches(
+    lengths: Sequence[int], size: int, order: np.ndarray, tokens: int | None = None
+) -> list[np.ndarray]:
     """Batches of `order` (texts sorted longest first, `lengths` their token counts in that order): at most
-    `size` texts, and a new batch once a text is under half the batch's longest. Padding costs the most time:
-    a page embedded with its sentences is one long text and several short ones: padded to the page's length
-    they took 23 ms, batched apart 15 ms (the page alone: 6 ms; 2 cores)."""
+    `size` texts and, with `tokens`, at most that many tokens once padded to the batch's longest; and a new
+    batch once a text is under half the batch's longest. Padding costs the most time: a page embedded with
+    its sentences is one long text and several short ones: padded to the page's length they took 23 ms,
+    batched apart 15 ms (the page alone: 6 ms; 2 cores). Short texts go many to a batch: each run of the
+    model has a cost of its own (sentences of ~16 tokens: 64 a batch took 15 % less time than 16)."""
     batches: list[np.ndarray] = []
     start = 0
     for end in range(1, len(lengths) + 1):
-        if end == len(lengths) or end - start == size or 2 * lengths[end] < lengths[start]:
+        full = end - start == size or (tokens is not None and (end - start + 1) * lengths[start] > tokens)
+        if end == len(lengths) or full or 2 * lengths[end] < lengths[start]:
             batches.append(order[start:end])
             start = end
     return batches
@@ -117,7 +122,14 @@ class OnnxEmbedder:
     """Implements core.protocols.Embedder: WordPiece tokens, the encoder on ONNX Runtime, mean pooling over
     the attention mask, unit length — what sentence-transformers computes for this model."""
 
-    def __init__(self, model_dir: Path, onnx_path: Path, threads: int = 2, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        onnx_path: Path,
+        threads: int = 2,
+        batch_size: int = 64,
+        batch_tokens: int = 2048,
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -133,33 +145,45 @@ class OnnxEmbedder:
         # after every query embedding, while the retrieval that follows needs it (index and Chroma work).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # texts per run of the model, at most
+        self.batch_tokens = batch_tokens  # tokens per run once padded, at most (one long text may exceed it)
         self.dimension = int(self.session.get_outputs()[0].shape[-1])
-        self._lock = threading.Lock()  # two encodes at once only fight over the same cores
+        self._lock = threading.Lock()
 
     def embed(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        return self.embed_pausing(texts, None, batch_size)
+
+    def embed_pausing(
+        self, texts: Sequence[str], pause: Callable[[], None] | None, batch_size: int | None = None
+    ) -> np.ndarray:
+        """embed(), calling `pause()` before each run of the model: a long call made in the background
+        (backfill.py) waits there while tool calls use the model, each of which then waits for one run at
+        most. The model is held per run, not per call, so that calls can come in between."""
         size = batch_size or self.batch_size
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
             encoded = self.tokenizer.encode_batch(list(texts))
-            lengths = [len(e.ids) for e in encoded]
-            order = np.argsort([-n for n in lengths], kind="stable")
-            out = np.empty((len(encoded), self.dimension), dtype=np.float32)
-            for rows in length_batches([lengths[i] for i in order], size, order):
-                width = max(len(encoded[i].ids) for i in rows)
-                ids = np.zeros((len(rows), width), dtype=np.int64)
-                mask = np.zeros_like(ids)
-                for r, i in enumerate(rows):
-                    n = len(encoded[i].ids)
-                    ids[r, :n] = encoded[i].ids
-                    mask[r, :n] = 1
+        lengths = [len(e.ids) for e in encoded]
+        order = np.argsort([-n for n in lengths], kind="stable")
+        out = np.empty((len(encoded), self.dimension), dtype=np.float32)
+        for rows in length_batches([lengths[i] for i in order], size, order, self.batch_tokens):
+            width = max(len(encoded[i].ids) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for r, i in enumerate(rows):
+                n = len(encoded[i].ids)
+                ids[r, :n] = encoded[i].ids
+                mask[r, :n] = 1
+            if pause is not None:
+                pause()
+            with self._lock:  # two runs at once only fight over the same cores
                 hidden = self.session.run(
                     None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
                 )[0]
-                weights = mask[:, :, None].astype(np.float32)
-                pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-                out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return out
 
 

@@ -23,7 +23,14 @@ from memoryos_mcp.core.control import Control, ForgetReport, PageKey, PageListin
 from memoryos_mcp.core.models import Page, Scalar, Segment, SentenceVectors, page_id_for
 from memoryos_mcp.core.persona import Promotion, fact_id, profile_text
 from memoryos_mcp.core.pipeline import AddResult, MemoryParams, UpdatePipeline, rank_segments
-from memoryos_mcp.core.protocols import Change, Embedder, IndexSnapshots, MemoryAnalyzer, MemoryStore
+from memoryos_mcp.core.protocols import (
+    Change,
+    Embedder,
+    IndexSnapshots,
+    MemoryAnalyzer,
+    MemoryStore,
+    PausableEmbedder,
+)
 from memoryos_mcp.core.recall import Recall, Retrieval
 from memoryos_mcp.core.state import Draft, StateLoader, UserState
 from memoryos_mcp.core.text import exchange_text, page_sentences
@@ -75,29 +82,34 @@ def embed_sentences(
     at_most: int | None = None,
     before_each: Callable[[], None] | None = None,
 ) -> None:
-    """Set the sentence vectors of pages that have their embedding (pages stored without them), in calls of
-    at most `at_most` texts, calling `before_each()` before each call: background work keeps each call to the
-    model short and waits there while tool calls run (the model serves one call at a time)."""
+    """Set the sentence vectors of pages that have their embedding (pages stored without them).
+
+    Background work passes `before_each`, which may wait while tool calls use the model: an embedder that
+    can pause between its runs (PausableEmbedder) is called once and pauses there; any other is called for
+    at most `at_most` texts at a time, with before_each() before each call."""
     texts: list[str] = []
     spans: list[tuple[int, int]] = []
     for page in pages:
         own = own_sentences(page)
         spans.append((len(texts), len(texts) + len(own)))
         texts.extend(own)
-    # Shortest first, so that each call's texts are alike in length (padding is what costs the most).
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    step = at_most or max(len(texts), 1)
-    vectors: np.ndarray | None = None
-    for start in range(0, len(texts), step):
-        if before_each is not None:
-            before_each()
-        rows = order[start : start + step]
-        part = embedder.embed([texts[i] for i in rows])
-        if vectors is None:
-            vectors = np.empty((len(texts), part.shape[1]), dtype=np.float32)
-        vectors[rows] = part
+    if not texts:
+        vectors = np.zeros((0, 0), dtype=np.float32)
+    elif before_each is not None and isinstance(embedder, PausableEmbedder):
+        vectors = embedder.embed_pausing(texts, before_each)
+    else:
+        # Shortest first, so that each call's texts are alike in length (padding is what costs the most).
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        step = at_most or len(texts)
+        parts = []
+        for start in range(0, len(texts), step):
+            if before_each is not None:
+                before_each()
+            parts.append(embedder.embed([texts[i] for i in order[start : start + step]]))
+        vectors = np.empty_like(np.concatenate(parts))
+        vectors[order] = np.concatenate(parts)
     for page, (start, end) in zip(pages, spans, strict=True):
-        own = vectors[start:end] if vectors is not None and end > start else np.asarray([page.embedding])
+        own = vectors[start:end] if end > start else np.asarray([page.embedding])
         page.sentences = SentenceVectors.quantize(np.asarray(own, dtype=np.float32))
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -15,6 +15,17 @@ class Embedder(Protocol):
     """Turns texts into unit-length vectors of a fixed dimension (rows of a float32 array)."""
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class PausableEmbedder(Protocol):
+    """An embedder that can pause one long call between its runs of the model (for background work, so
+    that calls made meanwhile need not wait for all of it)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+    def embed_pausing(self, texts: Sequence[str], pause: Callable[[], None] | None) -> np.ndarray:
+        """embed(), calling pause() before each run of the model, with the model free meanwhile."""
+        ...
 
 
 @dataclass
