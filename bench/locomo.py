@@ -413,6 +413,7 @@ class QuestionRecord:
     mid_term_turns: list[list[str]]  # per returned mid-term page, best first
     latency_ms: float
     segment_pages_capped: bool = False  # the segment-stage ceiling call hit its top_k cap of 100
+    text_chars: dict[str, int] = field(default_factory=dict)  # per text method: characters of the tool's text
     prediction: str | None = None
     f1: float | None = None
     bleu1: float | None = None
@@ -438,13 +439,27 @@ class ToolFailed(RuntimeError):
 
 
 async def call_tool(client: Client, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return (await call_tool_text(client, name, arguments))[0]
+
+
+async def call_tool_text(client: Client, name: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(structured content, the text a model reads)."""
     result = await client.call_tool(name, arguments)
+    text = " ".join(getattr(block, "text", "") for block in result.content)
     if result.is_error:
-        text = " ".join(getattr(block, "text", "") for block in result.content)
         raise ToolFailed(f"{name} failed: {text}")
     if not isinstance(result.structured_content, dict):
         raise ToolFailed(f"{name} returned no structured content")
-    return result.structured_content
+    return result.structured_content, text
+
+
+_SHORT_PAGE_ID = re.compile(r"pg_[0-9a-f]{8}")
+
+
+def turns_read(text: str, turns_of: Mapping[str, Sequence[str]]) -> list[Sequence[str]]:
+    """The pages a model reads in a tool's text — found by the short ids the text shows (a full id starts
+    with its short one) — each as its dia_ids."""
+    return [turns_of[short] for short in dict.fromkeys(_SHORT_PAGE_ID.findall(text)) if short in turns_of]
 
 
 @dataclass
@@ -452,6 +467,7 @@ class RunOptions:
     diagnostics: bool
     default_top_k: int
     qa_model: str | None
+    budgets: tuple[int, ...] = ()  # max_tokens of the extra calls whose text is scored
 
 
 async def diagnostic_pages(
@@ -491,6 +507,7 @@ async def run_conversation(
     add_seconds: list[float] = []
     llm_calls = 0
     started = time.perf_counter()
+    turns_of: dict[str, Sequence[str]] = {}  # short page id -> dia_ids
     for page in conv.pages:
         t0 = time.perf_counter()
         added = await call_tool(
@@ -505,6 +522,7 @@ async def run_conversation(
             },
         )
         add_seconds.append(time.perf_counter() - t0)
+        turns_of[str(added["page_id"])[:11]] = page.turns
         llm_calls += int(added.get("llm_calls", 0))
         progress.update(1)
     ingest_seconds = time.perf_counter() - started
@@ -528,10 +546,15 @@ async def run_conversation(
     records: list[QuestionRecord] = []
     for question, ranking in zip(conv.questions, flat, strict=True):
         t0 = time.perf_counter()
-        got = await call_tool(
+        got, text = await call_tool_text(
             client, "retrieve_memory", {"query": question.question, "user_id": uid, "top_k": k_call}
         )
         latency_ms = 1000 * (time.perf_counter() - t0)
+        texts = {"memoryos text, default": text}
+        for budget in options.budgets:
+            _, texts[f"memoryos text ≤{budget} tokens"] = await call_tool_text(
+                client, "retrieve_memory", {"query": question.question, "user_id": uid, "max_tokens": budget}
+            )
         short = [page_turns(p) for p in got["short_term"]]
         mid = [page_turns(p) for p in got["mid_term"]]
 
@@ -539,6 +562,8 @@ async def run_conversation(
         pages: dict[str, Sequence[Sequence[str]]] = {"memoryos default": short + mid[: options.default_top_k]}
         for k in MEMORYOS_KS:
             pages[f"memoryos mid-term @{k}"] = mid[:k]
+        for method, shown in texts.items():  # what the model reads, not only what the structure holds
+            pages[method] = turns_read(shown, turns_of)
         for method in ("dense", "bm25", "hybrid"):
             for k in BASELINE_KS:
                 pages[f"{method} @{k}"] = [conv.pages[i].turns for i in ranking[method][:k]]
@@ -562,6 +587,7 @@ async def run_conversation(
             mid_term_turns=mid,
             latency_ms=round(latency_ms, 2),
             segment_pages_capped=capped,
+            text_chars={method: len(shown) for method, shown in texts.items()},
         )
         if qa_client is not None and options.qa_model is not None:
             try:
@@ -648,6 +674,34 @@ def format_table(title: str, rows: Mapping[str, Row], extra: str | None = None) 
     return "\n".join(lines)
 
 
+def text_table(records: Sequence[QuestionRecord]) -> dict[str, dict[str, float]]:
+    """Per text method: characters and estimated tokens (characters / 4) of the text a model reads."""
+    table: dict[str, dict[str, float]] = {}
+    for method in dict.fromkeys(m for r in records for m in r.text_chars):
+        chars = [r.text_chars[method] for r in records if method in r.text_chars]
+        tokens = [math.ceil(c / 4) for c in chars]
+        table[method] = {
+            "chars_mean": round(statistics.fmean(chars), 1),
+            "tokens_mean": round(statistics.fmean(tokens), 1),
+            "tokens_p95": round(percentile(tokens, 95), 1),
+        }
+    return table
+
+
+def format_text(table: Mapping[str, Mapping[str, float]], recall: Mapping[str, Row]) -> str:
+    lines = [
+        "what the model reads: retrieve_memory's text (tokens estimated as characters / 4), and evidence recall "
+        "over the pages it shows",
+        f"{'':<34}{'chars mean':>12}{'tokens mean':>13}{'tokens p95':>12}{'recall':>9}",
+    ]
+    for method, row in table.items():
+        lines.append(
+            f"{method:<34}{row['chars_mean']:>12.0f}{row['tokens_mean']:>13.0f}{row['tokens_p95']:>12.0f}"
+            f"{_cell(recall.get(method, {}).get('overall')):>9}"
+        )
+    return "\n".join(lines)
+
+
 def format_ingest(ingest: Sequence[IngestRecord], latencies: Sequence[float]) -> str:
     lines = [
         "ingestion (add_memory over MCP, in-process)",
@@ -690,6 +744,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-diagnostics",
         action="store_true",
         help="skip the two extra retrieve_memory calls per question that show where recall is lost",
+    )
+    parser.add_argument(
+        "--budgets",
+        default="500,1000,2000,4000",
+        help="max_tokens of extra retrieve_memory calls whose text is scored (comma-separated; '' for none)",
     )
     parser.add_argument(
         "--rrf-depth",
@@ -736,7 +795,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         qa_client = make_qa_client(settings.llm_base_url, key)
         qa_model = settings.llm_model
-    options = RunOptions(diagnostics=not args.no_diagnostics, default_top_k=settings.top_k, qa_model=qa_model)
+    options = RunOptions(
+        diagnostics=not args.no_diagnostics,
+        default_top_k=settings.top_k,
+        qa_model=qa_model,
+        budgets=tuple(int(b) for b in args.budgets.split(",") if b.strip()),
+    )
 
     print(f"loading the embedding model for the baselines ({settings.embedding_model})...", file=sys.stderr)
     # The server's own backend: torch and ONNX Runtime in one process fight over the cores.
@@ -795,6 +859,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "rrf_constant": RRF_CONSTANT,
         "rrf_depth": args.rrf_depth,
         "recall": recall_table(records),
+        "text": text_table(records),
         "qa": qa,
         "ingest": [asdict(r) for r in ingest],
         "retrieve_latency_ms": {
@@ -819,6 +884,7 @@ def report(results: Mapping[str, Any]) -> str:
         f"BM25 tokenisation: {results['bm25_tokenisation']}.\nHybrid = reciprocal-rank fusion (constant "
         f"{results['rrf_constant']}) of the top {results['rrf_depth'] or 'all'} pages of dense and of BM25.",
     ]
+    parts.append(format_text(results["text"], results["recall"]))
     if results["segment_ceiling_capped_questions"]:
         parts.append(
             f"note: for {results['segment_ceiling_capped_questions']} question(s) the top-m segments held more "

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field
 
+from memoryos_mcp.core.context import LeftOut
 from memoryos_mcp.core.control import ForgetReport
 from memoryos_mcp.core.memory import AddResult, Retrieval
 from memoryos_mcp.core.models import Fact, Page, Scalar, ScoredFact, ScoredSegment, Segment, UserProfile
@@ -179,6 +180,28 @@ class AddMemoryResult(BaseModel):
         )
 
 
+class LeftOutOut(BaseModel):
+    """What a max_tokens budget left out, best first: short-term pages, mid-term pages, then the persona."""
+
+    max_tokens: int
+    short_term_pages: int
+    mid_term_pages: int
+    user_facts: int
+    assistant_traits: int
+    profile: bool
+
+    @classmethod
+    def of(cls, left: LeftOut, max_tokens: int) -> LeftOutOut:
+        return cls(
+            max_tokens=max_tokens,
+            short_term_pages=left.short_term_pages,
+            mid_term_pages=left.mid_term_pages,
+            user_facts=left.user_facts,
+            assistant_traits=left.assistant_traits,
+            profile=left.profile,
+        )
+
+
 class RetrieveMemoryResult(BaseModel):
     """Memory relevant to a query, from all three tiers, plus a ready-to-use context text."""
 
@@ -191,10 +214,16 @@ class RetrieveMemoryResult(BaseModel):
     assistant_traits: list[FactOut]
     profile: ProfileOut
     assistant_profile: str
-    context: str = Field(description="all of the above as one text block for the host model")
+    context: str = Field(
+        description="all of the above as one compact text for the host model: each page once, with the "
+        "short ids forget_memory takes"
+    )
+    left_out: LeftOutOut | None = Field(
+        None, description="with max_tokens: what did not fit (left out of this result too); null: nothing"
+    )
 
     @classmethod
-    def of(cls, user_id: str, r: Retrieval) -> RetrieveMemoryResult:
+    def of(cls, user_id: str, r: Retrieval, max_tokens: int | None = None) -> RetrieveMemoryResult:
         return cls(
             query=r.query,
             user_id=user_id,
@@ -206,6 +235,7 @@ class RetrieveMemoryResult(BaseModel):
             profile=ProfileOut.of(r.profile),
             assistant_profile=r.assistant_profile,
             context=r.context,
+            left_out=LeftOutOut.of(r.left_out, max_tokens) if r.left_out.any and max_tokens else None,
         )
 
 

@@ -29,7 +29,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import BaseModel, Field, ValidationError
 
-from memoryos_mcp import __version__, compat
+from memoryos_mcp import __version__, compat, texts
 from memoryos_mcp.access import USERS_CLAIM, TokenTable, grant_from_claims, resolve_user
 from memoryos_mcp.backfill import SentenceBackfill
 from memoryos_mcp.errors import InvalidInputError, MemoryOSError
@@ -282,6 +282,16 @@ Until = Annotated[
     ),
 ]
 IncludeKnowledge = Annotated[bool, Field(description="Include the facts learned about the user.")]
+MaxTokens = Annotated[
+    int | None,
+    Field(
+        description="Most tokens (estimated as characters / 4) the memory may take: filled best first — recent "
+        "pages, then the best earlier pages, then the profile and facts — and what is left out is said. Default: "
+        "the server's retrieve_max_tokens (none: no limit).",
+        ge=100,
+        le=1_000_000,
+    ),
+]
 
 WRITES = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
@@ -300,7 +310,7 @@ def _memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
         timestamp: Timestamp = None,
         metadata: Metadata = None,
         idempotency_key: IdempotencyKey = None,
-    ) -> AddMemoryResult:
+    ) -> Annotated[CallToolResult, AddMemoryResult]:
         """Remember one exchange (a "page") between the user and you.
 
         The page enters short-term memory at once and is durable when this returns. When short-term memory
@@ -308,9 +318,14 @@ def _memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
         user's long-term profile. The result says what happened. Texts are limited to max_text_chars
         (default 20,000) each.
         """
-        return _call(
-            slot,
-            lambda s: s.add_memory(user_input, agent_response, user_id, timestamp, metadata, idempotency_key),
+        return _answer(
+            _call(
+                slot,
+                lambda s: s.add_memory(
+                    user_input, agent_response, user_id, timestamp, metadata, idempotency_key
+                ),
+            ),
+            texts.added,
         )
 
     # Not read-only: retrieval is what heats a segment (the paper's N_visit and last access are written).
@@ -323,20 +338,32 @@ def _memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
         include_short_term: IncludeShortTerm = True,
         since: Since = None,
         until: Until = None,
-    ) -> RetrieveMemoryResult:
+        max_tokens: MaxTokens = None,
+    ) -> Annotated[CallToolResult, RetrieveMemoryResult]:
         """Find what you remember about a query, from all memory tiers.
 
         Returns the recent short-term pages, the best mid-term pages (from the top-m segments by topic match,
-        then top-k pages by similarity, each with id, timestamp, segment, score, chain summary and metadata),
-        the user's profile, relevant user facts and assistant traits, and `context`: all of it as one text
-        block to read before answering. Makes no LLM call. Records a visit on each segment returned (that is
-        what makes a topic hot in the paper's heat model), so it is not read-only.
+        then top-k pages by similarity), the user's profile, relevant user facts and assistant traits: as one
+        compact text to read before answering (each page once, with the short id forget_memory takes), and as
+        structured data with every field (scores, segments, chain summaries, metadata). With max_tokens, only
+        what fits, best first, and a line saying what was left out. Makes no LLM call. Records a visit on each
+        segment returned (that is what makes a topic hot in the paper's heat model), so it is not read-only.
         """
-        return _call(
-            slot,
-            lambda s: s.retrieve_memory(
-                query, user_id, top_k, top_m, include_short_term, since=since, until=until
+        return _answer(
+            _call(
+                slot,
+                lambda s: s.retrieve_memory(
+                    query,
+                    user_id,
+                    top_k,
+                    top_m,
+                    include_short_term,
+                    since=since,
+                    until=until,
+                    max_tokens=max_tokens,
+                ),
             ),
+            lambda r: r.context,
         )
 
     @mcp.tool(annotations=READS)
@@ -346,13 +373,38 @@ def _memory_tools(mcp: MCPServer, slot: _ServiceSlot) -> None:
         include_assistant_traits: Annotated[
             bool, Field(description="Include facts learned about you, the assistant.")
         ] = True,
-    ) -> UserProfileResult:
+    ) -> Annotated[CallToolResult, UserProfileResult]:
         """The user's long-term persona: static profile (name, location, ...), trait dimensions with evidence,
         and optionally the user knowledge and assistant traits learned from conversations.
 
         Profiling needs an LLM; without one the profile is empty and `note` says how to enable it.
         """
-        return _call(slot, lambda s: s.get_user_profile(user_id, include_knowledge, include_assistant_traits))
+        return _answer(
+            _call(slot, lambda s: s.get_user_profile(user_id, include_knowledge, include_assistant_traits)),
+            texts.profile,
+        )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _answer(result: M, text: Callable[[M], str]) -> CallToolResult:
+    """A result as our tools send it: every field as structured content (as the SDK would dump it), and the
+    text a model reads (texts.py), not a JSON dump of the same."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=text(result))],
+        structured_content=result.model_dump(mode="json", by_alias=True),
+    )
+
+
+def _whole_number(value: str | None, name: str) -> int | None:
+    """A prompt argument (prompt arguments are strings) that must be a whole number."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise ToolError(f"{name} must be a whole number, got {quote(value)}") from None
 
 
 def _reply(result: BaseModel) -> CallToolResult:
@@ -560,9 +612,9 @@ def build_server(
         _memory_tools(mcp, slot)
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False))
-    def memory_stats(user_id: UserId = None) -> MemoryStats:
+    def memory_stats(user_id: UserId = None) -> Annotated[CallToolResult, MemoryStats]:
         """Counts per memory tier for a user, plus the server's total LLM calls and tokens and peak memory use."""
-        return _call(slot, lambda s: s.stats(user_id))
+        return _answer(_call(slot, lambda s: s.stats(user_id)), texts.stats)
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False))
     def list_memories(
@@ -588,10 +640,13 @@ def build_server(
         cursor: Annotated[
             str | None, Field(description="next_cursor of the previous call, to continue the listing.")
         ] = None,
-    ) -> ListMemoriesResult:
+    ) -> Annotated[CallToolResult, ListMemoriesResult]:
         """List what is remembered about a user, newest first: pages with id, tier, timestamp, texts, segment and
         metadata; or segments; or facts and the profile. Use the ids with forget_memory. Makes no change."""
-        return _call(slot, lambda s: s.list_memories(user_id, kind, tier, since, until, limit, cursor))
+        return _answer(
+            _call(slot, lambda s: s.list_memories(user_id, kind, tier, since, until, limit, cursor)),
+            texts.listed,
+        )
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -620,11 +675,14 @@ def build_server(
         confirm: Annotated[
             str | None, Field(description="With all=true: the user_id again, to confirm.")
         ] = None,
-    ) -> ForgetMemoryResult:
+    ) -> Annotated[CallToolResult, ForgetMemoryResult]:
         """Forget memories for good: the named pages from every tier and every later result, and what was learned
         only from them (segment summaries are recomputed from the pages kept; facts learned only from forgotten
         pages are removed). Unknown ids are reported, not an error. all=true needs confirm equal to the user_id."""
-        return _call(slot, lambda s: s.forget_memory(user_id, page_ids, fact_ids, before, all, confirm))
+        return _answer(
+            _call(slot, lambda s: s.forget_memory(user_id, page_ids, fact_ids, before, all, confirm)),
+            texts.forgotten,
+        )
 
     @mcp.resource(
         "memoryos://status",
@@ -637,9 +695,11 @@ def build_server(
         return json.dumps(stats.model_dump(), indent=2)
 
     @mcp.prompt()
-    def memory_context(query: str, user_id: str | None = None) -> str:
-        """Memory relevant to `query`, assembled as context for answering the user."""
-        result = _call(slot, lambda s: s.retrieve_memory(query, user_id))
+    def memory_context(query: str, user_id: str | None = None, max_tokens: str | None = None) -> str:
+        """Memory relevant to `query`, assembled as context for answering the user (within max_tokens, estimated
+        as characters / 4, when given)."""
+        budget = _whole_number(max_tokens, "max_tokens")
+        result = _call(slot, lambda s: s.retrieve_memory(query, user_id, max_tokens=budget))
         return f"Use this memory of earlier conversations when you answer.\n\n{result.context}"
 
     return mcp

@@ -341,6 +341,7 @@ class MemoryService:
         include_archived: bool = False,
         since: str | None = None,
         until: str | None = None,
+        max_tokens: int | None = None,
     ) -> RetrieveMemoryResult:
         s = self.settings
         uid = validation.user_id(user_id, s.user_id)
@@ -348,6 +349,7 @@ class MemoryService:
         k = validation.positive(top_k, "top_k", 100)
         m = validation.positive(top_m, "top_m", 50)
         window = validation.time_range(since, until)
+        budget = validation.max_tokens(max_tokens if max_tokens is not None else s.retrieve_max_tokens)
         retrieval = self._run(
             uid,
             "retrieve_memory",
@@ -359,10 +361,11 @@ class MemoryService:
                 include_short_term=include_short_term,
                 include_archived=include_archived,
                 window=window,
+                max_tokens=budget,
             ),
             lock="retrieve",
         )
-        return RetrieveMemoryResult.of(uid, retrieval)
+        return RetrieveMemoryResult.of(uid, retrieval, budget)
 
     def get_user_profile(
         self,

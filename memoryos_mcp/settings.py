@@ -150,6 +150,13 @@ class Settings(BaseSettings):
         "first retrieval after a restart reads a file instead of every page from Chroma (a cache: safe to delete)",
     )
 
+    retrieve_max_tokens: int | None = Field(
+        None,
+        ge=100,
+        description="default budget of retrieve_memory's text (and result), in tokens estimated as characters "
+        "/ 4: filled best first — recent pages, then the best earlier pages, then the persona; unset: no limit",
+    )
+
     sentence_backfill: bool = Field(
         True,
         description="while serving, fill in the sentence vectors of pages a bulk import stored without them, in "

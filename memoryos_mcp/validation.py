@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+from memoryos_mcp.core.context import MIN_BUDGET
 from memoryos_mcp.core.models import Scalar
 from memoryos_mcp.errors import InvalidInputError
 from memoryos_mcp.messages import quote
@@ -119,6 +120,21 @@ def positive(value: int | None, name: str, upper: int) -> int | None:
         return None
     if value < 1 or value > upper:
         raise InvalidInputError(f"{name} must be between 1 and {upper}, got {value}")
+    return value
+
+
+MAX_TOKENS_CAP = 1_000_000
+
+
+def max_tokens(value: int | None) -> int | None:
+    """A budget of the text retrieve_memory returns, in estimated tokens; None: no limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_BUDGET <= value <= MAX_TOKENS_CAP:
+        raise InvalidInputError(
+            f"max_tokens must be a whole number from {MIN_BUDGET} to {MAX_TOKENS_CAP:,} (tokens, estimated as "
+            f"characters / 4), got {quote(value)}; leave it out for no limit"
+        )
     return value
 
 

@@ -43,7 +43,7 @@ async def test_add_then_retrieve_returns_pages_with_metadata(server: MCPServer) 
         (page,) = found["short_term"]
         assert page["id"] == added["page_id"] and page["metadata"] == {"turn": "D1:3", "n": 3, "ok": True}
         assert page["timestamp"] == "2024-05-08T13:56:00" and page["tier"] == "short_term"
-        assert "Sintra" in found["context"] and "2024-05-08 13:56" in found["context"]
+        assert "Sintra" in found["context"] and "2024-05-08" in found["context"]
 
 
 async def test_pages_reach_mid_term_with_segment_and_score(server: MCPServer) -> None:
@@ -292,7 +292,7 @@ async def test_prompt_failures_carry_the_reason(server: MCPServer) -> None:
             ({"query": "  "}, "query must not be empty"),
             (
                 {"query": "hi", "bogus": "1"},
-                "unknown argument 'bogus': prompt memory_context accepts 'query' and 'user_id'",
+                "unknown argument 'bogus': prompt memory_context accepts 'query', 'user_id' and 'max_tokens'",
             ),
             ({}, "prompt memory_context needs 'query'"),
             ({"query": "hi", "user_id": "null"}, "user_id 'null' is invalid"),

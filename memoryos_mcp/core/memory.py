@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from memoryos_mcp.core.context import is_short_id
 from memoryos_mcp.core.control import Control, ForgetReport, PageKey, PageListing, Tier
 from memoryos_mcp.core.models import Page, Scalar, Segment, SentenceVectors, page_id_for
 from memoryos_mcp.core.persona import Promotion, fact_id, profile_text
@@ -34,7 +35,7 @@ from memoryos_mcp.core.protocols import (
 from memoryos_mcp.core.recall import Recall, Retrieval
 from memoryos_mcp.core.state import Draft, StateLoader, UserState
 from memoryos_mcp.core.text import exchange_text, page_sentences
-from memoryos_mcp.errors import StorageError
+from memoryos_mcp.errors import InvalidInputError, StorageError
 from memoryos_mcp.index.page_index import RetrievalWeights
 from memoryos_mcp.index.registry import StateRegistry
 
@@ -113,6 +114,37 @@ def embed_sentences(
         page.sentences = SentenceVectors.quantize(np.asarray(own, dtype=np.float32))
 
 
+def full_ids(
+    state: UserState, page_ids: Sequence[str], fact_ids: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """Ids as given, with each short one (core/context.short_id) replaced by the one page or fact of the user
+    it stands for among those a retrieval can show (short-term, indexed mid-term, facts). A short id that
+    matches none stays as it is (reported unknown); one that matches several is refused."""
+    with state.lock:
+        facts = [f.id for kind in state.facts.values() for f in kind]
+
+        def resolve(given: str, candidates: Callable[[str], list[str]], what: str) -> str:
+            if not is_short_id(given):
+                return given
+            found = sorted(set(candidates(given)))
+            if len(found) > 1:
+                raise InvalidInputError(
+                    f"{given} is the start of {len(found)} {what} ids: pass the full id (list_memories shows it)"
+                )
+            return found[0] if found else given
+
+        pages = [
+            resolve(
+                pid,
+                lambda p: [x.id for x in state.stm if x.id.startswith(p)] + state.index.ids_starting_with(p),
+                "page",
+            )
+            for pid in page_ids
+        ]
+        named = [resolve(fid, lambda f: [x for x in facts if x.startswith(f)], "fact") for fid in fact_ids]
+    return pages, named
+
+
 class MemoryOS:
     """The MemoryOS update and retrieval pipelines for many users.
 
@@ -144,7 +176,9 @@ class MemoryOS:
         self.weights = weights or RetrievalWeights()
         self.pipeline = UpdatePipeline(embedder, analyzer, self.params, clock)
         self.promotion = Promotion(embedder, analyzer, self.params, clock)
-        self.recall = Recall(store, embedder, self.params, self.weights, clock)
+        self.recall = Recall(
+            store, embedder, self.params, self.weights, clock, lambda: self.pipeline.analyzer.writes_summaries
+        )
         self.control = Control(store, embedder, lambda: self.pipeline.analyzer, self.params, clock)
         self.states = StateRegistry(
             store,
@@ -353,8 +387,10 @@ class MemoryOS:
         fact_ids: Sequence[str] = (),
         before: float | None = None,
     ) -> ForgetReport:
-        """Forget pages (by id, or dated before `before`) and facts, with what was learned only from them."""
+        """Forget pages (by id, or dated before `before`) and facts, with what was learned only from them.
+        An id may be the short form retrieve_memory's text shows (core/context.short_id)."""
         with self._writing(user_id) as state:
+            page_ids, fact_ids = full_ids(state, page_ids, fact_ids)
             base = state.seq
             try:
                 if self._lease_lost.get(user_id):
@@ -539,9 +575,11 @@ class MemoryOS:
         include_short_term: bool = True,
         include_archived: bool = False,
         window: tuple[float, float] | None = None,
+        max_tokens: int | None = None,
     ) -> Retrieval:
         """All STM pages, two-stage MTM (top-m segments, then top-k pages), LPM facts and profile. No LLM.
-        `window`: only pages dated inside (since, until), inclusive, in seconds since the epoch."""
+        `window`: only pages dated inside (since, until), inclusive, in seconds since the epoch; `max_tokens`:
+        only what the context text can show within that budget, best first."""
         return self.recall.retrieve(
             self.states.fresh(user_id),
             query,
@@ -550,4 +588,5 @@ class MemoryOS:
             include_short_term=include_short_term,
             include_archived=include_archived,
             window=window,
+            max_tokens=max_tokens,
         )

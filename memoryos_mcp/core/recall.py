@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memoryos_mcp.core.context import build_context
+from memoryos_mcp.core.context import LeftOut, build_context
 from memoryos_mcp.core.models import Fact, Page, ScoredFact, ScoredPage, ScoredSegment, Segment, UserProfile
 from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
 from memoryos_mcp.core.protocols import Embedder, MemoryStore
@@ -34,6 +34,7 @@ class Retrieval:
     profile: UserProfile | None
     assistant_profile: str
     context: str
+    left_out: LeftOut  # what a max_tokens budget left out of all of the above
 
 
 def top_facts(facts: list[Fact], query_embedding: np.ndarray, n: int) -> list[ScoredFact]:
@@ -67,7 +68,9 @@ class Recall:
         params: MemoryParams,
         weights: RetrievalWeights,
         clock: Callable[[], float],
+        summaries_written: Callable[[], bool] = lambda: False,
     ) -> None:
+        self.summaries_written = summaries_written  # segment summaries by a language model: worth reading
         self.store = store
         self.embedder = embedder
         self.params = params
@@ -84,8 +87,10 @@ class Recall:
         include_short_term: bool = True,
         include_archived: bool = False,
         window: tuple[float, float] | None = None,
+        max_tokens: int | None = None,
     ) -> Retrieval:
-        """`window`: inclusive (since, until) in seconds since the epoch; only pages dated inside it."""
+        """`window`: inclusive (since, until) in seconds since the epoch; only pages dated inside it.
+        `max_tokens`: the result holds what its text can show within that many tokens (core/context.py)."""
         top_k = top_k or self.params.top_k
         top_m = top_m or self.params.top_m
         with state.lock:
@@ -143,17 +148,20 @@ class Recall:
             assistant_traits=traits,
             profile=profile,
             assistant_profile=self.params.assistant_profile,
+            segments=scored_segments if self.summaries_written() else (),
+            max_tokens=max_tokens,
         )
         return Retrieval(
             query=query,
-            short_term=short_term,
-            mid_term=mid_term,
+            short_term=context.short_term,
+            mid_term=context.mid_term,
             segments=scored_segments,
-            user_facts=user_facts,
-            assistant_traits=traits,
-            profile=profile,
+            user_facts=context.user_facts,
+            assistant_traits=context.assistant_traits,
+            profile=context.profile,
             assistant_profile=self.params.assistant_profile,
-            context=context,
+            context=context.text,
+            left_out=context.left_out,
         )
 
 

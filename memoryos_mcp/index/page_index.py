@@ -347,6 +347,10 @@ class PageIndex:
         order = np.lexsort((-added, -epoch))[: limit + 64]  # the margin covers ties on (date, time stored)
         return [self._page(int(slot)) for slot in slots[order]]
 
+    def ids_starting_with(self, prefix: str) -> list[str]:
+        """Live pages whose id starts with `prefix` (a short id a model was shown)."""
+        return [pid for pid in self._slot_of if pid.startswith(prefix)]
+
     def ids_dated_before(self, moment: float) -> list[str]:
         """Live pages dated strictly before `moment` (seconds since the epoch)."""
         return [pid for pid, slot in self._slot_of.items() if self._epoch[slot] < moment]

@@ -1,0 +1,117 @@
+"""What the host model reads of each tool's result: a short text saying what a model needs, once.
+
+The structured content carries every field for programs; the text is not a dump of it. Ids are shown short
+(core/context.short_id): forget_memory takes them. retrieve_memory's text is its `context`
+(core/context.py), built within the caller's token budget.
+"""
+
+from __future__ import annotations
+
+from memoryos_mcp.core.context import short_id
+from memoryos_mcp.schemas import (
+    AddMemoryResult,
+    ForgetMemoryResult,
+    ListMemoriesResult,
+    MemoryStats,
+    PageOut,
+    ProfileOut,
+    UserProfileResult,
+)
+
+
+def _page(page: PageOut) -> str:
+    sides = [f"User: {page.user_input}"] if page.user_input else []
+    sides += [f"Assistant: {page.agent_response}"] if page.agent_response else []
+    return f"[{page.timestamp.replace('T', ' ')[:16]} {short_id(page.id)} {page.tier}] " + " | ".join(sides)
+
+
+def _profile(profile: ProfileOut) -> list[str]:
+    lines = [f"- {key}: {value}" for key, value in profile.static.items()]
+    for group, dims in profile.traits.items():
+        lines += [f"- {group} / {dim}: {t.level} ({t.evidence})" for dim, t in dims.items()]
+    return lines
+
+
+def added(r: AddMemoryResult) -> str:
+    if r.already_stored:
+        return f"Already stored as {short_id(r.page_id)} (same idempotency_key): nothing was added."
+    parts = [f"Stored page {short_id(r.page_id)} for user '{r.user_id}'."]
+    if r.moved_to_mid_term:
+        topics = len(r.segments_created) + len(r.segments_merged)
+        parts.append(
+            f"{len(r.moved_to_mid_term)} older page(s) moved to mid-term memory ({topics} topic(s))."
+        )
+    if r.segments_archived:
+        parts.append(f"{len(r.segments_archived)} cold topic(s) archived.")
+    if r.segments_promoted:
+        parts.append(f"{len(r.segments_promoted)} hot topic(s) analysed: {r.facts_added} fact(s) learned.")
+    if r.promotion_pending:
+        parts.append(f"{len(r.promotion_pending)} hot topic(s) wait for analysis.")
+    if r.facts_dropped:
+        parts.append(f"{len(r.facts_dropped)} oldest fact(s) dropped (capacity).")
+    return " ".join(parts + r.notes)
+
+
+def profile(r: UserProfileResult) -> str:
+    sections = [f"Long-term memory of user '{r.user_id}'."]
+    lines = _profile(r.profile)
+    sections.append("Profile:\n" + "\n".join(lines) if lines else "Profile: (empty)")
+    if r.user_knowledge is not None:
+        facts = [f"- {f.text} [{short_id(f.id)}]" for f in r.user_knowledge]
+        sections.append("Facts about the user:\n" + ("\n".join(facts) or "(none)"))
+    if r.assistant_traits is not None:
+        traits = [f"- {f.text} [{short_id(f.id)}]" for f in r.assistant_traits]
+        sections.append("What you, the assistant, said about yourself:\n" + ("\n".join(traits) or "(none)"))
+    if r.note:
+        sections.append(r.note)
+    return "\n\n".join(sections)
+
+
+def listed(r: ListMemoriesResult) -> str:
+    lines: list[str]
+    if r.kind == "pages":
+        lines = [_page(p) for p in r.pages or []]
+    elif r.kind == "segments":
+        lines = [
+            f"[{short_id(s.id)}{', archived' if s.archived else ''}] {s.page_count} page(s), heat {s.heat:.2f}: "
+            f"{s.summary}"
+            for s in r.segments or []
+        ]
+    else:
+        lines = [
+            f"- {f.text} [{short_id(f.id)}, {f.kind}, from {len(f.source_pages)} page(s)]"
+            for f in r.facts or []
+        ]
+        if r.profile is not None and _profile(r.profile):
+            lines = ["Profile:", *_profile(r.profile), "Facts:", *lines]
+    text = f"{r.kind.capitalize()} of user '{r.user_id}', newest first:\n" + ("\n".join(lines) or "(none)")
+    if r.next_cursor:
+        text += f"\nMore: pass cursor={r.next_cursor!r}."
+    return text
+
+
+def forgotten(r: ForgetMemoryResult) -> str:
+    if r.everything:
+        return (
+            f"Forgot all memory of user '{r.user_id}': {r.pages_removed} page(s), {r.facts_removed} fact(s)."
+        )
+    text = (
+        f"Forgot {r.pages_removed} page(s) and {r.facts_removed} fact(s) of user '{r.user_id}' "
+        f"({r.segments_removed} topic(s) removed, {r.segments_recomputed} recomputed)."
+    )
+    unknown = r.unknown_page_ids + r.unknown_fact_ids
+    if unknown:
+        text += f" Not found for this user: {', '.join(unknown)}."
+    return text
+
+
+def stats(r: MemoryStats) -> str:
+    text = (
+        f"User '{r.user_id}': {r.short_term_pages} short-term page(s), {r.mid_term_pages} mid-term page(s) in "
+        f"{r.segments} topic(s) ({r.archived_segments} archived), {r.user_facts} user fact(s), "
+        f"{r.assistant_traits} assistant trait(s)."
+    )
+    if r.pages_waiting_for_sentences:
+        text += f" {r.pages_waiting_for_sentences} imported page(s) still get their sentence vectors."
+    text += f" Language model: {'configured' if r.llm_configured else 'none (profiling off)'}."
+    return text
