@@ -111,8 +111,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from memoryos_mcp.service import MemoryService
-    from memoryos_mcp.settings import load_settings
+    from memoryos_mcp.service.facade import MemoryService
+    from memoryos_mcp.service.settings import load_settings
 
     (conversation,) = load_conversations(args.data, [args.conversation])
     per_add: list[dict[str, int]] = []

@@ -122,9 +122,9 @@ def llama_cpp_server(model: Path, chat_format: str, threads: int, ctx: int) -> I
 async def replay(args: argparse.Namespace, base_url: str, model: str) -> dict[str, Any]:
     from mcp import Client
 
-    from memoryos_mcp.server import build_server
-    from memoryos_mcp.service import MemoryService
-    from memoryos_mcp.settings import load_settings
+    from memoryos_mcp.mcp.server import build_server
+    from memoryos_mcp.service.facade import MemoryService
+    from memoryos_mcp.service.settings import load_settings
 
     (conversation,) = load_conversations(args.data, [args.conversation])
     pages = conversation.pages[: args.pages]

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from openai import OpenAI
     from tqdm import tqdm
 
-    from memoryos_mcp.settings import Settings
+    from memoryos_mcp.service.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "locomo" / "locomo_dev.json"
@@ -767,7 +767,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def build_settings(data_dir: Path, args: argparse.Namespace) -> Settings:
-    from memoryos_mcp.settings import load_settings
+    from memoryos_mcp.service.settings import load_settings
 
     return load_settings(
         data_dir=data_dir,
@@ -783,7 +783,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     from memoryos_mcp.adapters.embedder import make_embedder
-    from memoryos_mcp.server import build_server
+    from memoryos_mcp.mcp.server import build_server
 
     wanted = [c.strip() for c in args.conversations.split(",") if c.strip()]
     conversations = load_conversations(args.data, wanted or None)

@@ -44,8 +44,8 @@ def _run(*args: str) -> tuple[float, str]:
 
 def compare(source: Path, target: Path) -> dict[str, Any]:
     from memoryos_mcp.adapters.embedder import make_embedder
-    from memoryos_mcp.service import MemoryService
-    from memoryos_mcp.settings import load_settings
+    from memoryos_mcp.service.facade import MemoryService
+    from memoryos_mcp.service.settings import load_settings
 
     embedder = make_embedder()
     answers = []

@@ -37,8 +37,8 @@ from memoryos_mcp.core.text import extract_keywords  # noqa: E402
 from memoryos_mcp.index.cues import embedding_texts  # noqa: E402
 from memoryos_mcp.index.page_index import PageIndex, pack_snapshot  # noqa: E402
 from memoryos_mcp.index.screen import dot_kernel  # noqa: E402
-from memoryos_mcp.service import MemoryService  # noqa: E402
-from memoryos_mcp.settings import load_settings  # noqa: E402
+from memoryos_mcp.service.facade import MemoryService  # noqa: E402
+from memoryos_mcp.service.settings import load_settings  # noqa: E402
 
 
 def queries(history: Path | None, n: int, seed: int = 0) -> list[str]:

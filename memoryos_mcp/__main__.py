@@ -1,3 +1,3 @@
-from memoryos_mcp.cli import main
+from memoryos_mcp.cli.main import main
 
 main()

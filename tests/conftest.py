@@ -14,9 +14,9 @@ from mcp.server.mcpserver import MCPServer
 
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
-from memoryos_mcp.server import build_server
-from memoryos_mcp.service import MemoryService
-from memoryos_mcp.settings import Settings, load_settings
+from memoryos_mcp.mcp.server import build_server
+from memoryos_mcp.service.facade import MemoryService
+from memoryos_mcp.service.settings import Settings, load_settings
 from tests.fakes import HashEmbedder, free_port
 
 

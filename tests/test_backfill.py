@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from memoryos_mcp import backfill
-from memoryos_mcp.backfill import SentenceBackfill, embed_missing_sentences
-from memoryos_mcp.bulk import import_lines
+from memoryos_mcp.core.errors import StorageError
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import embed_sentences
 from memoryos_mcp.core.models import Page
-from memoryos_mcp.errors import StorageError
-from memoryos_mcp.service import MemoryService
+from memoryos_mcp.service import backfill
+from memoryos_mcp.service.backfill import SentenceBackfill, embed_missing_sentences
+from memoryos_mcp.service.bulk import import_lines
+from memoryos_mcp.service.facade import MemoryService
 from tests.fakes import HashEmbedder
 from tests.test_portable import history, local_service
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
-from memoryos_mcp.bulk import import_lines
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
-from memoryos_mcp.service import MemoryService
-from memoryos_mcp.settings import load_settings
+from memoryos_mcp.service.bulk import import_lines
+from memoryos_mcp.service.facade import MemoryService
+from memoryos_mcp.service.settings import load_settings
 from tests.fakes import HashEmbedder, mid_term_pages
 
 TOPICS = [
@@ -151,7 +151,7 @@ def _stored(data_dir: Path, page_ids: list[str]) -> int:
 
 @pytest.mark.slow
 def test_killed_mid_import_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
-    from memoryos_mcp.bulk import parse_line
+    from memoryos_mcp.service.bulk import parse_line
 
     source = tmp_path / "history.jsonl"
     data = lines(1500)  # enough that the import is still running when it is killed

@@ -12,10 +12,10 @@ from mcp.server.mcpserver import MCPServer
 
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.adapters.snapshots import SnapshotStore
+from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
-from memoryos_mcp.errors import InvalidInputError
-from memoryos_mcp.service import MemoryService
-from memoryos_mcp.settings import Settings
+from memoryos_mcp.service.facade import MemoryService
+from memoryos_mcp.service.settings import Settings
 from tests.fake_openai import FakeOpenAIServer
 from tests.fakes import HashEmbedder
 from tests.mcp_calls import call, error

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
-from memoryos_mcp.bulk import import_lines
+from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.state import FACT_KINDS
-from memoryos_mcp.errors import InvalidInputError
-from memoryos_mcp.portable import FORMAT_VERSION, export_users, import_export
-from memoryos_mcp.service import MemoryService, make_analyzer
-from memoryos_mcp.settings import load_settings
+from memoryos_mcp.service.bulk import import_lines
+from memoryos_mcp.service.facade import MemoryService, make_analyzer
+from memoryos_mcp.service.portable import FORMAT_VERSION, export_users, import_export
+from memoryos_mcp.service.settings import load_settings
 from tests.fake_openai import FakeOpenAIServer
 from tests.fakes import HashEmbedder
 from tests.scripted_llm import good_answer
@@ -362,7 +362,7 @@ def _python(code: str, *args: str) -> str:
 
 _MAKE = (
     "import sys; from pathlib import Path\n"
-    "from memoryos_mcp.bulk import import_lines\n"
+    "from memoryos_mcp.service.bulk import import_lines\n"
     "from tests.test_portable import history, local_service\n"
     "import_lines(local_service(Path(sys.argv[1])), history(80, 'ann') + history(20, 'bob'), default_user='default')\n"
 )

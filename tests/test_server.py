@@ -10,10 +10,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
-from memoryos_mcp.errors import StorageError
-from memoryos_mcp.server import build_server
-from memoryos_mcp.service import MemoryService
-from memoryos_mcp.settings import Settings
+from memoryos_mcp.core.errors import StorageError
+from memoryos_mcp.mcp.server import build_server
+from memoryos_mcp.service.facade import MemoryService
+from memoryos_mcp.service.settings import Settings
 from tests.mcp_calls import call, error
 
 

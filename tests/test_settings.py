@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from memoryos_mcp.cli import main
-from memoryos_mcp.errors import ConfigurationError
-from memoryos_mcp.settings import Settings, load_settings
+from memoryos_mcp.cli.main import main
+from memoryos_mcp.core.errors import ConfigurationError
+from memoryos_mcp.service.settings import Settings, load_settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "memoryos.example.toml"
 

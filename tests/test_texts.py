@@ -11,7 +11,7 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from memoryos_mcp.core.context import estimate_tokens
-from memoryos_mcp.schemas import RetrieveMemoryResult
+from memoryos_mcp.service.schemas import RetrieveMemoryResult
 from tests.mcp_calls import call, error
 
 TOPICS = ["hiking the Sintra trail", "baking sourdough bread", "guitar chords practice", "adopting a puppy"]
@@ -87,7 +87,7 @@ async def test_a_budget_is_honoured_best_first_and_the_result_holds_what_the_tex
 async def test_the_server_default_budget_applies_and_a_call_may_change_it(
     settings: Any, service: Any
 ) -> None:
-    from memoryos_mcp.server import build_server
+    from memoryos_mcp.mcp.server import build_server
 
     service.settings = settings.model_copy(update={"retrieve_max_tokens": 150})
     async with Client(build_server(service.settings, service_factory=lambda: service)) as client:

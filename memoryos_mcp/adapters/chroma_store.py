@@ -25,6 +25,7 @@ from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 
 from memoryos_mcp.adapters.dir_lock import lock_data_dir
+from memoryos_mcp.core.errors import StorageError
 from memoryos_mcp.core.models import (
     Fact,
     FactKind,
@@ -36,7 +37,6 @@ from memoryos_mcp.core.models import (
     Vector,
 )
 from memoryos_mcp.core.protocols import ChainHead, Change, Version
-from memoryos_mcp.errors import StorageError
 
 logger = logging.getLogger(__name__)
 

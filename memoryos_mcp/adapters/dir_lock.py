@@ -10,7 +10,7 @@ import os
 import threading
 from pathlib import Path
 
-from memoryos_mcp.errors import StorageError
+from memoryos_mcp.core.errors import StorageError
 
 # Directories this process holds the writer lock of (path -> open lock file descriptor).
 _held_locks: dict[str, int] = {}

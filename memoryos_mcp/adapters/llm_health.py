@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from memoryos_mcp.errors import LLMAnswerUnusable, LLMError
+from memoryos_mcp.core.errors import LLMAnswerUnusable, LLMError
 
 logger = logging.getLogger(__name__)
 

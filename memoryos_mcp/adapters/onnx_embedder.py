@@ -188,7 +188,7 @@ class OnnxEmbedder:
 
 
 def main() -> int:
-    from memoryos_mcp.adapters.embedder import bundled_model_dir
+    from memoryos_mcp.adapters.bundled_model import bundled_model_dir
 
     logging.basicConfig(level="INFO", stream=sys.stderr, format="%(message)s")
     model_dir = bundled_model_dir()

@@ -32,8 +32,8 @@ from memoryos_mcp.adapters.json_mode import (
     response_format,
 )
 from memoryos_mcp.adapters.llm_health import ModelHealth
+from memoryos_mcp.core.errors import LLMAnswerUnusable, LLMError
 from memoryos_mcp.core.protocols import LLMUsage
-from memoryos_mcp.errors import LLMAnswerUnusable, LLMError
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)

@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.models import Fact, Page, Segment
 from memoryos_mcp.core.pipeline import MemoryParams, centroid
 from memoryos_mcp.core.protocols import ChainHead, Change, Embedder, LLMUsage, MemoryAnalyzer, MemoryStore
 from memoryos_mcp.core.state import UserState, copy_segment
 from memoryos_mcp.core.text import exchange_text, extract_keywords, extractive_summary, topic_text
-from memoryos_mcp.errors import InvalidInputError
 from memoryos_mcp.index.page_index import parse_epoch
 
 logger = logging.getLogger(__name__)

@@ -15,10 +15,10 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel
 
 from memoryos_mcp.core import prompts
+from memoryos_mcp.core.errors import LLMAnswerUnusable
 from memoryos_mcp.core.models import Page, Segment, UserProfile
 from memoryos_mcp.core.protocols import BatchAnalysis, ChainHead, LLMUsage, PersonaUpdate, TopicProposal
 from memoryos_mcp.core.text import exchange_text, extract_keywords, extractive_summary
-from memoryos_mcp.errors import LLMAnswerUnusable
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")

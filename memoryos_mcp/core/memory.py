@@ -21,6 +21,7 @@ import numpy as np
 
 from memoryos_mcp.core.context import is_short_id
 from memoryos_mcp.core.control import Control, ForgetReport, PageKey, PageListing, Tier
+from memoryos_mcp.core.errors import InvalidInputError, StorageError
 from memoryos_mcp.core.models import Page, Scalar, Segment, SentenceVectors, page_id_for
 from memoryos_mcp.core.persona import Promotion, fact_id, profile_text
 from memoryos_mcp.core.pipeline import AddResult, MemoryParams, UpdatePipeline, rank_segments
@@ -33,11 +34,10 @@ from memoryos_mcp.core.protocols import (
     PausableEmbedder,
 )
 from memoryos_mcp.core.recall import Recall, Retrieval
+from memoryos_mcp.core.registry import StateRegistry
 from memoryos_mcp.core.state import Draft, StateLoader, UserState
 from memoryos_mcp.core.text import exchange_text, page_sentences
-from memoryos_mcp.errors import InvalidInputError, StorageError
 from memoryos_mcp.index.page_index import RetrievalWeights
-from memoryos_mcp.index.registry import StateRegistry
 
 __all__ = ["AddResult", "MemoryOS", "MemoryParams", "Retrieval", "fact_id", "profile_text", "rank_segments"]
 

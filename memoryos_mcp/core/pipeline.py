@@ -13,13 +13,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from memoryos_mcp.core.errors import LLMAnswerUnusable
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.models import Page, Segment, Vector
 from memoryos_mcp.core.protocols import ChainHead, Embedder, LLMUsage, MemoryAnalyzer
 from memoryos_mcp.core.scoring import heat, jaccard
 from memoryos_mcp.core.state import Draft
 from memoryos_mcp.core.text import page_text, topic_text
-from memoryos_mcp.errors import LLMAnswerUnusable
 
 logger = logging.getLogger(__name__)
 

@@ -210,7 +210,7 @@ def test_a_second_process_on_the_same_directory_is_refused(tmp_path: Path) -> No
     code = (
         "import sys; from pathlib import Path\n"
         "from memoryos_mcp.adapters.chroma_store import make_client\n"
-        "from memoryos_mcp.errors import StorageError\n"
+        "from memoryos_mcp.core.errors import StorageError\n"
         "try:\n    make_client(data_dir=Path(sys.argv[1]))\n"
         "except StorageError as exc:\n    print(exc); sys.exit(3)\n"
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memoryos_mcp.adapters.embedder import SentenceTransformerEmbedder, bundled_model_dir, make_embedder
+from memoryos_mcp.adapters.bundled_model import bundled_model_dir
+from memoryos_mcp.adapters.embedder import SentenceTransformerEmbedder, make_embedder
 from memoryos_mcp.adapters.onnx_embedder import OnnxEmbedder
 
 pytestmark = pytest.mark.slow

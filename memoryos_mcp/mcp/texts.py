@@ -8,7 +8,7 @@ The structured content carries every field for programs; the text is not a dump 
 from __future__ import annotations
 
 from memoryos_mcp.core.context import short_id
-from memoryos_mcp.schemas import (
+from memoryos_mcp.service.schemas import (
     AddMemoryResult,
     ForgetMemoryResult,
     ListMemoriesResult,

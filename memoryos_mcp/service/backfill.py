@@ -26,11 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from memoryos_mcp.core.errors import MemoryOSError
 from memoryos_mcp.core.memory import embed_sentences
-from memoryos_mcp.errors import MemoryOSError
 
 if TYPE_CHECKING:
-    from memoryos_mcp.service import MemoryService
+    from memoryos_mcp.service.facade import MemoryService
 
 logger = logging.getLogger(__name__)
 

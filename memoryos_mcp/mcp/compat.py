@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
+from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.models import Scalar
-from memoryos_mcp.errors import InvalidInputError
-from memoryos_mcp.messages import quote
-from memoryos_mcp.schemas import FactOut, PageOut, ProfileOut
-from memoryos_mcp.service import MemoryService
+from memoryos_mcp.service.facade import MemoryService
+from memoryos_mcp.service.messages import quote
+from memoryos_mcp.service.schemas import FactOut, PageOut, ProfileOut
 
 REFERENCE = "memoryos-reference"
 # The tools the reference server has; ours beyond them keep our contract in compat mode too.

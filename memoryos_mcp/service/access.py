@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memoryos_mcp import validation
-from memoryos_mcp.errors import ConfigurationError, InvalidInputError
-from memoryos_mcp.messages import names, quote
-from memoryos_mcp.settings import user_id_problem
+from memoryos_mcp.core.errors import ConfigurationError, InvalidInputError
+from memoryos_mcp.service import validation
+from memoryos_mcp.service.messages import names, quote
+from memoryos_mcp.service.settings import user_id_problem
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from memoryos_mcp import __version__
-from memoryos_mcp.errors import ConfigurationError, MemoryOSError
-from memoryos_mcp.settings import Settings, load_settings
+from memoryos_mcp.core.errors import ConfigurationError, MemoryOSError
+from memoryos_mcp.service.settings import Settings, load_settings
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -144,7 +144,7 @@ def _add_control(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 
 def list_memories(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from memoryos_mcp.service import MemoryService
+    from memoryos_mcp.service.facade import MemoryService
 
     if args.limit < 0:
         raise ConfigurationError("--limit must be 0 (all) or more")
@@ -166,7 +166,7 @@ def list_memories(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def forget(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from memoryos_mcp.service import MemoryService
+    from memoryos_mcp.service.facade import MemoryService
 
     service = MemoryService.create(_settings(args))
     result = service.forget_memory(
@@ -177,7 +177,7 @@ def forget(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def stats(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from memoryos_mcp.service import MemoryService
+    from memoryos_mcp.service.facade import MemoryService
 
     service = MemoryService.create(_settings(args))
     out.write(service.stats().model_dump_json(indent=2) + "\n")
@@ -191,8 +191,8 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 def serve(args: argparse.Namespace) -> int:
     settings = _settings(args, transport=args.transport, host=args.host, port=args.port)
-    from memoryos_mcp.server import build_server
-    from memoryos_mcp.service import prepare_to_serve
+    from memoryos_mcp.mcp.server import build_server
+    from memoryos_mcp.service.facade import prepare_to_serve
 
     prepare_to_serve(settings)
     server = build_server(settings)  # reads the token file: a bad one fails here, before serving
@@ -207,14 +207,14 @@ def serve(args: argparse.Namespace) -> int:
 def demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from tqdm import tqdm
 
-    from memoryos_mcp.demo import CONVERSATION, QUESTIONS
+    from memoryos_mcp.cli.demo import CONVERSATION, QUESTIONS
 
     tmp = None
     if args.data_dir is None and args.chroma_host is None:
         tmp = tempfile.TemporaryDirectory(prefix="memoryos-demo-")
         args.data_dir = tmp.name
     settings = _settings(args)
-    from memoryos_mcp.service import MemoryService
+    from memoryos_mcp.service.facade import MemoryService
 
     out.write(f"memoryos-mcp demo — data in {settings.chroma_host or settings.data_dir}\n")
     started = time.monotonic()
@@ -253,8 +253,8 @@ def demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 def import_file(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from tqdm import tqdm
 
-    from memoryos_mcp.bulk import import_lines
-    from memoryos_mcp.service import MemoryService
+    from memoryos_mcp.service.bulk import import_lines
+    from memoryos_mcp.service.facade import MemoryService
 
     if args.chunk_size < 1:
         raise ConfigurationError("--chunk-size must be at least 1")
@@ -267,7 +267,7 @@ def import_file(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         with open(args.file, "rb") as counting:
             total = sum(1 for line in counting if line.strip())
     with open(args.file, encoding="utf-8") if source is None else contextlib.nullcontext(source) as peeked:
-        from memoryos_mcp.portable import is_export, peek
+        from memoryos_mcp.service.portable import is_export, peek
 
         first, stream = peek(peeked)
         if is_export(first):
@@ -307,8 +307,8 @@ def _restore(
     """Import of an export file: records restored as they are (no embedding model is loaded)."""
     from tqdm import tqdm
 
-    from memoryos_mcp.portable import StoredVectorsOnly, import_export
-    from memoryos_mcp.service import MemoryService
+    from memoryos_mcp.service.facade import MemoryService
+    from memoryos_mcp.service.portable import StoredVectorsOnly, import_export
 
     if args.user_id is not None:
         raise ConfigurationError("--user-id does not apply to an export file: it restores the users it holds")
@@ -333,9 +333,9 @@ def _restore(
 def embed_sentences(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from memoryos_mcp.backfill import embed_missing_sentences
-    from memoryos_mcp.portable import has_memory
-    from memoryos_mcp.service import MemoryService
+    from memoryos_mcp.service.backfill import embed_missing_sentences
+    from memoryos_mcp.service.facade import MemoryService
+    from memoryos_mcp.service.portable import has_memory
 
     if args.all_users and args.user_id is not None:
         raise ConfigurationError("give --user-id or --all-users, not both")
@@ -357,8 +357,8 @@ def embed_sentences(args: argparse.Namespace) -> int:
 def export_file(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from memoryos_mcp.portable import StoredVectorsOnly, export_users, has_memory
-    from memoryos_mcp.service import MemoryService
+    from memoryos_mcp.service.facade import MemoryService
+    from memoryos_mcp.service.portable import StoredVectorsOnly, export_users, has_memory
 
     if args.all_users and args.user_id is not None:
         raise ConfigurationError("give --user-id or --all-users, not both")

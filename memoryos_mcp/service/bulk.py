@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from memoryos_mcp import validation
-from memoryos_mcp.core.models import page_id_for
-from memoryos_mcp.errors import InvalidInputError
-from memoryos_mcp.service import MemoryService, PreparedImport
-from memoryos_mcp.settings import Settings
+from memoryos_mcp.core.errors import InvalidInputError
+from memoryos_mcp.core.memory import embed_pages
+from memoryos_mcp.core.models import Page, page_id_for
+from memoryos_mcp.service import validation
+from memoryos_mcp.service.facade import MemoryService
+from memoryos_mcp.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,50 @@ class ImportLine:
     agent_response: str
     timestamp: str
     metadata: dict[str, Any]
+
+
+@dataclass
+class PreparedImport:
+    """A chunk of an import, embedded and not yet stored: its new pages, and how many lines were present."""
+
+    pages: list[Page]
+    skipped: int
+
+
+def prepare(
+    service: MemoryService, user_id: str, lines: Sequence[ImportLine], sentences: bool
+) -> PreparedImport:
+    """The pages of the lines not stored yet, embedded; nothing written. Safe to run in another thread while an
+    earlier chunk of the same import commits (its lines are other pages). Without `sentences`, only the pages'
+    exchanges are embedded: their sentences wait for the server's backfill."""
+    memory = service.memory
+
+    def run() -> PreparedImport:
+        present = service.store.find_pages(user_id, [line.page_id for line in lines])
+        new = [line for line in lines if line.page_id not in present]
+        pages = [
+            memory.new_page(
+                user_id, ln.user_input, ln.agent_response, ln.timestamp, ln.metadata, page_id=ln.page_id
+            )
+            for ln in new
+        ]
+        if pages:
+            embed_pages(memory.embedder, pages, sentences=sentences)
+        return PreparedImport(pages, len(lines) - len(new))
+
+    return service.run(user_id, "import", run)
+
+
+def commit(service: MemoryService, user_id: str, prepared: PreparedImport) -> tuple[int, int]:
+    """Store prepared pages as one write. Returns (imported, skipped)."""
+    if not prepared.pages:
+        return 0, prepared.skipped
+
+    def run() -> tuple[int, int]:
+        service.count_usage(service.memory.add_pages(user_id, prepared.pages).usage)
+        return len(prepared.pages), prepared.skipped
+
+    return service.run(user_id, "import", run, lock="add")
 
 
 @dataclass
@@ -129,8 +174,8 @@ def import_lines(
     embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-embed")
     waiting: tuple[str, int, Future[PreparedImport]] | None = None  # a chunk prepared, not committed
 
-    def commit(user: str, lines: int, prepared: Future[PreparedImport]) -> None:
-        imported, skipped = service.commit_import(user, prepared.result())
+    def committed(user: str, lines: int, prepared: Future[PreparedImport]) -> None:
+        imported, skipped = commit(service, user, prepared.result())
         report.imported += imported
         report.skipped += skipped
         tick(lines)
@@ -142,10 +187,10 @@ def import_lines(
             return
         previous, waiting = (
             waiting,
-            (user, len(chunk), embedding.submit(service.prepare_import, user, chunk, sentences)),
+            (user, len(chunk), embedding.submit(prepare, service, user, chunk, sentences)),
         )
         if previous is not None:
-            commit(*previous)
+            committed(*previous)
 
     try:
         for number, raw in enumerate(lines, start=1):
@@ -170,7 +215,7 @@ def import_lines(
             flush(user)
         if waiting is not None:
             last, waiting = waiting, None
-            commit(*last)
+            committed(*last)
     finally:
         if waiting is not None:  # an earlier commit failed: nothing more is stored
             waiting[2].cancel()

@@ -29,12 +29,14 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import BaseModel, Field, ValidationError
 
-from memoryos_mcp import __version__, compat, texts
-from memoryos_mcp.access import USERS_CLAIM, TokenTable, grant_from_claims, resolve_user
-from memoryos_mcp.backfill import SentenceBackfill
-from memoryos_mcp.errors import InvalidInputError, MemoryOSError
-from memoryos_mcp.messages import explain_errors, names, quote, unknown_names
-from memoryos_mcp.schemas import (
+from memoryos_mcp import __version__
+from memoryos_mcp.core.errors import InvalidInputError, MemoryOSError
+from memoryos_mcp.mcp import compat, texts
+from memoryos_mcp.service.access import USERS_CLAIM, TokenTable, grant_from_claims, resolve_user
+from memoryos_mcp.service.backfill import SentenceBackfill
+from memoryos_mcp.service.facade import LazyService, MemoryService
+from memoryos_mcp.service.messages import explain_errors, names, quote, unknown_names
+from memoryos_mcp.service.schemas import (
     AddMemoryResult,
     ForgetMemoryResult,
     ListMemoriesResult,
@@ -42,8 +44,7 @@ from memoryos_mcp.schemas import (
     RetrieveMemoryResult,
     UserProfileResult,
 )
-from memoryos_mcp.service import LazyService, MemoryService
-from memoryos_mcp.settings import USER_ID_PATTERN, Settings
+from memoryos_mcp.service.settings import USER_ID_PATTERN, Settings
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)

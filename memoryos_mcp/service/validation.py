@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from memoryos_mcp.core.context import MIN_BUDGET
+from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.models import Scalar
-from memoryos_mcp.errors import InvalidInputError
-from memoryos_mcp.messages import quote
-from memoryos_mcp.settings import user_id_problem
+from memoryos_mcp.service.messages import quote
+from memoryos_mcp.service.settings import user_id_problem
 
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # JSON numbers are IEEE doubles in most clients (and in Chroma's metadata, int64): beyond 2^53 an integer

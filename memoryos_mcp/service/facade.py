@@ -10,17 +10,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import fields
+from typing import Any, TypeVar
 
-from memoryos_mcp import validation
 from memoryos_mcp.core.control import decode_cursor, encode_cursor
+from memoryos_mcp.core.errors import ConfigurationError, InvalidInputError, MemoryOSError, StorageError
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
-from memoryos_mcp.core.memory import MemoryOS, MemoryParams, embed_pages
+from memoryos_mcp.core.memory import MemoryOS, MemoryParams
 from memoryos_mcp.core.models import Page
 from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, LLMUsage, MemoryAnalyzer, MemoryStore
-from memoryos_mcp.errors import ConfigurationError, InvalidInputError, MemoryOSError, StorageError
-from memoryos_mcp.schemas import (
+from memoryos_mcp.service import validation
+from memoryos_mcp.service.schemas import (
     AddMemoryResult,
     FactOut,
     ForgetMemoryResult,
@@ -33,10 +33,7 @@ from memoryos_mcp.schemas import (
     RetrieveMemoryResult,
     UserProfileResult,
 )
-from memoryos_mcp.settings import Settings, is_loopback
-
-if TYPE_CHECKING:
-    from memoryos_mcp.bulk import ImportLine
+from memoryos_mcp.service.settings import Settings, is_loopback
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -164,14 +161,6 @@ class Foreground:
             self._changed.notify_all()
 
 
-@dataclass
-class PreparedImport:
-    """A chunk of an import, embedded and not yet stored: its new pages, and how many lines were present."""
-
-    pages: list[Page]
-    skipped: int
-
-
 class MemoryService:
     """Validated, serialised-per-user access to one MemoryOS instance."""
 
@@ -237,9 +226,12 @@ class MemoryService:
         with self._locks_guard:
             return self._locks.setdefault((user_id, kind), threading.Lock())
 
-    def _run(
+    def run(
         self, user_id: str, what: str, fn: Callable[[], T], lock: str | None = None, foreground: bool = True
     ) -> T:
+        """One call of the service for a user: `fn` run under the user's lock of that kind ("add": writes,
+        "retrieve": reads that rank; None: none), counted as a call under way unless `foreground` is False
+        (background work waits for those), any failure of the store raised as one StorageError saying `what`."""
         if foreground:
             self.foreground.enter()
         try:
@@ -276,7 +268,7 @@ class MemoryService:
         )
         key = validation.idempotency_key(idempotency_key)
         deadline = time.monotonic() + s.add_time_budget_s
-        result = self._run(
+        result = self.run(
             uid,
             "add_memory",
             lambda: self.memory.add_page(uid, ui, ar, ts, meta, deadline, idempotency_key=key),
@@ -286,44 +278,14 @@ class MemoryService:
             self.usage_total.add(result.usage)
         return AddMemoryResult.of(result)
 
-    def prepare_import(
-        self, user_id: str, lines: Sequence[ImportLine], sentences: bool = False
-    ) -> PreparedImport:
-        """The pages of the lines not stored yet, embedded; nothing written. Safe to run in another thread
-        while an earlier chunk of the same import commits (its lines are other pages). Without `sentences`,
-        only the pages' exchanges are embedded: their sentences wait for the server's backfill."""
-
-        def run() -> PreparedImport:
-            present = self.store.find_pages(user_id, [line.page_id for line in lines])
-            new = [line for line in lines if line.page_id not in present]
-            pages = [
-                self.memory.new_page(
-                    user_id, ln.user_input, ln.agent_response, ln.timestamp, ln.metadata, page_id=ln.page_id
-                )
-                for ln in new
-            ]
-            if pages:
-                embed_pages(self.memory.embedder, pages, sentences=sentences)
-            return PreparedImport(pages, len(lines) - len(new))
-
-        return self._run(user_id, "import", run)
-
-    def commit_import(self, user_id: str, prepared: PreparedImport) -> tuple[int, int]:
-        """Store prepared pages as one write. Returns (imported, skipped)."""
-        if not prepared.pages:
-            return 0, prepared.skipped
-
-        def run() -> tuple[int, int]:
-            result = self.memory.add_pages(user_id, prepared.pages)
-            with self._locks_guard:
-                self.usage_total.add(result.usage)
-            return len(prepared.pages), prepared.skipped
-
-        return self._run(user_id, "import", run, lock="add")
+    def count_usage(self, usage: LLMUsage) -> None:
+        """Add a write's LLM calls and tokens to the server's totals (memory_stats)."""
+        with self._locks_guard:  # writes of different users finish in parallel threads
+            self.usage_total.add(usage)
 
     def put_sentences(self, user_id: str, pages: Sequence[Page], foreground: bool = True) -> int:
         """Store sentence vectors embedded after their pages (backfill.py); how many pages were written."""
-        return self._run(
+        return self.run(
             user_id,
             "storing sentence vectors",
             lambda: self.memory.put_sentences(user_id, pages),
@@ -350,7 +312,7 @@ class MemoryService:
         m = validation.positive(top_m, "top_m", 50)
         window = validation.time_range(since, until)
         budget = validation.max_tokens(max_tokens if max_tokens is not None else s.retrieve_max_tokens)
-        retrieval = self._run(
+        retrieval = self.run(
             uid,
             "retrieve_memory",
             lambda: self.memory.retrieve(
@@ -390,7 +352,7 @@ class MemoryService:
                 note="" if available else NO_LLM_NOTE,
             )
 
-        return self._run(uid, "get_user_profile", read)
+        return self.run(uid, "get_user_profile", read)
 
     def list_memories(
         self,
@@ -422,7 +384,7 @@ class MemoryService:
                     raise InvalidInputError(
                         "cursor is damaged: pass next_cursor from the previous result unchanged"
                     ) from None
-            listing = self._run(
+            listing = self.run(
                 uid,
                 "list_memories",
                 lambda: self.memory.list_pages(uid, level, window, n, below),
@@ -438,14 +400,14 @@ class MemoryService:
         offset = int(body.get("o", 0)) if body is not None and isinstance(body.get("o"), int) else 0
         now = time.time()
         if what == "segments":
-            segments = self._run(uid, "list_memories", lambda: self.memory.all_segments(uid))
+            segments = self.run(uid, "list_memories", lambda: self.memory.all_segments(uid))
             if window is not None:
                 segments = [x for x in segments if window[0] <= x.created_at <= window[1]]
             chosen = segments[offset : offset + n]
             result.segments = [ListedSegmentOut.of(x, self.memory.params.heat(x, now)) for x in chosen]
             more = offset + n < len(segments)
         else:
-            state = self._run(uid, "list_memories", lambda: self.memory.state(uid))
+            state = self.run(uid, "list_memories", lambda: self.memory.state(uid))
             facts = sorted(
                 (f for items in state.facts.values() for f in items),
                 key=lambda f: (f.created_at, f.id),
@@ -482,7 +444,7 @@ class MemoryService:
                     f"forgetting all memory of user {uid!r} cannot be undone: pass confirm={uid!r} (the user_id "
                     "itself) together with all=true"
                 )
-            report = self._run(uid, "forget_memory", lambda: self.memory.forget_all(uid), lock="add")
+            report = self.run(uid, "forget_memory", lambda: self.memory.forget_all(uid), lock="add")
             return ForgetMemoryResult.of(uid, report)
         moment = validation.moment(before, "before") if before is not None else None
         if not pages and not facts and moment is None:
@@ -490,7 +452,7 @@ class MemoryService:
                 "forget_memory needs something to forget: page_ids, fact_ids, before (a date), or all=true "
                 "with confirm=<user_id>"
             )
-        report = self._run(
+        report = self.run(
             uid, "forget_memory", lambda: self.memory.forget(uid, pages, facts, moment), lock="add"
         )
         with self._locks_guard:
@@ -499,7 +461,7 @@ class MemoryService:
 
     def stats(self, user_id: str | None = None) -> MemoryStats:
         uid = validation.user_id(user_id, self.settings.user_id)
-        state = self._run(uid, "stats", lambda: self.memory.state(uid))
+        state = self.run(uid, "stats", lambda: self.memory.state(uid))
         u = self.usage_total
         return MemoryStats(
             user_id=uid,
@@ -508,7 +470,7 @@ class MemoryService:
             segments=len(state.segments),
             archived_segments=state.archived_segments,
             indexed_pages=len(state.index),
-            pages_waiting_for_sentences=self._run(
+            pages_waiting_for_sentences=self.run(
                 uid, "stats", lambda: self.store.count_waiting_for_sentences(uid)
             ),
             user_facts=len(state.facts.get("user_fact", [])),

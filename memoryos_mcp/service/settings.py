@@ -23,8 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from memoryos_mcp.errors import ConfigurationError
-from memoryos_mcp.messages import explain_errors, quote
+from memoryos_mcp.core.errors import ConfigurationError
+from memoryos_mcp.service.messages import explain_errors, quote
 
 if sys.version_info >= (3, 11):
     from tomllib import TOMLDecodeError

@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from memoryos_mcp import __version__, validation
+from memoryos_mcp import __version__
+from memoryos_mcp.core.errors import InvalidInputError, MemoryOSError, StorageError
 from memoryos_mcp.core.models import Fact, Page, Segment, SentenceVectors, TraitLevel, UserProfile
 from memoryos_mcp.core.protocols import ChainHead, Change, MemoryStore
 from memoryos_mcp.core.state import FACT_KINDS
-from memoryos_mcp.errors import InvalidInputError, MemoryOSError, StorageError
-from memoryos_mcp.service import MemoryService
+from memoryos_mcp.service import validation
+from memoryos_mcp.service.facade import MemoryService
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The one facade every way in uses, and what it needs: settings, access, validation, export and import, backfill."""
