@@ -53,8 +53,9 @@ from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
 from memoryos_mcp.core.recall import mean_direction
 from memoryos_mcp.core.state import UserState
 from memoryos_mcp.core.text import extract_keywords
+from memoryos_mcp.core.weights import RetrievalWeights
 from memoryos_mcp.index.cues import embedding_texts
-from memoryos_mcp.index.page_index import RetrievalWeights
+from memoryos_mcp.index.page_index import PageIndexes
 
 KS = (5, 10)
 SELECT_ON = "mid@10"  # what a fold's training conversations are scored by when choosing a candidate
@@ -123,7 +124,12 @@ def build_conversations(
     store = ChromaStore(make_client(data_dir=folder, host=None, port=8000, ssl=False), "loo")
     analyzer = LocalAnalyzer(chain_threshold=build.params.chain_threshold)
     memory = MemoryOS(
-        store, embedder, analyzer, build.params, weights=RetrievalWeights(context_window=build.context_window)
+        store,
+        embedder,
+        analyzer,
+        build.params,
+        weights=RetrievalWeights(context_window=build.context_window),
+        indexes=PageIndexes(),
     )
     out: dict[str, Built] = {}
     for conv in conversations:

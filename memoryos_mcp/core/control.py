@@ -19,13 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from memoryos_mcp.core.dates import epoch_seconds
 from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.models import Fact, Page, Segment
 from memoryos_mcp.core.pipeline import MemoryParams, centroid
 from memoryos_mcp.core.protocols import ChainHead, Change, Embedder, LLMUsage, MemoryAnalyzer, MemoryStore
 from memoryos_mcp.core.state import UserState, copy_segment
 from memoryos_mcp.core.text import exchange_text, extract_keywords, extractive_summary, topic_text
-from memoryos_mcp.index.page_index import parse_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ PageKey = tuple[float, int, str]  # (page date, time stored, id): newest first i
 
 
 def page_key(page: Page) -> PageKey:
-    epoch = parse_epoch(page.timestamp)
+    epoch = epoch_seconds(page.timestamp)
     return (-math.inf if math.isnan(epoch) else epoch, page.added_at, page.id)
 
 
@@ -289,12 +289,12 @@ class Control:
             else:
                 elsewhere.append(pid)
         if before is not None:
-            stm_targets |= {p.id for p in state.stm if parse_epoch(p.timestamp) < before}
+            stm_targets |= {p.id for p in state.stm if epoch_seconds(p.timestamp) < before}
             for pid in state.index.ids_dated_before(before):
                 mtm_targets.setdefault(pid, state.index.get(pid))  # type: ignore[arg-type]
         if before is not None and archived():
             for page in self.store.pages_of_segments(uid, list(archived())):
-                if parse_epoch(page.timestamp) < before:
+                if epoch_seconds(page.timestamp) < before:
                     mtm_targets.setdefault(page.id, page)
         if elsewhere:
             found = self.store.find_pages(uid, elsewhere)  # only this user's pages are found

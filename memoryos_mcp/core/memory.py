@@ -31,13 +31,14 @@ from memoryos_mcp.core.protocols import (
     IndexSnapshots,
     MemoryAnalyzer,
     MemoryStore,
+    PageIndexes,
     PausableEmbedder,
 )
 from memoryos_mcp.core.recall import Recall, Retrieval
 from memoryos_mcp.core.registry import StateRegistry
 from memoryos_mcp.core.state import Draft, StateLoader, UserState
 from memoryos_mcp.core.text import exchange_text, page_sentences
-from memoryos_mcp.index.page_index import RetrievalWeights
+from memoryos_mcp.core.weights import RetrievalWeights
 
 __all__ = ["AddResult", "MemoryOS", "MemoryParams", "Retrieval", "fact_id", "profile_text", "rank_segments"]
 
@@ -168,6 +169,7 @@ class MemoryOS:
         snapshots: IndexSnapshots | None = None,
         snapshot_min_pages: int = 2000,
         snapshot_every: int = 500,
+        indexes: PageIndexes,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -177,12 +179,18 @@ class MemoryOS:
         self.pipeline = UpdatePipeline(embedder, analyzer, self.params, clock)
         self.promotion = Promotion(embedder, analyzer, self.params, clock)
         self.recall = Recall(
-            store, embedder, self.params, self.weights, clock, lambda: self.pipeline.analyzer.writes_summaries
+            store,
+            embedder,
+            self.params,
+            self.weights,
+            clock,
+            lambda: self.pipeline.analyzer.writes_summaries,
+            indexes=indexes,
         )
         self.control = Control(store, embedder, lambda: self.pipeline.analyzer, self.params, clock)
         self.states = StateRegistry(
             store,
-            StateLoader(store, self.weights.context_window, snapshots),
+            StateLoader(store, indexes, self.weights.context_window, snapshots),
             cache_budget_bytes,
             on_load=self._loaded,
         )

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from memoryos_mcp.core.context import LeftOut, build_context
+from memoryos_mcp.core.dates import epoch_seconds
 from memoryos_mcp.core.models import Fact, Page, ScoredFact, ScoredPage, ScoredSegment, Segment, UserProfile
 from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
-from memoryos_mcp.core.protocols import Embedder, MemoryStore
+from memoryos_mcp.core.protocols import Embedder, MemoryStore, PageIndexes
 from memoryos_mcp.core.state import UserState
 from memoryos_mcp.core.text import extract_keywords
-from memoryos_mcp.index.cues import embedding_texts
-from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights, parse_epoch
+from memoryos_mcp.core.weights import RetrievalWeights
 
 
 @dataclass
@@ -69,7 +69,10 @@ class Recall:
         weights: RetrievalWeights,
         clock: Callable[[], float],
         summaries_written: Callable[[], bool] = lambda: False,
+        *,
+        indexes: PageIndexes,
     ) -> None:
+        self.indexes = indexes  # the include_archived read indexes the archived pages too
         self.summaries_written = summaries_written  # segment summaries by a language model: worth reading
         self.store = store
         self.embedder = embedder
@@ -94,18 +97,13 @@ class Recall:
         top_k = top_k or self.params.top_k
         top_m = top_m or self.params.top_m
         with state.lock:
-            names = state.index.participants() if self.weights.strip_participants else frozenset()
-        # Every page is said by one of the people talking, so their names say nothing about which page; in a
-        # query's embedding they weigh like a topic and pull up greetings ("Hey Caroline!"). BM25 keeps them.
-        # A participant speaks of themselves as "I": the query in their words is averaged in (cues.py).
-        query_embedding = mean_direction(
-            self.embedder.embed(embedding_texts(query, names, first_person=self.weights.first_person))
-        )
+            texts = state.index.query_texts(query, self.weights)
+        query_embedding = mean_direction(self.embedder.embed(texts))
         query_keywords = extract_keywords(query, limit=12)
         with state.lock:
             if include_archived:  # the whole history: reads every archived segment and its pages (slow)
                 segments = self.store.list_segments(state.user_id, include_archived=True)
-                index = PageIndex(self.weights.context_window)
+                index = self.indexes.new(self.weights.context_window)
                 index.add(self.store.pages_of_segments(state.user_id, [s.id for s in segments]))
             else:
                 segments, index = list(state.segments.values()), state.index
@@ -122,7 +120,7 @@ class Recall:
             )
             short_term = list(state.stm) if include_short_term else []
             if window is not None:
-                short_term = [p for p in short_term if window[0] <= parse_epoch(p.timestamp) <= window[1]]
+                short_term = [p for p in short_term if window[0] <= epoch_seconds(p.timestamp) <= window[1]]
             facts = {kind: list(items) for kind, items in state.facts.items()}
             profile = state.profile
         # Retrieval is what heats a segment: N_visit and last access move for every segment returned.

@@ -18,8 +18,15 @@ import uuid
 from dataclasses import dataclass, field, replace
 
 from memoryos_mcp.core.models import Fact, FactKind, Page, Segment, UserProfile, Vector
-from memoryos_mcp.core.protocols import ChainHead, Change, IndexSnapshots, MemoryStore, Version
-from memoryos_mcp.index.page_index import PageIndex
+from memoryos_mcp.core.protocols import (
+    ChainHead,
+    Change,
+    IndexSnapshots,
+    MemoryStore,
+    PageIndex,
+    PageIndexes,
+    Version,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +73,7 @@ class UserState:
 
     def measure(self) -> int:
         """Approximate memory held, kept in `nbytes` for the registry's budget."""
-        vector = 4 * (self.index._dim or 384)
+        vector = 4 * (self.index.dim or 384)
         segments = sum(
             vector + 700 + len(s.summary) + 60 * len(s.keyword_counts) for s in self.segments.values()
         )
@@ -193,9 +200,14 @@ class StateLoader:
     and brings a cached state up to date from the change log."""
 
     def __init__(
-        self, store: MemoryStore, context_window: int = 1, snapshots: IndexSnapshots | None = None
+        self,
+        store: MemoryStore,
+        indexes: PageIndexes,
+        context_window: int = 1,
+        snapshots: IndexSnapshots | None = None,
     ) -> None:
         self.store = store
+        self.indexes = indexes
         self.context_window = context_window
         self.snapshots = snapshots
 
@@ -206,7 +218,7 @@ class StateLoader:
             epoch = exported.pop("memory_epoch", "")
             version = self.store.read_version(user_id)
             if seq <= version.seq and epoch == version.epoch:  # a snapshot of forgotten memory is not used
-                index = PageIndex.restore(exported)
+                index = self.indexes.restore(exported)
                 state = self._empty(user_id, seq, index)
                 # A snapshot of an earlier version is saved again (-1: none yet) at the next chance.
                 state.snapshot_seq, state.epoch = (-1 if index.restored_from_older else seq), epoch
@@ -230,7 +242,7 @@ class StateLoader:
     def _load_from_store(self, user_id: str) -> UserState:
         # The version first: a change landing while we read is replayed by the next freshness check.
         version = self.store.read_version(user_id)
-        state = self._empty(user_id, version.seq, PageIndex(self.context_window))
+        state = self._empty(user_id, version.seq, self.indexes.new(self.context_window))
         state.epoch = version.epoch
         self._read_bounded(state)
         state.index.add(self.store.pages_of_segments(user_id, list(state.segments)))

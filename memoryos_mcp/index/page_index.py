@@ -22,19 +22,21 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
+from memoryos_mcp.core.dates import epoch_seconds
 from memoryos_mcp.core.models import Page, Segment, SentenceVectors
 from memoryos_mcp.core.text import exchange_text, page_text, sentence_layout
+from memoryos_mcp.core.weights import RetrievalWeights
 from memoryos_mcp.index.context_postings import ContextPostings
 from memoryos_mcp.index.cues import (
     asks_about_time,
     calendar_date,
     date_cues,
     date_match,
+    embedding_texts,
     is_participant,
     mentions_time,
     self_names,
@@ -63,44 +65,6 @@ PACK_SENTENCES_FROM = 4096
 # Pages of a ranking re-ordered by their best sentence (RetrievalWeights.sentence): on LoCoMo dev, 100 gives
 # what re-ordering all candidates does, 50 a little less.
 SENTENCE_DEPTH = 100
-
-
-@dataclass(frozen=True)
-class RetrievalWeights:
-    """How scores are mixed. Defaults chosen on LoCoMo dev, each choice checked leave-one-conversation-out
-    (bench/locomo_loo.py); they are not per-dataset knobs."""
-
-    lexical: float = 0.5  # page score = lexical·z(BM25) + (1 − lexical)·z(cosine)
-    segment_f_score: float = 0.2  # segment score = this·z(F_score) + (1 − this)·z(best page score)
-    context_window: int = 1  # neighbour pages on each side that count as a page's dialogue context
-    # Bonuses in standard deviations of the page score:
-    time_cue: float = 1.0  # pages that mention time, on questions about time ("When did…")
-    date_cue: float = 1.0  # pages dated on the day or month the query names ("in May 2023")
-    # The query is embedded without the names the speakers call each other by (PageIndex.participants).
-    strip_participants: bool = True
-    # A query naming a participant is also embedded in their first person, and the two vectors averaged.
-    first_person: bool = True
-    participant_df: float = 0.25  # BM25 counts a participant's name as if in at least this share of pages
-    # The top SENTENCE_DEPTH pages are re-ordered by score + this · z(cosine of their best sentence with the
-    # query), z over those pages; not on questions about time, whose answer is the page's date (0: off).
-    sentence: float = 0.8
-    # When the query names people who all speak on one side (index/sides.py), a page's best sentence is its
-    # best among that side's sentences (all of them where that side said nothing, or the split is unknown).
-    named_speaker: bool = True
-    # A page's best sentence is among those that do not ask (a question states nothing to be recalled:
-    # "What gave you the idea to paint it?" is not what someone painted), unless all of them ask.
-    skip_questions: bool = True
-
-
-def parse_epoch(timestamp: str) -> float:
-    """Seconds since the epoch of an ISO timestamp (naive = UTC); NaN when it cannot be parsed."""
-    try:
-        parsed = datetime.fromisoformat(timestamp)
-    except ValueError:
-        return math.nan
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
 
 
 class _Postings:
@@ -369,6 +333,19 @@ class PageIndex:
             )
         return self._participants
 
+    def query_texts(self, query: str, weights: RetrievalWeights) -> list[str]:
+        """What a query is embedded as (the caller averages the vectors). Every page is said by one of the people
+        talking, so their names say nothing about which page; in a query's embedding they weigh like a topic
+        and pull up greetings ("Hey Caroline!"): left out (BM25 keeps them). A participant speaks of themselves
+        as "I": the query in their words is averaged in (cues.embedding_texts)."""
+        names = self.participants() if weights.strip_participants else frozenset()
+        return embedding_texts(query, names, first_person=weights.first_person)
+
+    @property
+    def dim(self) -> int:
+        """The dimension of the vectors indexed (0 before the first page)."""
+        return self._dim
+
     def speakers(self) -> dict[str, str]:
         """The side (sides.USER or sides.AGENT) each participant speaks on, where one is clear."""
         if self._speakers is None:
@@ -502,7 +479,7 @@ class PageIndex:
         self._store_sentences(slot, page.sentences or SentenceVectors.quantize(page.embedding))
         self._sent_user[slot], self._sent_ask[slot] = sentence_layout(page, int(self._sent_cnt[slot]))
         self._added_at[slot] = page.added_at
-        self._epoch[slot] = parse_epoch(page.timestamp)
+        self._epoch[slot] = epoch_seconds(page.timestamp)
         self._dates[slot] = calendar_date(page.timestamp)
         self._time[slot] = mentions_time(page)
         self._alive[slot] = True
@@ -1222,6 +1199,16 @@ class PageIndex:
         for slot, score in zip(top.tolist(), final.tolist(), strict=True):
             hits.append((self._page(slot), float(score)))
         return chosen, hits
+
+
+class PageIndexes:
+    """Implements core.protocols.PageIndexes: empty page indexes, and ones restored from a snapshot."""
+
+    def new(self, context_window: int) -> PageIndex:
+        return PageIndex(context_window)
+
+    def restore(self, data: dict[str, Any]) -> PageIndex:
+        return PageIndex.restore(data)
 
 
 @dataclass

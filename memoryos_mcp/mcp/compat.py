@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
+from memoryos_mcp.core.dates import parse_iso
 from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.models import Scalar
 from memoryos_mcp.service.facade import MemoryService
@@ -37,7 +38,7 @@ def reference_time(iso: str) -> str:
     if not iso:
         return ""
     try:
-        moment = datetime.fromisoformat(iso)
+        moment = parse_iso(iso)
     except ValueError:
         return iso  # never fail a read over a time we cannot parse: show it as stored
     if moment.tzinfo is not None:

@@ -19,6 +19,7 @@ from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams
 from memoryos_mcp.core.models import Page
 from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, LLMUsage, MemoryAnalyzer, MemoryStore
+from memoryos_mcp.index.page_index import PageIndexes
 from memoryos_mcp.service import validation
 from memoryos_mcp.service.schemas import (
     AddMemoryResult,
@@ -181,6 +182,7 @@ class MemoryService:
             params_from(settings),
             cache_budget_bytes=settings.index_cache_mb * 1024 * 1024,
             snapshots=snapshots,
+            indexes=PageIndexes(),
         )
         self.usage_total = LLMUsage()
         # Per user: adds are serialised with adds, retrievals with retrievals; an add and a retrieval may

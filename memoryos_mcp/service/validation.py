@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from memoryos_mcp.core.context import MIN_BUDGET
+from memoryos_mcp.core.dates import parse_iso
 from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.models import Scalar
 from memoryos_mcp.service.messages import quote
@@ -66,9 +67,8 @@ def timestamp(value: str | None) -> str:
 
 def _iso(value: str, error: str) -> datetime:
     """An ISO-8601 date or datetime ('Z' accepted for UTC), or InvalidInputError(error)."""
-    raw = value.strip()
     try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+        return parse_iso(value)
     except ValueError:
         raise InvalidInputError(error) from None
 

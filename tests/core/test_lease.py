@@ -9,14 +9,15 @@ import uuid
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS
+from memoryos_mcp.index.page_index import PageIndexes
 from tests.fakes import HashEmbedder
 
 
 def test_a_long_write_keeps_its_lease_and_a_second_writer_waits(chroma_server: int) -> None:
     store = ChromaStore(make_client(host="127.0.0.1", port=chroma_server), f"lease{uuid.uuid4().hex[:8]}")
     assert store.shared
-    first = MemoryOS(store, HashEmbedder(), LocalAnalyzer(), lease_ttl_s=0.3)
-    second = MemoryOS(store, HashEmbedder(), LocalAnalyzer(), lease_ttl_s=0.3)
+    first = MemoryOS(store, HashEmbedder(), LocalAnalyzer(), lease_ttl_s=0.3, indexes=PageIndexes())
+    second = MemoryOS(store, HashEmbedder(), LocalAnalyzer(), lease_ttl_s=0.3, indexes=PageIndexes())
     order: list[str] = []
     with first._writing("alice"):
         waiter = threading.Thread(

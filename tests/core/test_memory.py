@@ -11,6 +11,7 @@ from memoryos_mcp.adapters.chroma_store import ChromaStore
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams, rank_segments
 from memoryos_mcp.core.models import Segment
+from memoryos_mcp.index.page_index import PageIndexes
 from tests.fakes import HashEmbedder, mid_term_pages
 
 TOPICS = {
@@ -34,7 +35,12 @@ def make(
 ) -> MemoryOS:
     base = MemoryParams(stm_capacity=3, stm_evict_batch=1)
     return MemoryOS(
-        store, embedder, LocalAnalyzer(chain_threshold=0.5), replace(base, **params), clock or Clock()
+        store,
+        embedder,
+        LocalAnalyzer(chain_threshold=0.5),
+        replace(base, **params),
+        clock or Clock(),
+        indexes=PageIndexes(),
     )
 
 

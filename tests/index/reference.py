@@ -12,16 +12,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from memoryos_mcp.core.dates import epoch_seconds
 from memoryos_mcp.core.models import Page, Segment, SentenceVectors
 from memoryos_mcp.core.text import exchange_text, is_question, page_sentences, page_text, sentences_by_side
+from memoryos_mcp.core.weights import RetrievalWeights
 from memoryos_mcp.index.cues import asks_about_time, date_cues, mentions_time, self_names, vocatives
-from memoryos_mcp.index.page_index import (
-    CONTEXT_GAP_S,
-    NEIGHBOUR_WEIGHT,
-    SENTENCE_DEPTH,
-    RetrievalWeights,
-    parse_epoch,
-)
+from memoryos_mcp.index.page_index import CONTEXT_GAP_S, NEIGHBOUR_WEIGHT, SENTENCE_DEPTH
 from memoryos_mcp.index.sides import AGENT, USER, addressed, named_side, sides_from_counts
 from memoryos_mcp.index.terms import index_terms, zscore
 
@@ -75,7 +71,7 @@ class ReferenceIndex:
     def __init__(self, pages: Sequence[Page], context_window: int = 1) -> None:
         self.pages = sorted(pages, key=lambda p: (p.added_at, p.id))
         n = len(self.pages)
-        times = [parse_epoch(p.timestamp) for p in self.pages]
+        times = [epoch_seconds(p.timestamp) for p in self.pages]
 
         def same(i: int, j: int) -> bool:
             gap = abs(times[i] - times[j])

@@ -10,8 +10,9 @@ import pytest
 
 from memoryos_mcp.core.models import Page, Segment, SentenceVectors
 from memoryos_mcp.core.text import page_sentences
+from memoryos_mcp.core.weights import RetrievalWeights
 from memoryos_mcp.index import page_index
-from memoryos_mcp.index.page_index import SCREEN_FROM, PageIndex, RetrievalWeights, pack_snapshot
+from memoryos_mcp.index.page_index import SCREEN_FROM, PageIndex, pack_snapshot
 from memoryos_mcp.index.screen import Dots, numpy_dots
 from memoryos_mcp.index.sides import AGENT, USER
 from tests.index.reference import ReferenceIndex

@@ -11,6 +11,7 @@ from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams
 from memoryos_mcp.core.state import UserState
+from memoryos_mcp.index.page_index import PageIndexes
 from tests.fakes import HashEmbedder
 
 TOPICS = [
@@ -25,7 +26,12 @@ TOPICS = [
 def make(store: ChromaStore, budget: int = 64 * 1024 * 1024) -> MemoryOS:
     params = MemoryParams(stm_capacity=3, stm_evict_batch=2)
     return MemoryOS(
-        store, HashEmbedder(), LocalAnalyzer(chain_threshold=0.5), params, cache_budget_bytes=budget
+        store,
+        HashEmbedder(),
+        LocalAnalyzer(chain_threshold=0.5),
+        params,
+        cache_budget_bytes=budget,
+        indexes=PageIndexes(),
     )
 
 
@@ -84,8 +90,12 @@ def test_a_reader_behind_a_trimmed_log_reloads(store: ChromaStore) -> None:
 
 def test_archived_segments_leave_the_index_of_every_reader(store: ChromaStore) -> None:
     params = MemoryParams(stm_capacity=1, stm_evict_batch=1, mtm_capacity=2, theta=5.0)  # θ: never merge
-    writer = MemoryOS(store, HashEmbedder(), LocalAnalyzer(chain_threshold=2.0), params)
-    reader = MemoryOS(store, HashEmbedder(), LocalAnalyzer(chain_threshold=2.0), params)
+    writer = MemoryOS(
+        store, HashEmbedder(), LocalAnalyzer(chain_threshold=2.0), params, indexes=PageIndexes()
+    )
+    reader = MemoryOS(
+        store, HashEmbedder(), LocalAnalyzer(chain_threshold=2.0), params, indexes=PageIndexes()
+    )
     fill(writer, "alice", 3)
     reader.state("alice")
     fill(writer, "alice", 3, start=3)

@@ -10,6 +10,7 @@ import pytest
 
 from memoryos_mcp.core.models import Page, Segment
 from memoryos_mcp.core.text import page_text
+from memoryos_mcp.core.weights import RetrievalWeights
 from memoryos_mcp.index.cues import (
     asks_about_time,
     calendar_date,
@@ -22,7 +23,7 @@ from memoryos_mcp.index.cues import (
     vocatives,
     without_names,
 )
-from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights
+from memoryos_mcp.index.page_index import PageIndex
 from memoryos_mcp.index.terms import index_terms, stem, zscore
 from tests.fakes import HashEmbedder
 from tests.index.reference import ReferenceBM25

@@ -13,7 +13,8 @@ import pytest
 
 from memoryos_mcp.adapters.snapshots import SnapshotStore
 from memoryos_mcp.core.models import Page
-from memoryos_mcp.index.page_index import PageIndex, RetrievalWeights, pack_snapshot
+from memoryos_mcp.core.weights import RetrievalWeights
+from memoryos_mcp.index.page_index import PageIndex, pack_snapshot
 from memoryos_mcp.index.screen import (
     QUERY_LEVELS,
     DenseScreen,

@@ -11,7 +11,7 @@ from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.adapters.snapshots import SnapshotStore
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams
-from memoryos_mcp.index.page_index import PageIndex
+from memoryos_mcp.index.page_index import PageIndex, PageIndexes
 from tests.fakes import HashEmbedder
 from tests.index.test_registry import fill, found, summary
 
@@ -25,7 +25,7 @@ def make(store: ChromaStore, snapshots: SnapshotStore | None, every: int = 4) ->
     params = MemoryParams(stm_capacity=3, stm_evict_batch=2)
     return MemoryOS(
         store, HashEmbedder(), LocalAnalyzer(chain_threshold=0.5), params,
-        snapshots=snapshots, snapshot_min_pages=5, snapshot_every=every,
+        snapshots=snapshots, snapshot_min_pages=5, snapshot_every=every, indexes=PageIndexes(),
     )  # fmt: skip
 
 
