@@ -40,7 +40,7 @@ from figures import percentile, report_figures  # noqa: E402
 from locomo import DEFAULT_DATA, load_conversations  # noqa: E402
 from scale import EXE, USER, Server, _env  # noqa: E402
 
-from memoryos_mcp.core.memory import embed_sentences  # noqa: E402
+from memoryos_mcp.core.embedding import embed_sentences  # noqa: E402
 from memoryos_mcp.core.models import Page  # noqa: E402
 from memoryos_mcp.core.text import exchange_text  # noqa: E402
 

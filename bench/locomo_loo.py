@@ -48,7 +48,8 @@ from locomo import (
     load_conversations,
 )
 
-from memoryos_mcp.core.memory import MemoryOS, embed_pages
+from memoryos_mcp.core.embedding import embed_pages
+from memoryos_mcp.core.memory import MemoryOS
 from memoryos_mcp.core.pipeline import MemoryParams, rank_segments
 from memoryos_mcp.core.recall import mean_direction
 from memoryos_mcp.core.state import UserState

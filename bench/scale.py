@@ -64,7 +64,7 @@ def raw_embedding_rate(path: Path, sample: int) -> tuple[float, int]:
     the file — each page's exchange and its sentences (core.memory.embed_pages) — with the embedder the
     server uses, in this process, with nothing else running."""
     from memoryos_mcp.adapters.embedder import make_embedder
-    from memoryos_mcp.core.memory import embed_pages
+    from memoryos_mcp.core.embedding import embed_pages
     from memoryos_mcp.core.models import Page
 
     pages = []

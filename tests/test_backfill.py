@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from memoryos_mcp.core.embedding import embed_sentences
 from memoryos_mcp.core.errors import StorageError
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
-from memoryos_mcp.core.memory import embed_sentences
 from memoryos_mcp.core.models import Page
 from memoryos_mcp.service import backfill
 from memoryos_mcp.service.backfill import SentenceBackfill, embed_missing_sentences

@@ -377,7 +377,7 @@ def test_a_forgotten_page_leaves_the_index_snapshot_on_disk(
 ) -> None:
     snapshots = SnapshotStore(tmp_path / "snap", identity="test")
     service = MemoryService(settings, store, HashEmbedder(), LocalAnalyzer(), snapshots)
-    service.memory.snapshot_min_pages = 5
+    service.memory.keeper.min_pages = 5
     ids = _fill(service, 30, secret_at=3)
     assert service.memory.save_snapshots() == 1
     assert b"xylophonequartz" in snapshots.path("default").read_bytes()

@@ -117,7 +117,7 @@ def test_a_snapshot_of_an_earlier_version_is_read_and_saved_again(tmp_path: Path
         save(*args, **kwargs)
 
     after.memory.snapshots.save = slow_save  # type: ignore[method-assign]
-    after.memory.snapshot_min_pages = 1000  # this user is snapshot-sized (the default floor is 2,000 pages)
+    after.memory.keeper.min_pages = 1000  # this user is snapshot-sized (the default floor is 2,000 pages)
     state = after.memory.state("default")
     assert state.index.restored_from_older  # completed from its pages, and saved again in the background
     # A process that exits now (a CLI command, a server stopped at once) waits for that save at exit.

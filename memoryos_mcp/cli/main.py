@@ -320,7 +320,7 @@ def _restore(
     memory = service.memory
     if memory.snapshots is not None:
         for user in report.restored:
-            if (memory.store.read_version(user).mid_term_pages or 0) >= memory.snapshot_min_pages:
+            if (memory.store.read_version(user).mid_term_pages or 0) >= memory.keeper.min_pages:
                 memory.state(user)
         saved = memory.save_snapshots()
         if saved:

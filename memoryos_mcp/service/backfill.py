@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from memoryos_mcp.core.embedding import embed_sentences
 from memoryos_mcp.core.errors import MemoryOSError
-from memoryos_mcp.core.memory import embed_sentences
 
 if TYPE_CHECKING:
     from memoryos_mcp.service.facade import MemoryService

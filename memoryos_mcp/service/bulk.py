@@ -16,8 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from memoryos_mcp.core.embedding import embed_pages
 from memoryos_mcp.core.errors import InvalidInputError
-from memoryos_mcp.core.memory import embed_pages
 from memoryos_mcp.core.models import Page, page_id_for
 from memoryos_mcp.service import validation
 from memoryos_mcp.service.facade import MemoryService

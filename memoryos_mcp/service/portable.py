@@ -545,9 +545,11 @@ class _UserBlock:
         self.version = self.store.read_version(user_id)
         self.mode = "verify" if self.version.seq > 0 else "restore"
         if self.mode == "restore":
-            discard_snapshot(service, user_id)  # a stale one (of a user forgotten here) must never be loaded
+            service.memory.discard_snapshot(
+                user_id
+            )  # a stale one (of a user forgotten here) must never be loaded
             # The write lease an add takes: no other server process writes this user meanwhile.
-            self.lease.enter_context(service.memory._writing(user_id))
+            self.lease.enter_context(service.memory.writing(user_id))
         else:
             self.missing = 0
             self.target_segments = {s.id for s in self.store.list_segments(user_id, include_archived=True)}
@@ -679,7 +681,7 @@ class _UserBlock:
             archived_segments=self.archived,
         )
         self.store.append_change(self.user_id, change, self.service.memory.owner)
-        discard_snapshot(self.service, self.user_id)
+        self.service.memory.discard_snapshot(self.user_id)
 
     def close(self) -> None:
         self.report.records.update(self.written)
@@ -698,14 +700,6 @@ def _record_id(user_id: str, kind: str, parsed: Any) -> str:
     if kind == "profile":
         return f"profile:{user_id}"
     return str(parsed.id)
-
-
-def discard_snapshot(service: MemoryService, user_id: str) -> None:
-    """Delete the local index snapshot of a user (a cache: the next load reads the store)."""
-    path = getattr(service.memory.snapshots, "path", None)
-    if callable(path):
-        with contextlib.suppress(OSError):
-            path(user_id).unlink(missing_ok=True)
 
 
 _PARSERS: dict[str, Callable[[dict[str, Any]], Any]] = {

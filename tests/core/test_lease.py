@@ -19,7 +19,7 @@ def test_a_long_write_keeps_its_lease_and_a_second_writer_waits(chroma_server: i
     first = MemoryOS(store, HashEmbedder(), LocalAnalyzer(), lease_ttl_s=0.3, indexes=PageIndexes())
     second = MemoryOS(store, HashEmbedder(), LocalAnalyzer(), lease_ttl_s=0.3, indexes=PageIndexes())
     order: list[str] = []
-    with first._writing("alice"):
+    with first.writing("alice"):
         waiter = threading.Thread(
             target=lambda: (
                 second.add_page("alice", "second writer", "", "2024-01-01T00:00:00"),
