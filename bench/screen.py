@@ -34,9 +34,9 @@ from synth import QUERIES  # noqa: E402
 from memoryos_mcp.core.pipeline import rank_segments  # noqa: E402
 from memoryos_mcp.core.recall import mean_direction  # noqa: E402
 from memoryos_mcp.core.text import extract_keywords  # noqa: E402
-from memoryos_mcp.index.cues import embedding_texts  # noqa: E402
-from memoryos_mcp.index.page_index import PageIndex, pack_snapshot  # noqa: E402
+from memoryos_mcp.index.page_index import PageIndex  # noqa: E402
 from memoryos_mcp.index.screen import dot_kernel  # noqa: E402
+from memoryos_mcp.index.snapshot_format import pack_snapshot  # noqa: E402
 from memoryos_mcp.service.facade import MemoryService  # noqa: E402
 from memoryos_mcp.service.settings import load_settings  # noqa: E402
 
@@ -78,10 +78,7 @@ def main() -> int:
     weights, params = memory.weights, memory.params
     differ, screened_ms, exact_ms = 0, [], []
     for query in asked:
-        names = screened.participants() if weights.strip_participants else frozenset()
-        vector = mean_direction(
-            memory.embedder.embed(embedding_texts(query, names, first_person=weights.first_person))
-        )
+        vector = mean_direction(memory.embedder.embed(screened.query_texts(query, weights)))
         by_f = rank_segments(segments, vector, extract_keywords(query, limit=12), len(segments))
         call = ([s for s, _ in by_f], [f for _, f in by_f])
         results = []

@@ -20,23 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from memoryos_mcp.index.page_index import pack_snapshot
+from memoryos_mcp.index.snapshot_format import ARRAYS, FORMAT, LISTS, OPTIONAL, pack_snapshot
 
 logger = logging.getLogger(__name__)
-
-FORMAT = 3  # 3: pages' sentence vectors (sent_*); an older snapshot is not read, the index is rebuilt
-_ARRAYS = (
-    "emb", "sent_cnt", "sent_codes", "sent_scale", "added_at", "epoch", "dates", "time", "seg", "textlen", "len_own", "len_ctx", "norm", "nbrs",
-    "term_cnt", "term_buf", "tf_buf", "order", "post_ptr", "post_slots", "post_tf", "page_blob", "page_offsets",
-)  # fmt: skip
-_LISTS = ("ids", "vocab", "segments")
-# Optional arrays: the int8 screen of a large index (index/screen.py); which of each page's sentences are the
-# user's and which are questions (absent in snapshots of earlier versions). All are derived again on restore
-# when absent.
-_OPTIONAL = (
-    "screen_codes", "screen_scale", "screen_colsum", "screen_first", "screen_second", "screen_centre",
-    "screen_limits", "sent_user", "sent_ask",
-)  # fmt: skip
 
 
 def _text(value: Any) -> np.ndarray:
@@ -90,9 +76,9 @@ class SnapshotStore:
             np.savez(
                 out,
                 header=_text(header),
-                **{name: _text(packed[name]) for name in _LISTS},
-                **{name: packed[name] for name in _ARRAYS},
-                **{name: packed[name] for name in _OPTIONAL if name in packed},
+                **{name: _text(packed[name]) for name in LISTS},
+                **{name: packed[name] for name in ARRAYS},
+                **{name: packed[name] for name in OPTIONAL if name in packed},
             )
             out.flush()
             os.fsync(out.fileno())
@@ -113,9 +99,9 @@ class SnapshotStore:
                     or header.get("context_window") != context_window
                 ):
                     return None
-                packed: dict[str, Any] = {name: data[name] for name in _ARRAYS}
-                packed.update({name: data[name] for name in _OPTIONAL if name in data.files})
-                packed.update({name: _untext(data[name]) for name in _LISTS})
+                packed: dict[str, Any] = {name: data[name] for name in ARRAYS}
+                packed.update({name: data[name] for name in OPTIONAL if name in data.files})
+                packed.update({name: _untext(data[name]) for name in LISTS})
                 packed.update(
                     context_window=header["context_window"],
                     dim=header["dim"],

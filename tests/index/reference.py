@@ -16,8 +16,9 @@ from memoryos_mcp.core.dates import epoch_seconds
 from memoryos_mcp.core.models import Page, Segment, SentenceVectors
 from memoryos_mcp.core.text import exchange_text, is_question, page_sentences, page_text, sentences_by_side
 from memoryos_mcp.core.weights import RetrievalWeights
+from memoryos_mcp.index.changes import CONTEXT_GAP_S, NEIGHBOUR_WEIGHT
 from memoryos_mcp.index.cues import asks_about_time, date_cues, mentions_time, self_names, vocatives
-from memoryos_mcp.index.page_index import CONTEXT_GAP_S, NEIGHBOUR_WEIGHT, SENTENCE_DEPTH
+from memoryos_mcp.index.ranking import SENTENCE_DEPTH
 from memoryos_mcp.index.sides import AGENT, USER, addressed, named_side, sides_from_counts
 from memoryos_mcp.index.terms import index_terms, zscore
 

@@ -11,10 +11,11 @@ import pytest
 from memoryos_mcp.core.models import Page, Segment, SentenceVectors
 from memoryos_mcp.core.text import page_sentences
 from memoryos_mcp.core.weights import RetrievalWeights
-from memoryos_mcp.index import page_index
-from memoryos_mcp.index.page_index import SCREEN_FROM, PageIndex, pack_snapshot
-from memoryos_mcp.index.screen import Dots, numpy_dots
+from memoryos_mcp.index import changes
+from memoryos_mcp.index.page_index import PageIndex
+from memoryos_mcp.index.screen import SCREEN_FROM, Dots, numpy_dots
 from memoryos_mcp.index.sides import AGENT, USER
+from memoryos_mcp.index.snapshot_format import pack_snapshot
 from tests.index.reference import ReferenceIndex
 
 WORDS = (
@@ -191,7 +192,7 @@ def test_sentences_filled_in_later_rank_as_a_fresh_build_with_them(
 ) -> None:
     """A bulk import stores pages without sentence vectors (each ranks with its own vector as its one
     sentence); set_sentences() gives them later, in batches, while pages come and go."""
-    monkeypatch.setattr(page_index, "PACK_SENTENCES_FROM", 40)  # pack the replaced rows away several times
+    monkeypatch.setattr(changes, "PACK_SENTENCES_FROM", 40)  # pack the replaced rows away several times
     rng = random.Random(5)
     segment_ids = ["a", "b", "c"]
     complete = [_page(rng, i, segment_ids) for i in range(400)]

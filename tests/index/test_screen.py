@@ -14,7 +14,7 @@ import pytest
 from memoryos_mcp.adapters.snapshots import SnapshotStore
 from memoryos_mcp.core.models import Page
 from memoryos_mcp.core.weights import RetrievalWeights
-from memoryos_mcp.index.page_index import PageIndex, pack_snapshot
+from memoryos_mcp.index.page_index import PageIndex
 from memoryos_mcp.index.screen import (
     QUERY_LEVELS,
     DenseScreen,
@@ -24,6 +24,7 @@ from memoryos_mcp.index.screen import (
     numpy_dots,
     onnx_dots,
 )
+from memoryos_mcp.index.snapshot_format import pack_snapshot
 from tests.index.test_page_index import (
     DIM,
     QUERIES,
