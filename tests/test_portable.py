@@ -20,8 +20,10 @@ from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.state import FACT_KINDS
 from memoryos_mcp.service.bulk import import_lines
+from memoryos_mcp.service.export import export_users
+from memoryos_mcp.service.export_format import FORMAT_VERSION
 from memoryos_mcp.service.facade import MemoryService, make_analyzer
-from memoryos_mcp.service.portable import FORMAT_VERSION, export_users, import_export
+from memoryos_mcp.service.restore import import_export
 from memoryos_mcp.service.settings import load_settings
 from tests.fake_openai import FakeOpenAIServer
 from tests.fakes import HashEmbedder

@@ -267,7 +267,7 @@ def import_file(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         with open(args.file, "rb") as counting:
             total = sum(1 for line in counting if line.strip())
     with open(args.file, encoding="utf-8") if source is None else contextlib.nullcontext(source) as peeked:
-        from memoryos_mcp.service.portable import is_export, peek
+        from memoryos_mcp.service.export_format import is_export, peek
 
         first, stream = peek(peeked)
         if is_export(first):
@@ -307,8 +307,9 @@ def _restore(
     """Import of an export file: records restored as they are (no embedding model is loaded)."""
     from tqdm import tqdm
 
+    from memoryos_mcp.service.export import StoredVectorsOnly
     from memoryos_mcp.service.facade import MemoryService
-    from memoryos_mcp.service.portable import StoredVectorsOnly, import_export
+    from memoryos_mcp.service.restore import import_export
 
     if args.user_id is not None:
         raise ConfigurationError("--user-id does not apply to an export file: it restores the users it holds")
@@ -334,8 +335,8 @@ def embed_sentences(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from memoryos_mcp.service.backfill import embed_missing_sentences
+    from memoryos_mcp.service.export import has_memory
     from memoryos_mcp.service.facade import MemoryService
-    from memoryos_mcp.service.portable import has_memory
 
     if args.all_users and args.user_id is not None:
         raise ConfigurationError("give --user-id or --all-users, not both")
@@ -357,8 +358,8 @@ def embed_sentences(args: argparse.Namespace) -> int:
 def export_file(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from memoryos_mcp.service.export import StoredVectorsOnly, export_users, has_memory
     from memoryos_mcp.service.facade import MemoryService
-    from memoryos_mcp.service.portable import StoredVectorsOnly, export_users, has_memory
 
     if args.all_users and args.user_id is not None:
         raise ConfigurationError("give --user-id or --all-users, not both")
