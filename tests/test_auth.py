@@ -27,8 +27,9 @@ from mcp.client.streamable_http import streamable_http_client
 from memoryos_mcp.core.errors import ConfigurationError, InvalidInputError
 from memoryos_mcp.mcp.server import build_server
 from memoryos_mcp.service.access import Grant, TokenTable, resolve_user
-from memoryos_mcp.service.facade import MemoryService, prepare_to_serve
+from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.settings import Settings, load_settings
+from memoryos_mcp.service.wiring import prepare_to_serve
 from tests.fakes import free_port
 
 ALICE = "alice-token-0123456789abcdef"

@@ -20,9 +20,10 @@ from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.cli.main import main
 from memoryos_mcp.mcp.compat import NO_PROFILE, REFERENCE_TOOLS, profile_text, reference_time
 from memoryos_mcp.mcp.server import build_server
-from memoryos_mcp.service.facade import MemoryService, make_analyzer
+from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.schemas import ProfileOut, TraitOut
 from memoryos_mcp.service.settings import Settings, load_settings
+from memoryos_mcp.service.wiring import make_analyzer
 from tests.fake_openai import FakeOpenAIServer
 from tests.fakes import HashEmbedder
 from tests.scripted_llm import good_answer

@@ -12,8 +12,9 @@ import jsonschema
 import pytest
 
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
-from memoryos_mcp.service.facade import MemoryService, make_analyzer
+from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.settings import load_settings
+from memoryos_mcp.service.wiring import make_analyzer
 from tests.fake_openai import FakeOpenAIServer, Fault, free_port_refusing
 from tests.fakes import HashEmbedder, mid_term_pages
 from tests.scripted_llm import good_answer, lazy_answer

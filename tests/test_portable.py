@@ -22,9 +22,10 @@ from memoryos_mcp.core.state import FACT_KINDS
 from memoryos_mcp.service.bulk import import_lines
 from memoryos_mcp.service.export import export_users
 from memoryos_mcp.service.export_format import FORMAT_VERSION
-from memoryos_mcp.service.facade import MemoryService, make_analyzer
+from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.restore import import_export
 from memoryos_mcp.service.settings import load_settings
+from memoryos_mcp.service.wiring import make_analyzer
 from tests.fake_openai import FakeOpenAIServer
 from tests.fakes import HashEmbedder
 from tests.scripted_llm import good_answer

@@ -16,8 +16,9 @@ import pytest
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.service.bulk import import_lines
-from memoryos_mcp.service.facade import MemoryService, make_snapshots
+from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.settings import load_settings
+from memoryos_mcp.service.wiring import make_snapshots
 from tests.fakes import HashEmbedder
 
 WORDS = "hiking bread guitar taxes garden puppy novel marathon museum ferry pottery chess".split()

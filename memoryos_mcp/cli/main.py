@@ -192,7 +192,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 def serve(args: argparse.Namespace) -> int:
     settings = _settings(args, transport=args.transport, host=args.host, port=args.port)
     from memoryos_mcp.mcp.server import build_server
-    from memoryos_mcp.service.facade import prepare_to_serve
+    from memoryos_mcp.service.wiring import prepare_to_serve
 
     prepare_to_serve(settings)
     server = build_server(settings)  # reads the token file: a bad one fails here, before serving

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from memoryos_mcp.core.errors import InvalidInputError, MemoryOSError
 from memoryos_mcp.service.access import grant_from_claims, resolve_user
-from memoryos_mcp.service.facade import LazyService, MemoryService
+from memoryos_mcp.service.facade import MemoryService
+from memoryos_mcp.service.lazy import LazyService
 from memoryos_mcp.service.messages import explain_errors, names, quote, unknown_names
 
 T = TypeVar("T")

@@ -26,7 +26,8 @@ from memoryos_mcp.mcp.contract import Callers, ContractServer, ServiceSlot
 from memoryos_mcp.mcp.reference import reference_tools
 from memoryos_mcp.mcp.tools import common_tools, memory_tools
 from memoryos_mcp.service.backfill import SentenceBackfill
-from memoryos_mcp.service.facade import LazyService, MemoryService
+from memoryos_mcp.service.facade import MemoryService
+from memoryos_mcp.service.lazy import LazyService
 from memoryos_mcp.service.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -10,17 +10,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import fields
 from typing import Any, TypeVar
 
 from memoryos_mcp.core.control import decode_cursor, encode_cursor
-from memoryos_mcp.core.errors import ConfigurationError, InvalidInputError, MemoryOSError, StorageError
-from memoryos_mcp.core.local_analyzer import LocalAnalyzer
-from memoryos_mcp.core.memory import MemoryOS, MemoryParams
+from memoryos_mcp.core.errors import InvalidInputError, MemoryOSError, StorageError
+from memoryos_mcp.core.memory import MemoryOS
 from memoryos_mcp.core.models import Page
 from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, LLMUsage, MemoryAnalyzer, MemoryStore
 from memoryos_mcp.index.page_index import PageIndexes
 from memoryos_mcp.service import validation
+from memoryos_mcp.service.foreground import Foreground
 from memoryos_mcp.service.schemas import (
     AddMemoryResult,
     FactOut,
@@ -34,7 +33,8 @@ from memoryos_mcp.service.schemas import (
     RetrieveMemoryResult,
     UserProfileResult,
 )
-from memoryos_mcp.service.settings import Settings, is_loopback
+from memoryos_mcp.service.settings import Settings
+from memoryos_mcp.service.wiring import make_analyzer, make_snapshots, open_store, params_from
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,120 +46,9 @@ NO_LLM_NOTE = (
 )
 
 
-def params_from(settings: Settings) -> MemoryParams:
-    """The paper parameters of `settings` (same names); the rest of MemoryParams keeps its defaults."""
-    return MemoryParams(
-        **{f.name: getattr(settings, f.name) for f in fields(MemoryParams) if f.name in Settings.model_fields}
-    )
-
-
 def peak_rss_mb() -> float:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # macOS reports bytes, Linux KiB
-
-
-def make_analyzer(settings: Settings) -> MemoryAnalyzer:
-    """The LLM analyzer when an endpoint or key is configured, else the local one."""
-    if not settings.llm_configured:
-        return LocalAnalyzer(chain_threshold=settings.chain_threshold)
-    from memoryos_mcp.adapters.openai_llm import OpenAIChat  # openai import (~0.7 s) only when used
-    from memoryos_mcp.core.llm_analyzer import LLMAnalyzer
-
-    chat = OpenAIChat(
-        model=settings.llm_model,
-        base_url=settings.llm_base_url,
-        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-        timeout_s=settings.llm_timeout_s,
-        max_retries=settings.llm_max_retries,
-        max_tokens=settings.llm_max_tokens,
-        cooldown_s=settings.llm_cooldown_s,
-        json_mode=settings.llm_json_mode,
-    )
-    return LLMAnalyzer(chat)
-
-
-def make_snapshots(settings: Settings) -> IndexSnapshots | None:
-    """Where index snapshots of this store live: under the data dir, one folder per Chroma location."""
-    if not settings.index_snapshots:
-        return None
-    from memoryos_mcp.adapters.snapshots import SnapshotStore
-
-    prefix = settings.collection_prefix
-    if settings.chroma_host:
-        location = f"{settings.chroma_host}:{settings.chroma_port}"
-        folder = (
-            settings.data_dir / "index-snapshots" / f"{settings.chroma_host}_{settings.chroma_port}_{prefix}"
-        )
-        return SnapshotStore(folder, identity=f"{prefix}@{location}")
-    # The embedded store and its snapshots live in the same data dir and move together: a data dir moved,
-    # renamed or mounted elsewhere keeps its snapshots (a 100k-page user would otherwise wait ~25 s for its
-    # index to be rebuilt from the store). Snapshots written under the data dir's path before are still read.
-    folder = settings.data_dir / "index-snapshots" / prefix
-    legacy = f"{prefix}@{settings.data_dir.resolve()}"
-    return SnapshotStore(folder, identity=f"{prefix}@embedded", also_accepted=(legacy,))
-
-
-def prepare_to_serve(settings: Settings) -> None:
-    """Checks that must fail `serve` before it answers `initialize`: cheap, so the handshake stays fast.
-
-    A desktop client shows a server that exits at once as failed, with its stderr; one that starts and then
-    fails every call just looks broken. So an open bind without tokens and a data directory already in use
-    stop here; Chroma and the embedding model still load in the background afterwards.
-    """
-    if (
-        settings.transport == "streamable-http"
-        and settings.auth_tokens_file is None
-        and not is_loopback(settings.host)
-    ):
-        raise ConfigurationError(
-            f"refusing to serve HTTP on {settings.host}:{settings.port} without authentication: anyone who can "
-            "reach that address could read and change every user's memory. Set MEMORYOS_AUTH_TOKENS_FILE to a "
-            "token file (README, Security), or bind to 127.0.0.1"
-        )
-    if settings.transport == "stdio" and settings.auth_tokens_file is not None:
-        logger.info(
-            "auth_tokens_file applies to HTTP only; on stdio the caller is the local user who started the server"
-        )
-    if settings.chroma_host is None:
-        from memoryos_mcp.adapters.dir_lock import lock_data_dir
-
-        lock_data_dir(settings.data_dir)
-
-
-class Foreground:
-    """Counts the service calls under way, so that background work runs between them."""
-
-    def __init__(self, quiet_s: float = 0.005) -> None:
-        self.quiet_s = quiet_s  # a client's next call often follows the answer at once
-        self._busy = 0
-        self._last_end = 0.0
-        self._changed = threading.Condition()
-
-    def enter(self) -> None:
-        with self._changed:
-            self._busy += 1
-
-    def leave(self) -> None:
-        with self._changed:
-            self._busy -= 1
-            self._last_end = time.monotonic()
-            self._changed.notify_all()
-
-    def wait_quiet(self, stop: threading.Event) -> None:
-        """Return once no call has run for quiet_s (or `stop` is set)."""
-        with self._changed:
-            while not stop.is_set():
-                if self._busy:
-                    self._changed.wait()
-                    continue
-                left = self._last_end + self.quiet_s - time.monotonic()
-                if left <= 0:
-                    return
-                self._changed.wait(left)
-
-    def release_waiters(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
 
 
 class MemoryService:
@@ -193,24 +82,8 @@ class MemoryService:
 
     @classmethod
     def create(cls, settings: Settings, *, embedder: Embedder | None = None) -> MemoryService:
-        """Build the real adapters from settings (Chroma, sentence-transformers, LLM or none)."""
-        from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
-
-        try:
-            client = make_client(
-                data_dir=settings.data_dir,
-                host=settings.chroma_host,
-                port=settings.chroma_port,
-                ssl=settings.chroma_ssl,
-            )
-            store = ChromaStore(client, settings.collection_prefix)
-        except Exception as exc:
-            where = (
-                f"{settings.chroma_host}:{settings.chroma_port}"
-                if settings.chroma_host
-                else str(settings.data_dir)
-            )
-            raise StorageError(f"cannot open Chroma at {where}: {exc}") from exc
+        """Build the real adapters from settings (Chroma, the embedding model, a language model or none)."""
+        store = open_store(settings)
         if embedder is None:
             from memoryos_mcp.adapters.embedder import make_embedder
 
@@ -486,57 +359,3 @@ class MemoryService:
             llm_failures_total=u.failures,
             peak_rss_mb=round(peak_rss_mb(), 1),
         )
-
-
-class LazyService:
-    """Builds the MemoryService in a background thread so the MCP handshake never waits for torch or Chroma."""
-
-    def __init__(
-        self,
-        factory: Callable[[], MemoryService],
-        startup_timeout_s: float = 120.0,
-        on_ready: Callable[[MemoryService], None] | None = None,
-    ) -> None:
-        self._factory = factory
-        self._on_ready = on_ready
-        self._timeout = startup_timeout_s
-        self._ready = threading.Event()
-        self._service: MemoryService | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._build, name="memoryos-startup", daemon=True)
-
-    def start(self) -> LazyService:
-        self._thread.start()
-        return self
-
-    def _build(self) -> None:
-        started = time.monotonic()
-        try:
-            self._service = self._factory()
-            logger.info("memory service ready in %.1f s", time.monotonic() - started)
-            if self._on_ready is not None:
-                self._on_ready(self._service)
-        except (
-            BaseException
-        ) as exc:  # kept and re-raised to every caller, so a tool call explains the failure
-            logger.exception("memory service failed to start")
-            self._error = exc
-        finally:
-            self._ready.set()
-
-    def ready(self) -> MemoryService | None:
-        """The service if it started, without waiting."""
-        return self._service if self._ready.is_set() else None
-
-    def get(self) -> MemoryService:
-        """The service, waiting for start-up if it is still under way."""
-        if not self._ready.wait(self._timeout):
-            raise StorageError(
-                f"memory service did not start within {self._timeout:.0f} s; see the server log"
-            )
-        if self._error is not None:
-            if isinstance(self._error, MemoryOSError):
-                raise self._error
-            raise StorageError(f"memory service failed to start: {self._error}")
-        assert self._service is not None
-        return self._service
