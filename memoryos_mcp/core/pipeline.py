@@ -17,7 +17,7 @@ from memoryos_mcp.core.errors import LLMAnswerUnusable
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.models import Page, Segment, Vector
 from memoryos_mcp.core.protocols import ChainHead, Embedder, LLMUsage, MemoryAnalyzer
-from memoryos_mcp.core.scoring import heat, jaccard
+from memoryos_mcp.core.scoring import f_scores, heat
 from memoryos_mcp.core.state import Draft
 from memoryos_mcp.core.text import page_text, topic_text
 
@@ -70,19 +70,6 @@ class AddResult:
     usage: LLMUsage = field(default_factory=LLMUsage)
     notes: list[str] = field(default_factory=list)
     already_stored: bool = False  # an add with a known idempotency key: nothing was stored
-
-
-def f_scores(segments: Sequence[Segment], embedding: Vector, keywords: Sequence[str]) -> np.ndarray:
-    """F_score = cos(e_s, e) + Jaccard(K_s, K) of every segment against a query or topic (core.scoring, vectorised)."""
-    if not segments:
-        return np.zeros(0)
-    matrix = np.asarray([s.embedding for s in segments], dtype=np.float32)
-    q = np.asarray(embedding, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1) * (float(np.linalg.norm(q)) or 1.0)
-    cosines = (matrix @ q) / np.where(norms == 0, 1.0, norms)
-    wanted = frozenset(keywords)
-    overlap = [jaccard(s.keyword_set, wanted) for s in segments]
-    return cosines.astype(np.float64) + np.asarray(overlap, dtype=np.float64)
 
 
 def rank_segments(

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from memoryos_mcp.core.models import Segment
+from memoryos_mcp.core.models import Segment, Vector
 
 
 def cosine(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
@@ -27,14 +27,18 @@ def jaccard(a: Iterable[str], b: Iterable[str]) -> float:
     return len(sa & sb) / union if union else 0.0
 
 
-def f_score(
-    segment_embedding: Sequence[float],
-    segment_keywords: Iterable[str],
-    topic_embedding: Sequence[float],
-    topic_keywords: Iterable[str],
-) -> float:
-    """F_score = cos(e_s, e_p) + Jaccard(K_s, K_p): semantic plus lexical overlap (paper, segment matching)."""
-    return cosine(segment_embedding, topic_embedding) + jaccard(segment_keywords, topic_keywords)
+def f_scores(segments: Sequence[Segment], embedding: Vector, keywords: Sequence[str]) -> np.ndarray:
+    """F_score = cos(e_s, e) + Jaccard(K_s, K) of every segment against a query or topic: semantic plus lexical
+    overlap (the paper's segment matching)."""
+    if not segments:
+        return np.zeros(0)
+    matrix = np.asarray([s.embedding for s in segments], dtype=np.float32)
+    q = np.asarray(embedding, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1) * (float(np.linalg.norm(q)) or 1.0)
+    cosines = (matrix @ q) / np.where(norms == 0, 1.0, norms)
+    wanted = frozenset(keywords)
+    overlap = [jaccard(s.keyword_set, wanted) for s in segments]
+    return cosines.astype(np.float64) + np.asarray(overlap, dtype=np.float64)
 
 
 def heat(

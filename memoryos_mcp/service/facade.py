@@ -19,6 +19,7 @@ from memoryos_mcp.core.models import Page
 from memoryos_mcp.core.protocols import Embedder, IndexSnapshots, LLMUsage, MemoryAnalyzer, MemoryStore
 from memoryos_mcp.index.page_index import PageIndexes
 from memoryos_mcp.service import validation
+from memoryos_mcp.service.access import resolve_user
 from memoryos_mcp.service.foreground import Foreground
 from memoryos_mcp.service.schemas import (
     AddMemoryResult,
@@ -101,6 +102,18 @@ class MemoryService:
         with self._locks_guard:
             return self._locks.setdefault((user_id, kind), threading.Lock())
 
+    def user(self, requested: str | None) -> str:
+        """The user a call acts for: the one it names (valid, and among allowed_users when those are set), or
+        the default user. The one place this is decided (service/access.resolve_user); over HTTP the contract
+        resolves the token's users first, the same way."""
+        allowed = self.settings.allowed_users
+        return resolve_user(
+            requested,
+            default=self.settings.user_id,
+            grant=None,
+            allowed=None if allowed is None else frozenset(allowed),
+        )
+
     def run(
         self, user_id: str, what: str, fn: Callable[[], T], lock: str | None = None, foreground: bool = True
     ) -> T:
@@ -135,7 +148,7 @@ class MemoryService:
         idempotency_key: str | None = None,
     ) -> AddMemoryResult:
         s = self.settings
-        uid = validation.user_id(user_id, s.user_id)
+        uid = self.user(user_id)
         ui, ar = validation.exchange(user_input, agent_response, s.max_text_chars)
         ts = validation.timestamp(timestamp)
         meta = validation.metadata(
@@ -181,7 +194,7 @@ class MemoryService:
         max_tokens: int | None = None,
     ) -> RetrieveMemoryResult:
         s = self.settings
-        uid = validation.user_id(user_id, s.user_id)
+        uid = self.user(user_id)
         q = validation.query(query, s.max_text_chars)
         k = validation.positive(top_k, "top_k", 100)
         m = validation.positive(top_m, "top_m", 50)
@@ -210,7 +223,7 @@ class MemoryService:
         include_knowledge: bool = True,
         include_assistant_traits: bool = True,
     ) -> UserProfileResult:
-        uid = validation.user_id(user_id, self.settings.user_id)
+        uid = self.user(user_id)
 
         def read() -> UserProfileResult:
             state = self.memory.state(uid)
@@ -239,7 +252,7 @@ class MemoryService:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> ListMemoriesResult:
-        uid = validation.user_id(user_id, self.settings.user_id)
+        uid = self.user(user_id)
         what = validation.choice(kind, "kind", ("pages", "segments", "facts"), "pages")
         level = validation.choice(tier, "tier", ("short_term", "mid_term", "all"), "all")
         window = validation.time_range(since, until)
@@ -306,7 +319,7 @@ class MemoryService:
         everything: bool = False,
         confirm: str | None = None,
     ) -> ForgetMemoryResult:
-        uid = validation.user_id(user_id, self.settings.user_id)
+        uid = self.user(user_id)
         pages = validation.id_list(page_ids, "page_ids")
         facts = validation.id_list(fact_ids, "fact_ids")
         if everything:
@@ -335,7 +348,7 @@ class MemoryService:
         return ForgetMemoryResult.of(uid, report)
 
     def stats(self, user_id: str | None = None) -> MemoryStats:
-        uid = validation.user_id(user_id, self.settings.user_id)
+        uid = self.user(user_id)
         state = self.run(uid, "stats", lambda: self.memory.state(uid))
         u = self.usage_total
         return MemoryStats(

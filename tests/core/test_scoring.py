@@ -3,7 +3,7 @@ import math
 import pytest
 
 from memoryos_mcp.core.models import Segment
-from memoryos_mcp.core.scoring import cosine, f_score, heat, jaccard
+from memoryos_mcp.core.scoring import cosine, f_scores, heat, jaccard
 
 
 def test_jaccard_is_intersection_over_union() -> None:
@@ -19,11 +19,15 @@ def test_cosine_handles_zero_vectors() -> None:
 
 
 def test_f_score_adds_cosine_and_jaccard() -> None:
-    score = f_score([1, 0], ["hiking", "trail"], [1, 0], ["hiking", "sister"])
-    assert score == pytest.approx(1.0 + 1 / 3)
+    hiking = _segment(keyword_counts={"hiking": 1, "trail": 1})
+    hiking.embedding = [1.0, 0.0]
+    other = _segment(keyword_counts={"bread": 1})
+    other.embedding = [0.0, 2.0]
+    scores = f_scores([hiking, other], [3.0, 0.0], ["hiking", "sister"])
+    assert scores.tolist() == pytest.approx([1.0 + 1 / 3, 0.0])
 
 
-def _segment(**kw: float) -> Segment:
+def _segment(**kw: object) -> Segment:
     base = dict(id="s", user_id="u", summary="", keyword_counts={}, created_at=0.0, last_access=1000.0)
     base.update(kw)
     return Segment(**base)  # type: ignore[arg-type]
