@@ -17,7 +17,7 @@ from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.mcp.server import build_server
 from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.settings import Settings, load_settings
-from tests.fakes import HashEmbedder, free_port
+from tests.helpers.fakes import HashEmbedder, free_port
 
 
 @pytest.fixture(autouse=True)

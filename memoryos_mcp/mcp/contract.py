@@ -1,4 +1,4 @@
-"""The contract every tool, prompt and resource is held to (DESIGN.md §4), including ones added later:
+"""The contract every tool, prompt and resource is held to (the README: Tools), including ones added later:
 unknown arguments refused, the caller's user bound to what its token (or allowed_users) permits, every
 failure one plain sentence; and how a tool answers (every field as structured content, a text for the model)."""
 

@@ -2,7 +2,7 @@
 
 Heavy dependencies (Chroma, the embedding model) load in a background thread started by the lifespan, so
 `initialize` and `tools/list` are answered at once; the sentence backfill starts when the service is up.
-`ContractServer` (contract.py) holds every tool, prompt and resource to the contract of DESIGN.md §4. With
+`ContractServer` (contract.py) holds every tool, prompt and resource to the contract the README states under Tools. With
 compat = "memoryos-reference", add_memory, retrieve_memory and get_user_profile are registered in the dialect
 of the paper's own MCP server instead (reference.py; mapping and result shapes in compat.py); the other tools,
 the resource and the prompt are the same (tools.py).

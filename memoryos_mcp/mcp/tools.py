@@ -1,4 +1,4 @@
-"""Our tools (the contract of DESIGN.md §4), the status resource and the memory_context prompt: a few lines each."""
+"""Our tools (the contract the README states under Tools), the status resource and the memory_context prompt: a few lines each."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from memoryos_mcp.adapters.llm_health import ModelHealth
 from memoryos_mcp.adapters.openai_llm import OpenAIChat
 from memoryos_mcp.core.errors import LLMAnswerUnusable, LLMError
 from memoryos_mcp.core.protocols import LLMUsage
-from tests.fake_openai import FakeOpenAIServer, Fault
+from tests.helpers.fake_openai import FakeOpenAIServer, Fault
 
 SCHEMA = {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}
 

@@ -10,7 +10,7 @@ from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS
 from memoryos_mcp.index.page_index import PageIndexes
-from tests.fakes import HashEmbedder
+from tests.helpers.fakes import HashEmbedder
 
 
 def test_a_long_write_keeps_its_lease_and_a_second_writer_waits(chroma_server: int) -> None:

@@ -12,7 +12,7 @@ from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams, rank_segments
 from memoryos_mcp.core.models import Segment
 from memoryos_mcp.index.page_index import PageIndexes
-from tests.fakes import HashEmbedder, mid_term_pages
+from tests.helpers.fakes import HashEmbedder, mid_term_pages
 
 TOPICS = {
     "hiking": "hiking trail mountains boots summit ridge",

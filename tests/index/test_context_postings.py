@@ -10,7 +10,7 @@ import pytest
 from memoryos_mcp.index.context_postings import ContextPostings
 from memoryos_mcp.index.page_index import PageIndex
 from memoryos_mcp.index.terms import index_terms
-from tests.index.test_page_index import QUERIES, _page, _remove_some
+from tests.helpers.pages import QUERIES, random_page, remove_some
 
 SEGMENTS = [f"s{i}" for i in range(4)]
 
@@ -45,19 +45,19 @@ def test_kept_counts_equal_fresh_counts_after_every_change(seed: int, budget: in
     for _ in range(30):
         action = rng.random()
         if action < 0.6 or len(live) < 5:
-            batch = [_page(rng, n + i, SEGMENTS) for i in range(rng.choice([1, 1, 2, 6]))]
+            batch = [random_page(rng, n + i, SEGMENTS) for i in range(rng.choice([1, 1, 2, 6]))]
             n += len(batch)
             index.add(batch)
             live.update((p.id, p) for p in batch)
         elif action < 0.8:
-            _remove_some(index, live, rng, rng.randint(1, 3))
+            remove_some(index, live, rng, rng.randint(1, 3))
         elif action < 0.9:
             segment = rng.choice(SEGMENTS)
             index.remove_segments([segment])
             live = {pid: p for pid, p in live.items() if p.segment_id != segment}
         else:  # a page indexed again with other words: out of the old documents, into the new ones
             pid = rng.choice(sorted(live))
-            again = _page(rng, int(pid[1:]), SEGMENTS)
+            again = random_page(rng, int(pid[1:]), SEGMENTS)
             index.add([again])
             live[pid] = again
         _check(index)
@@ -67,14 +67,15 @@ def test_kept_counts_equal_fresh_counts_after_every_change(seed: int, budget: in
 def test_kept_counts_survive_compaction_and_a_bulk_load() -> None:
     rng = random.Random(11)
     index = PageIndex()
-    pages = [_page(rng, i, SEGMENTS) for i in range(300)]
+    pages = [random_page(rng, i, SEGMENTS) for i in range(300)]
     index.add(pages)
     _check(index)
     live = {p.id: p for p in pages}
-    _remove_some(index, live, rng, 290)  # more dead than live: compacted, slots renumbered
+    remove_some(index, live, rng, 290)  # more dead than live: compacted, slots renumbered
     _check(index)
-    index.add([_page(rng, 1000 + i, SEGMENTS) for i in range(5000)])  # refreshes more than it moves
+    index.add([random_page(rng, 1000 + i, SEGMENTS) for i in range(5000)])  # refreshes more than it moves
     _check(index)
+    assert len(index._context_postings), "no common term was kept: the test exercised nothing"
 
 
 def test_the_budget_bounds_what_is_kept() -> None:

@@ -25,14 +25,14 @@ from memoryos_mcp.index.screen import (
     onnx_dots,
 )
 from memoryos_mcp.index.snapshot_format import pack_snapshot
-from tests.index.test_page_index import (
+from tests.helpers.pages import (
     DIM,
     QUERIES,
-    _check,
-    _page,
-    _query_vector,
-    _remove_some,
-    _segments,
+    check_index,
+    query_vector,
+    random_page,
+    remove_some,
+    segments_of,
 )
 
 
@@ -46,10 +46,10 @@ def _churned(seed: int) -> tuple[PageIndex, dict[str, Page], random.Random]:
     index = PageIndex(screen_from=50)
     live: dict[str, Page] = {}
     for n in range(0, 900, 30):
-        batch = [_page(rng, n + i, ["a", "b", "c"]) for i in range(30)]
+        batch = [random_page(rng, n + i, ["a", "b", "c"]) for i in range(30)]
         index.add(batch)
         live.update((p.id, p) for p in batch)
-        _remove_some(index, live, rng, 20)
+        remove_some(index, live, rng, 20)
     index.remove_segments(["c"])
     live = {pid: p for pid, p in live.items() if p.segment_id != "c"}
     return index, live, rng
@@ -64,7 +64,7 @@ def test_screen_moments_give_the_exact_mean_and_spread_and_its_bound_holds(seed:
         np.flatnonzero(screen.counted[: index._n]), np.flatnonzero(index._alive[: index._n])
     )
     for _ in range(5):
-        query = _query_vector(rng)
+        query = query_vector(rng)
         exact = _exact_dense(index, query)
         mean, spread = screen.stats(query)
         assert mean == pytest.approx(float(exact.mean()), abs=1e-6)
@@ -82,7 +82,7 @@ def test_a_screened_index_restored_from_a_snapshot_ranks_exactly() -> None:
     index, live, rng = _churned(7)
     restored = PageIndex.restore(pack_snapshot(index.export()), screen_from=50)
     assert restored._screen is not None and restored._screen.count == len(live)
-    _check(restored, live, rng, ["a", "b", "c"], 1)
+    check_index(restored, live, rng, ["a", "b", "c"], 1)
 
 
 def test_pages_the_int8_screen_cannot_tell_apart_still_rank_in_exact_order() -> None:
@@ -115,7 +115,7 @@ def test_pages_the_int8_screen_cannot_tell_apart_still_rank_in_exact_order() -> 
     approximate, _ = screened._screen.scores(query, screened._n)  # type: ignore[union-attr]
     by_screen = np.argsort(-approximate, kind="stable")[:25].tolist()
     assert by_screen != np.argsort(-screened._dense(query), kind="stable")[:25].tolist()  # alone, it errs
-    args = ("", query, _segments(["s"]), [1.0])
+    args = ("", query, segments_of(["s"]), [1.0])
     want = exact.rank(*args, top_m=1, top_k=25, weights=weights)[1]
     got = screened.rank(*args, top_m=1, top_k=25, weights=weights)[1]
     assert [p.id for p, _ in got] == [p.id for p, _ in want]
@@ -132,7 +132,7 @@ def test_ranking_is_exact_whatever_errors_the_screen_makes_within_its_bound(
     rng = random.Random(seed)
     noise = np.random.default_rng(seed)
     segment_ids = [f"s{i}" for i in range(8)]
-    pages = [_page(rng, i, segment_ids) for i in range(400)]
+    pages = [random_page(rng, i, segment_ids) for i in range(400)]
     exact, screened = PageIndex(), PageIndex(screen_from=0)
     exact.add(pages)
     screened.add(pages)
@@ -146,9 +146,9 @@ def test_ranking_is_exact_whatever_errors_the_screen_makes_within_its_bound(
         return (screened._dense(query)[:n] + off).astype(np.float32), bound + 1e-6  # + float32 rounding
 
     monkeypatch.setattr(screen, "scores", adversarial)
-    segments = _segments(segment_ids)
+    segments = segments_of(segment_ids)
     for _ in range(12):
-        query, vector = rng.choice(QUERIES), _query_vector(rng)
+        query, vector = rng.choice(QUERIES), query_vector(rng)
         f_scores = [rng.random() for _ in segments]
         top_m, top_k = rng.randint(1, 6), rng.randint(1, 15)
         args = (query, vector, segments, f_scores)
@@ -171,12 +171,12 @@ def test_the_screen_is_saved_in_the_snapshot_and_loaded_not_rebuilt(tmp_path: Pa
     # a rebuilt screen would be centred on its first chunk's mean, not on the original's
     assert restored._screen is not None and restored._screen.count == len(live)
     assert np.array_equal(restored._screen.centre, index._screen.centre)
-    _check(restored, live, rng, ["a", "b", "c"], 1)
-    more = [_page(rng, 5000 + i, ["a", "b"]) for i in range(40)]  # changes after the load stay exact
+    check_index(restored, live, rng, ["a", "b", "c"], 1)
+    more = [random_page(rng, 5000 + i, ["a", "b"]) for i in range(40)]  # changes after the load stay exact
     restored.add(more)
     live.update((p.id, p) for p in more)
-    _remove_some(restored, live, rng, 30)
-    _check(restored, live, rng, ["a", "b", "c"], 1)
+    remove_some(restored, live, rng, 30)
+    check_index(restored, live, rng, ["a", "b", "c"], 1)
 
 
 def test_a_damaged_screen_in_a_snapshot_is_rebuilt() -> None:
@@ -185,7 +185,7 @@ def test_a_damaged_screen_in_a_snapshot_is_rebuilt() -> None:
     packed["screen_scale"] = packed["screen_scale"][:-1]  # one column short
     restored = PageIndex.restore(packed, screen_from=50)
     assert restored._screen is not None and restored._screen.count == len(live)
-    _check(restored, live, rng, ["a", "b", "c"], 1)
+    check_index(restored, live, rng, ["a", "b", "c"], 1)
 
 
 def _edge_vectors(n: int, dim: int = 384, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

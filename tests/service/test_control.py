@@ -16,11 +16,11 @@ from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.settings import Settings
-from tests.fake_openai import FakeOpenAIServer
-from tests.fakes import HashEmbedder
-from tests.mcp_calls import call, error
-from tests.scripted_llm import good_answer
-from tests.test_llm_pipeline import make_service
+from tests.helpers.fake_openai import FakeOpenAIServer
+from tests.helpers.fakes import HashEmbedder
+from tests.helpers.llm_services import make_service
+from tests.helpers.mcp_calls import call, error
+from tests.helpers.scripted_llm import good_answer
 
 # ---------------------------------------------------------------------------------------------- idempotency
 
@@ -171,7 +171,8 @@ def test_list_pages_newest_first_in_pages_with_a_cursor(service: MemoryService) 
     assert tiers == {"short_term", "mid_term"}
     short = service.list_memories(tier="short_term", limit=200).pages or []
     assert [p.id for p in short] == [ids[i] for i in reversed(range(25 - len(short), 25))]
-    assert all(p.tier == "mid_term" for p in service.list_memories(tier="mid_term", limit=200).pages or [])
+    mid = service.list_memories(tier="mid_term", limit=200).pages or []
+    assert mid and all(p.tier == "mid_term" for p in mid)
     window = service.list_memories(since="2024-05-02", until="2024-05-03", limit=200).pages or []
     assert [p.id for p in window] == [ids[i] for i in (8, 7, 6, 5, 4, 3)]
     segments = service.list_memories(kind="segments").segments

@@ -18,7 +18,7 @@ from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.service.bulk import import_lines
 from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.settings import load_settings
-from tests.fakes import HashEmbedder, mid_term_pages
+from tests.helpers.fakes import HashEmbedder, mid_term_pages
 
 TOPICS = [
     "hiking trail boots summit",
@@ -185,7 +185,7 @@ def test_killed_mid_import_then_rerun_loses_nothing_and_duplicates_nothing(tmp_p
 
     code = (
         "import sys; from pathlib import Path\n"
-        "from tests.fakes import mid_term_pages\n"
+        "from tests.helpers.fakes import mid_term_pages\n"
         "from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client\n"
         "store = ChromaStore(make_client(data_dir=Path(sys.argv[1])))\n"
         "stm = store.list_stm_pages('default'); mtm = mid_term_pages(store, 'default')\n"
@@ -197,7 +197,7 @@ def test_killed_mid_import_then_rerun_loses_nothing_and_duplicates_nothing(tmp_p
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=Path(__file__).parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1500", "1500"]  # no page in both tiers, none twice

@@ -12,8 +12,8 @@ from memoryos_mcp.adapters.snapshots import SnapshotStore
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams
 from memoryos_mcp.index.page_index import PageIndex, PageIndexes
-from tests.fakes import HashEmbedder
-from tests.index.test_registry import fill, found, summary
+from tests.helpers.fakes import HashEmbedder
+from tests.helpers.memory_os import fill, found, summary
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.fake_openai import FakeOpenAIServer, Fault, free_port_refusing
+from tests.helpers.fake_openai import FakeOpenAIServer, Fault, free_port_refusing
 
 
 @pytest.fixture

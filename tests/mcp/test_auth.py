@@ -30,7 +30,7 @@ from memoryos_mcp.service.access import Grant, TokenTable, resolve_user
 from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.settings import Settings, load_settings
 from memoryos_mcp.service.wiring import prepare_to_serve
-from tests.fakes import free_port
+from tests.helpers.fakes import free_port
 
 ALICE = "alice-token-0123456789abcdef"
 PAIR = "alice-and-bob-token-0123456789"

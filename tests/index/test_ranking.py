@@ -25,8 +25,8 @@ from memoryos_mcp.index.cues import (
 )
 from memoryos_mcp.index.page_index import PageIndex
 from memoryos_mcp.index.terms import index_terms, stem, zscore
-from tests.fakes import HashEmbedder
-from tests.index.reference import ReferenceBM25
+from tests.helpers.fakes import HashEmbedder
+from tests.helpers.reference_index import ReferenceBM25
 
 EMBED = HashEmbedder()
 

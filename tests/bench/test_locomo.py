@@ -9,9 +9,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.fake_openai import FakeOpenAIServer
+from tests.helpers.fake_openai import FakeOpenAIServer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import locomo  # noqa: E402
 
 CONVERSATION = {
@@ -68,7 +68,7 @@ def test_answers_come_from_the_context_through_the_openai_client() -> None:
 
 
 def test_answer_errors_reach_the_caller() -> None:
-    from tests.fake_openai import Fault
+    from tests.helpers.fake_openai import Fault
 
     with FakeOpenAIServer() as fake:
         fake.enqueue(Fault.http(500))

@@ -6,7 +6,7 @@ from memoryos_mcp.cli.main import main
 from memoryos_mcp.core.errors import ConfigurationError
 from memoryos_mcp.service.settings import Settings, load_settings
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "memoryos.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "memoryos.example.toml"
 
 
 def test_defaults_are_the_papers() -> None:

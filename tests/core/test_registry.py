@@ -10,52 +10,9 @@ import pytest
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.core.memory import MemoryOS, MemoryParams
-from memoryos_mcp.core.state import UserState
 from memoryos_mcp.index.page_index import PageIndexes
-from tests.fakes import HashEmbedder
-
-TOPICS = [
-    "hiking trail mountains boots summit",
-    "recipe oven bread flour dough",
-    "guitar chords strings melody practice",
-    "taxes invoice accountant deduction receipts",
-    "garden tomatoes roses compost watering",
-]
-
-
-def make(store: ChromaStore, budget: int = 64 * 1024 * 1024) -> MemoryOS:
-    params = MemoryParams(stm_capacity=3, stm_evict_batch=2)
-    return MemoryOS(
-        store,
-        HashEmbedder(),
-        LocalAnalyzer(chain_threshold=0.5),
-        params,
-        cache_budget_bytes=budget,
-        indexes=PageIndexes(),
-    )
-
-
-def fill(memory: MemoryOS, user: str, n: int, start: int = 0) -> None:
-    for i in range(start, start + n):
-        memory.add_page(user, f"{TOPICS[i % 5]} entry{i}", f"noted {i}", f"2024-01-{1 + i % 27:02d}T10:00:00")
-
-
-def summary(state: UserState) -> tuple[object, ...]:
-    return (
-        state.seq,
-        [p.id for p in state.stm],
-        sorted(state.segments),
-        sorted((s.id, s.page_count, s.l_interaction) for s in state.segments.values()),
-        [p.id for p in state.index.pages()],
-        state.mid_term_pages,
-        state.archived_segments,
-    )
-
-
-def found(memory: MemoryOS, user: str, query: str) -> list[tuple[str, float]]:
-    return [
-        (sp.page.id, round(sp.score, 6)) for sp in memory.retrieve(user, query, top_k=8, top_m=3).mid_term
-    ]
+from tests.helpers.fakes import HashEmbedder
+from tests.helpers.memory_os import fill, found, make_memory, summary
 
 
 @pytest.fixture
@@ -64,7 +21,7 @@ def store(tmp_path: Path) -> ChromaStore:
 
 
 def test_a_change_by_another_process_is_seen_on_the_next_call(store: ChromaStore) -> None:
-    writer, reader = make(store), make(store)
+    writer, reader = make_memory(store), make_memory(store)
     fill(writer, "alice", 6)
     assert reader.retrieve("alice", "guitar chords").short_term  # loads alice
     assert reader.states.loads == 1
@@ -74,17 +31,19 @@ def test_a_change_by_another_process_is_seen_on_the_next_call(store: ChromaStore
         p.user_input for p in result.short_term + [sp.page for sp in result.mid_term]
     )
     assert reader.states.loads == 1 and reader.states.replays == 1  # caught up from the log, no reload
-    assert summary(reader.state("alice")) == summary(make(store).state("alice"))  # same as a fresh load
+    assert summary(reader.state("alice")) == summary(
+        make_memory(store).state("alice")
+    )  # same as a fresh load
 
 
 def test_a_reader_behind_a_trimmed_log_reloads(store: ChromaStore) -> None:
-    writer, reader = make(store), make(store)
+    writer, reader = make_memory(store), make_memory(store)
     fill(writer, "alice", 5)
     reader.state("alice")
     fill(writer, "alice", 5, start=5)
     seq = store.read_version("alice").seq
     store.meta.delete(ids=[f"log:alice:{seq - 1}"])  # as if trimmed
-    assert summary(reader.state("alice")) == summary(make(store).state("alice"))
+    assert summary(reader.state("alice")) == summary(make_memory(store).state("alice"))
     assert reader.states.loads == 2
 
 
@@ -106,13 +65,13 @@ def test_archived_segments_leave_the_index_of_every_reader(store: ChromaStore) -
 
 
 def test_users_beyond_the_budget_are_evicted_and_answer_the_same(store: ChromaStore) -> None:
-    roomy = make(store)
+    roomy = make_memory(store)
     users = [f"user{i}" for i in range(4)]
     for user in users:
         fill(roomy, user, 12)
     before = {user: found(roomy, user, "bread dough oven") for user in users}
     one_user = roomy.state(users[0]).nbytes
-    tight = make(store, budget=int(one_user * 2.5))
+    tight = make_memory(store, budget=int(one_user * 2.5))
     for user in users:
         tight.state(user)
         assert tight.states.nbytes <= int(one_user * 2.5) * 1.2
@@ -124,7 +83,7 @@ def test_users_beyond_the_budget_are_evicted_and_answer_the_same(store: ChromaSt
 
 
 def test_a_single_user_larger_than_the_budget_is_still_served(store: ChromaStore) -> None:
-    memory = make(store, budget=1)
+    memory = make_memory(store, budget=1)
     fill(memory, "alice", 8)
     assert memory.retrieve("alice", "hiking boots").mid_term
     assert memory.states.cached_users() == ["alice"]

@@ -22,8 +22,8 @@ from memoryos_mcp.service import backfill
 from memoryos_mcp.service.backfill import SentenceBackfill, embed_missing_sentences
 from memoryos_mcp.service.bulk import import_lines
 from memoryos_mcp.service.facade import MemoryService
-from tests.fakes import HashEmbedder
-from tests.test_portable import history, local_service
+from tests.helpers.fakes import HashEmbedder
+from tests.helpers.stores import history, local_service
 
 QUERIES = ["hiking boots on the trail", "sourdough in the oven", "guitar chords", "vet for the puppy"]
 
@@ -152,11 +152,11 @@ def test_the_command_embeds_sentences_with_the_real_model(tmp_path: Path) -> Non
     assert run("import", "-", stdin="\n".join(history(12))).returncode == 0
     strip = (
         "import sys; from pathlib import Path\n"
-        "from tests.test_backfill import _as_older_version_wrote_it\n"
-        "from tests.test_portable import local_service\n"
+        "from tests.service.test_backfill import _as_older_version_wrote_it\n"
+        "from tests.helpers.stores import local_service\n"
         "_as_older_version_wrote_it(local_service(Path(sys.argv[1])), 'ann')\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", strip, str(tmp_path / "data")], cwd=root, check=True, timeout=120)
     done = run("embed-sentences")
     assert done.returncode == 0, done.stderr

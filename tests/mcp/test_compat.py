@@ -24,10 +24,10 @@ from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.schemas import ProfileOut, TraitOut
 from memoryos_mcp.service.settings import Settings, load_settings
 from memoryos_mcp.service.wiring import make_analyzer
-from tests.fake_openai import FakeOpenAIServer
-from tests.fakes import HashEmbedder
-from tests.scripted_llm import good_answer
-from tests.test_contract_fuzz import CALL_TIMEOUT_S, VICTIM, arguments_for, assert_clean
+from tests.helpers.contract import CALL_TIMEOUT_S, VICTIM, arguments_for, assert_clean
+from tests.helpers.fake_openai import FakeOpenAIServer
+from tests.helpers.fakes import HashEmbedder
+from tests.helpers.scripted_llm import good_answer
 
 REFERENCE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 

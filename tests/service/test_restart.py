@@ -19,7 +19,7 @@ from memoryos_mcp.service.bulk import import_lines
 from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.settings import load_settings
 from memoryos_mcp.service.wiring import make_snapshots
-from tests.fakes import HashEmbedder
+from tests.helpers.fakes import HashEmbedder
 
 WORDS = "hiking bread guitar taxes garden puppy novel marathon museum ferry pottery chess".split()
 

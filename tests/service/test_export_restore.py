@@ -3,7 +3,6 @@ every field, the same retrieval results — and bad or repeated input is reporte
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import subprocess
@@ -12,121 +11,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from memoryos_mcp.adapters.chroma_store import ChromaStore, make_client
 from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
-from memoryos_mcp.core.state import FACT_KINDS
 from memoryos_mcp.service.bulk import import_lines
-from memoryos_mcp.service.export import export_users
 from memoryos_mcp.service.export_format import FORMAT_VERSION
 from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.restore import import_export
 from memoryos_mcp.service.settings import load_settings
 from memoryos_mcp.service.wiring import make_analyzer
-from tests.fake_openai import FakeOpenAIServer
-from tests.fakes import HashEmbedder
-from tests.scripted_llm import good_answer
-
-TOPICS = [
-    "hiking trail boots summit", "sourdough bread oven flour", "guitar chords melody", "taxes invoice receipts",
-    "puppy leash vet", "marathon training pace", "pottery wheel clay", "chess opening gambit",
-]  # fmt: skip
-QUERIES = [
-    "hiking boots on the summit",
-    "bread in the oven",
-    "guitar melody note 17",
-    "taxes receipts note 140",
-    "flour",
-]
-
-
-def history(n: int, user: str | None = None) -> list[str]:
-    return [
-        json.dumps(
-            {
-                "user_input": f"{TOPICS[i % len(TOPICS)]} note {i} detail{i % 13}",
-                "agent_response": f"reply {i}",
-                "timestamp": f"2024-{1 + i // 100:02d}-{1 + i % 28:02d}T10:{i % 60:02d}:00",
-                "metadata": {"line": i, "even": i % 2 == 0, "weight": i / 7},
-                **({"user_id": user} if user else {}),
-            }
-        )
-        for i in range(n)
-    ]
-
-
-def local_service(data_dir: Path, **overrides: Any) -> MemoryService:
-    settings = load_settings(data_dir=data_dir, **overrides)
-    store = ChromaStore(make_client(data_dir=data_dir), settings.collection_prefix)
-    return MemoryService(settings, store, HashEmbedder(), LocalAnalyzer(settings.chain_threshold))
-
-
-def export_text(service: MemoryService, users: list[str]) -> str:
-    out = io.StringIO()
-    export_users(service, users, out.write)
-    return out.getvalue()
-
-
-def vec(v: Any) -> list[float] | None:
-    # Rounded: Chroma hands back a vector it has moved into its cosine index renormalised (last-bit changes).
-    return None if v is None else [round(x, 6) for x in np.asarray(v, dtype=np.float32).tolist()]
-
-
-def contents(service: MemoryService, user: str) -> dict[str, Any]:
-    """Every record of a user, every field (vectors included), straight from the store."""
-    store = service.store
-    segments = store.list_segments(user, include_archived=True)
-
-    def plain(obj: Any) -> dict[str, Any]:
-        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
-        if "embedding" in fields:
-            fields["embedding"] = vec(fields["embedding"])
-        if fields.get("sentences") is not None:  # int8 codes and their scales: restored bit for bit
-            fields["sentences"] = fields["sentences"].to_bytes().hex()
-        return fields
-
-    head = store.get_chain_head(user)
-    profile = store.get_profile(user)
-    return {
-        "stm": [plain(p) for p in store.list_stm_pages(user)],
-        "mtm": [plain(p) for p in store.pages_of_segments(user, [s.id for s in segments])],
-        "segments": [plain(s) for s in segments],
-        "head": None if head is None else plain(head),
-        "facts": [plain(f) for kind in FACT_KINDS for f in store.list_facts(user, kind)],
-        "profile": None if profile is None else dataclasses.asdict(profile),
-        "profile_embedding": vec(store.profile_embedding(user)),
-    }
-
-
-def stats(service: MemoryService, user: str) -> tuple[int, ...]:
-    s = service.stats(user)
-    return (
-        s.short_term_pages,
-        s.mid_term_pages,
-        s.segments,
-        s.archived_segments,
-        s.indexed_pages,
-        s.user_facts,
-        s.assistant_traits,
-    )
-
-
-def retrievals(service: MemoryService, user: str, **kw: Any) -> list[Any]:
-    results = []
-    for query in QUERIES:
-        found = service.retrieve_memory(query, user_id=user, **kw)
-        results.append(
-            (
-                [p.id for p in found.short_term],
-                [(p.id, round(p.score, 5)) for p in found.mid_term],
-                [s.id for s in found.segments],
-                [(f.id, round(f.score, 5)) for f in found.user_facts + found.assistant_traits],
-            )
-        )
-    return results
+from tests.helpers.fake_openai import FakeOpenAIServer
+from tests.helpers.fakes import HashEmbedder
+from tests.helpers.scripted_llm import good_answer
+from tests.helpers.stores import contents, export_text, history, local_service, retrievals, stats
 
 
 @pytest.fixture
@@ -340,7 +239,7 @@ def test_what_was_forgotten_is_not_exported_and_a_restore_after_forget_all_works
     assert source.stats("default").short_term_pages + source.stats("default").mid_term_pages == 38
 
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -366,12 +265,12 @@ def _python(code: str, *args: str) -> str:
 _MAKE = (
     "import sys; from pathlib import Path\n"
     "from memoryos_mcp.service.bulk import import_lines\n"
-    "from tests.test_portable import history, local_service\n"
+    "from tests.helpers.stores import history, local_service\n"
     "import_lines(local_service(Path(sys.argv[1])), history(80, 'ann') + history(20, 'bob'), default_user='default')\n"
 )
 _DUMP = (
     "import json, sys; from pathlib import Path\n"
-    "from tests.test_portable import contents, local_service, retrievals, stats\n"
+    "from tests.helpers.stores import contents, local_service, retrievals, stats\n"
     "service = local_service(Path(sys.argv[1]))\n"
     "print(json.dumps({u: [contents(service, u), stats(service, u), retrievals(service, u)] for u in ('ann', 'bob')}))\n"
 )

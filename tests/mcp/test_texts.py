@@ -12,7 +12,7 @@ from mcp.server.mcpserver import MCPServer
 
 from memoryos_mcp.core.context import estimate_tokens
 from memoryos_mcp.service.schemas import RetrieveMemoryResult
-from tests.mcp_calls import call, error
+from tests.helpers.mcp_calls import call, error
 
 TOPICS = ["hiking the Sintra trail", "baking sourdough bread", "guitar chords practice", "adopting a puppy"]
 

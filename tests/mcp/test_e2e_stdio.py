@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.fakes import free_port
+from tests.helpers.fakes import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from memoryos_mcp.core.errors import StorageError
 from memoryos_mcp.mcp.server import build_server
 from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.settings import Settings
-from tests.mcp_calls import call, error
+from tests.helpers.mcp_calls import call, error
 
 
 async def test_lists_the_tools_with_output_schemas(server: MCPServer) -> None:
