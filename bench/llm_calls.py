@@ -34,7 +34,7 @@ from figures import report_figures  # noqa: E402
 from locomo import load_conversations  # noqa: E402
 
 from memoryos_mcp.core.text import extract_keywords  # noqa: E402
-from tests.fake_openai import FakeOpenAIServer  # noqa: E402
+from tests.helpers.fake_openai import FakeOpenAIServer  # noqa: E402
 
 _PAGE = re.compile(r"^Page (\d+) \[([^\]]*)\]\nUser: (.*)\nAssistant: (.*)$", re.MULTILINE)
 _SEGMENT = re.compile(r"^Segment (S\d+)$", re.MULTILINE)
