@@ -139,6 +139,9 @@ def _add_control(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     forget.add_argument("--before", help="forget every page dated before this ISO date or datetime")
     forget.add_argument("--all", dest="everything", action="store_true", help="forget everything of the user")
     forget.add_argument("--confirm", help="with --all: the user id again")
+    forget.add_argument(
+        "--dry-run", action="store_true", help="print what would be forgotten (the cascade), change nothing"
+    )
     stats = sub.add_parser("stats", help="counts per memory tier for a user (JSON)")
     _add_common(stats)
 
@@ -170,7 +173,7 @@ def forget(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     service = MemoryService.create(_settings(args))
     result = service.forget_memory(
-        None, args.page_ids, args.fact_ids, args.before, args.everything, args.confirm
+        None, args.page_ids, args.fact_ids, args.before, args.everything, args.confirm, args.dry_run
     )
     out.write(result.model_dump_json(indent=2) + "\n")
     return 0

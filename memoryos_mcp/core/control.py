@@ -71,6 +71,9 @@ class ForgetReport:
     segments_recomputed: list[str] = field(default_factory=list)
     chain_pages_recomputed: list[str] = field(default_factory=list)
     facts_removed: list[str] = field(default_factory=list)
+    facts_trimmed: list[str] = field(
+        default_factory=list
+    )  # kept, with the forgotten pages out of their sources
     unknown_page_ids: list[str] = field(default_factory=list)
     unknown_fact_ids: list[str] = field(default_factory=list)
     page_count: int = 0  # pages removed (with everything=True, mid-term pages are counted, not listed)
@@ -78,6 +81,7 @@ class ForgetReport:
     everything: bool = False
     profile_removed: bool = False
     records_removed: int = 0
+    dry_run: bool = False  # what a forget would do; nothing was changed
     usage: LLMUsage = field(default_factory=LLMUsage)
 
 
@@ -154,11 +158,13 @@ class Control:
         fact_ids: Sequence[str],
         before: float | None,
         writer: str,
+        dry_run: bool = False,
     ) -> tuple[ForgetReport, Change | None]:
         """Remove pages and facts of `state`'s user durably, with the cascade; then bring `state` along.
-        Returns the report and the change-log entry written (None when nothing was removed)."""
+        Returns the report and the change-log entry written (None when nothing was removed). `dry_run`: the
+        report of what it would do (segments to recompute are named, not recomputed), nothing written."""
         uid = state.user_id
-        report = ForgetReport()
+        report = ForgetReport(dry_run=dry_run)
         archived = functools.cache(lambda: self._archived(uid))  # read once, and only if needed
         stm_targets, mtm_targets = self._targets(state, page_ids, before, report, archived)
         forgotten = stm_targets | set(mtm_targets)
@@ -182,7 +188,8 @@ class Control:
             if not kept:
                 emptied.append(segment)
                 continue
-            self._recompute(segment, kept, report.usage)
+            if not dry_run:
+                self._recompute(segment, kept, report.usage)
             changed_segments.append(segment)
         report.segments_removed = [s.id for s in emptied]
         report.segments_recomputed = [s.id for s in changed_segments]
@@ -205,9 +212,10 @@ class Control:
                 elif len(left) < len(fact.source_pages):
                     facts_trimmed.append(replace(fact, source_pages=left))
         report.facts_removed = [f.id for f in facts_removed]
+        report.facts_trimmed = [f.id for f in facts_trimmed]
         report.pages_removed = sorted(forgotten)
         report.page_count, report.segment_count = len(forgotten), len(emptied)
-        if not forgotten and not facts_removed:
+        if dry_run or (not forgotten and not facts_removed):
             return report, None
 
         # Writes: what stays first, then the deletions, then one change-log entry.

@@ -328,9 +328,11 @@ class MemoryOS:
         page_ids: Sequence[str] = (),
         fact_ids: Sequence[str] = (),
         before: float | None = None,
+        dry_run: bool = False,
     ) -> ForgetReport:
         """Forget pages (by id, or dated before `before`) and facts, with what was learned only from them.
-        An id may be the short form retrieve_memory's text shows (core/context.short_id)."""
+        An id may be the short form retrieve_memory's text shows (core/context.short_id). `dry_run`: what it
+        would do, nothing changed."""
         with self.leases.writing(user_id) as state:
             page_ids, fact_ids = full_ids(state, page_ids, fact_ids)
             base = state.seq
@@ -339,7 +341,7 @@ class MemoryOS:
                     raise StorageError(
                         f"lost the write lease of user {user_id!r}; nothing was forgotten; try again"
                     )
-                report, change = self.control.forget(state, page_ids, fact_ids, before, self.owner)
+                report, change = self.control.forget(state, page_ids, fact_ids, before, self.owner, dry_run)
             except BaseException:
                 self.states.drop(user_id)  # the store may hold part of this write: reload from it next time
                 raise
@@ -354,16 +356,19 @@ class MemoryOS:
                     self.keeper.in_background(state)
         return report
 
-    def forget_all(self, user_id: str) -> ForgetReport:
-        """Remove every record of the user: pages, segments, chain state, profile, facts, change log."""
+    def forget_all(self, user_id: str, dry_run: bool = False) -> ForgetReport:
+        """Remove every record of the user: pages, segments, chain state, profile, facts, change log.
+        `dry_run`: what it would remove, nothing changed."""
         with self.leases.writing(user_id) as state:
-            report = ForgetReport(everything=True)
+            report = ForgetReport(everything=True, dry_run=dry_run)
             report.pages_removed = [p.id for p in state.stm]  # mid-term pages are counted, not listed
             report.page_count = len(state.stm) + state.mid_term_pages
             report.segments_removed = list(state.segments)
             report.segment_count = len(state.segments) + state.archived_segments
             report.facts_removed = [f.id for kind in state.facts.values() for f in kind]
             report.profile_removed = state.profile is not None
+            if dry_run:
+                return report
             try:
                 report.records_removed = self.store.delete_user(user_id)
             finally:

@@ -91,14 +91,19 @@ def listed(r: ListMemoriesResult) -> str:
 
 
 def forgotten(r: ForgetMemoryResult) -> str:
+    verb = "Would forget" if r.dry_run else "Forgot"
     if r.everything:
         return (
-            f"Forgot all memory of user '{r.user_id}': {r.pages_removed} page(s), {r.facts_removed} fact(s)."
+            f"{verb} all memory of user '{r.user_id}': {r.pages_removed} page(s), {r.facts_removed} fact(s)."
         )
     text = (
-        f"Forgot {r.pages_removed} page(s) and {r.facts_removed} fact(s) of user '{r.user_id}' "
-        f"({r.segments_removed} topic(s) removed, {r.segments_recomputed} recomputed)."
+        f"{verb} {r.pages_removed} page(s) and {r.facts_removed} fact(s) of user '{r.user_id}' "
+        f"({r.segments_removed} topic(s) removed, {r.segments_recomputed} recomputed, "
+        f"{r.chain_summaries_recomputed} chain summaries rewritten, {len(r.fact_ids_trimmed)} fact(s) kept with "
+        "fewer sources)."
     )
+    if r.dry_run:
+        text += " Nothing was changed: call again without dry_run to forget."
     unknown = r.unknown_page_ids + r.unknown_fact_ids
     if unknown:
         text += f" Not found for this user: {', '.join(unknown)}."

@@ -196,12 +196,19 @@ def common_tools(mcp: MCPServer, slot: ServiceSlot, callers: Callers) -> None:
         confirm: Annotated[
             str | None, Field(description="With all=true: the user_id again, to confirm.")
         ] = None,
+        dry_run: Annotated[
+            bool,
+            Field(
+                description="Only say what would be forgotten (pages, segments, chain summaries, facts); change nothing."
+            ),
+        ] = False,
     ) -> Annotated[CallToolResult, ForgetMemoryResult]:
         """Forget memories for good: the named pages from every tier and every later result, and what was learned
         only from them (segment summaries are recomputed from the pages kept; facts learned only from forgotten
-        pages are removed). Unknown ids are reported, not an error. all=true needs confirm equal to the user_id."""
+        pages are removed). Unknown ids are reported, not an error. all=true needs confirm equal to the user_id.
+        dry_run=true previews it all, changing nothing: show the person before forgetting."""
         return answer(
-            call(slot, lambda s: s.forget_memory(user_id, page_ids, fact_ids, before, all, confirm)),
+            call(slot, lambda s: s.forget_memory(user_id, page_ids, fact_ids, before, all, confirm, dry_run)),
             texts.forgotten,
         )
 

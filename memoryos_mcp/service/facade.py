@@ -318,7 +318,10 @@ class MemoryService:
         before: str | None = None,
         everything: bool = False,
         confirm: str | None = None,
+        dry_run: bool = False,
     ) -> ForgetMemoryResult:
+        """Forget pages and facts for good, with what was learned only from them; `dry_run`: say what would go
+        (the preview a person confirms), changing nothing."""
         uid = self.user(user_id)
         pages = validation.id_list(page_ids, "page_ids")
         facts = validation.id_list(fact_ids, "fact_ids")
@@ -327,12 +330,12 @@ class MemoryService:
                 raise InvalidInputError(
                     "all=true forgets everything of the user: do not combine it with page_ids, fact_ids or before"
                 )
-            if confirm != uid:
+            if confirm != uid and not dry_run:
                 raise InvalidInputError(
                     f"forgetting all memory of user {uid!r} cannot be undone: pass confirm={uid!r} (the user_id "
                     "itself) together with all=true"
                 )
-            report = self.run(uid, "forget_memory", lambda: self.memory.forget_all(uid), lock="add")
+            report = self.run(uid, "forget_memory", lambda: self.memory.forget_all(uid, dry_run), lock="add")
             return ForgetMemoryResult.of(uid, report)
         moment = validation.moment(before, "before") if before is not None else None
         if not pages and not facts and moment is None:
@@ -341,7 +344,7 @@ class MemoryService:
                 "with confirm=<user_id>"
             )
         report = self.run(
-            uid, "forget_memory", lambda: self.memory.forget(uid, pages, facts, moment), lock="add"
+            uid, "forget_memory", lambda: self.memory.forget(uid, pages, facts, moment, dry_run), lock="add"
         )
         with self._locks_guard:
             self.usage_total.add(report.usage)

@@ -366,9 +366,14 @@ class ForgetMemoryResult(BaseModel):
     fact_ids_removed: list[str] = Field(
         description="named facts, and facts learned only from forgotten pages"
     )
+    fact_ids_trimmed: list[str] = Field(
+        default_factory=list,
+        description="facts kept, learned from other pages too: the forgotten pages leave their provenance",
+    )
     profile_removed: bool
     unknown_page_ids: list[str] = Field(description="not pages of this user (nothing was done with them)")
     unknown_fact_ids: list[str] = Field(description="not facts of this user (nothing was done with them)")
+    dry_run: bool = Field(False, description="true: what a forget would do; nothing was changed")
 
     @classmethod
     def of(cls, user_id: str, r: ForgetReport) -> ForgetMemoryResult:
@@ -382,6 +387,8 @@ class ForgetMemoryResult(BaseModel):
             chain_summaries_recomputed=len(r.chain_pages_recomputed),
             facts_removed=len(r.facts_removed),
             fact_ids_removed=r.facts_removed,
+            fact_ids_trimmed=r.facts_trimmed,
+            dry_run=r.dry_run,
             profile_removed=r.profile_removed,
             unknown_page_ids=r.unknown_page_ids,
             unknown_fact_ids=r.unknown_fact_ids,

@@ -142,3 +142,15 @@ async def test_the_memory_context_prompt_takes_the_same_budget(server: MCPServer
         text = prompt.messages[0].content.text  # type: ignore[union-attr]
         assert "left out to stay within 150 tokens" in text
         assert estimate_tokens(text.split("\n\n", 1)[1]) <= 150
+
+
+async def test_a_dry_run_of_forget_memory_says_what_would_go_and_keeps_it(server: MCPServer) -> None:
+    async with Client(server) as client:
+        await _fill(client, 12)
+        text, data = await _retrieve(client, include_short_term=False)
+        short = re.findall(r"pg_[0-9a-f]{8}", text)[0]
+        preview = await client.call_tool("forget_memory", {"page_ids": [short], "dry_run": True})
+        assert preview.structured_content["dry_run"] and preview.structured_content["pages_removed"] == 1  # type: ignore[index]
+        assert preview.content[0].text.startswith("Would forget 1 page(s)")  # type: ignore[union-attr]
+        again, _ = await _retrieve(client, include_short_term=False)
+        assert short in again  # still remembered

@@ -432,3 +432,44 @@ def test_with_an_llm_the_segment_summary_is_rewritten_from_the_kept_pages(tmp_pa
         assert len(refresh) == 1 and segment.summary not in refresh[0]["messages"][1]["content"]
         (after,) = service.list_memories(kind="segments").segments or []
         assert after.summary.startswith("refreshed") and after.page_count == segment.page_count - 1
+
+
+def test_a_dry_run_says_exactly_what_the_forget_then_does_and_changes_nothing(tmp_path: Path) -> None:
+    with FakeOpenAIServer(default=good_answer) as llm:
+        service = make_service(tmp_path, llm.base_url, tau=3.0, stm_capacity=1, stm_evict_batch=1)
+        for i in range(12):
+            secret = i == 5
+            text = "My locker code is zebra-42 and I love hiking" if secret else "I am Maya and I love hiking"
+            service.add_memory(text, "Hiking is great.", timestamp=f"2024-05-{i + 1:02d} 09:00:00")
+        facts = service.list_memories(kind="facts").facts or []
+        (locker,) = [f for f in facts if "zebra-42" in f.text]
+        (maya,) = [f for f in facts if "I am Maya" in f.text]
+        assert set(locker.source_pages) & set(maya.source_pages), "precondition: a fact is kept, trimmed"
+
+        def memory() -> tuple[object, ...]:
+            stats = service.stats().model_dump(exclude={"peak_rss_mb", "cache_mb"})  # of the process
+            return stats, service.list_memories(limit=200), service.list_memories(kind="facts")
+
+        before = memory()
+        requests = len(llm.requests)
+        preview = service.forget_memory(page_ids=locker.source_pages, dry_run=True)
+        assert preview.dry_run and len(llm.requests) == requests  # no segment rewritten, no model called
+        assert memory() == before
+        assert locker.id in preview.fact_ids_removed and maya.id in preview.fact_ids_trimmed
+        done = service.forget_memory(page_ids=locker.source_pages)
+        assert not done.dry_run
+        assert done.model_dump(exclude={"dry_run"}) == preview.model_dump(exclude={"dry_run"})
+
+
+def test_a_dry_run_of_forgetting_everything_needs_no_confirm_and_keeps_everything(
+    service: MemoryService,
+) -> None:
+    for i in range(10):
+        service.add_memory(f"hiking trail note {i}", "ok")
+    preview = service.forget_memory(everything=True, dry_run=True)
+    assert preview.dry_run and preview.everything and preview.pages_removed == 10
+    assert service.stats().short_term_pages + service.stats().mid_term_pages == 10
+    with pytest.raises(InvalidInputError):
+        service.forget_memory(everything=True)  # the real one still needs confirm
+    done = service.forget_memory(everything=True, confirm="default")
+    assert done.pages_removed == preview.pages_removed
