@@ -418,10 +418,13 @@ class MemoryOS:
         include_archived: bool = False,
         window: tuple[float, float] | None = None,
         max_tokens: int | None = None,
+        record_visits: bool = True,
+        explain: bool = False,
     ) -> Retrieval:
         """All STM pages, two-stage MTM (top-m segments, then top-k pages), LPM facts and profile. No LLM.
         `window`: only pages dated inside (since, until), inclusive, in seconds since the epoch; `max_tokens`:
-        only what the context text can show within that budget, best first."""
+        only what the context text can show within that budget, best first; `record_visits=False`: no segment
+        heated (looking, not recalling); `explain`: each mid-term page with the parts of its score."""
         return self.recall.retrieve(
             self.states.fresh(user_id),
             query,
@@ -431,4 +434,6 @@ class MemoryOS:
             include_archived=include_archived,
             window=window,
             max_tokens=max_tokens,
+            record_visits=record_visits,
+            explain=explain,
         )

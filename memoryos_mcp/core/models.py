@@ -183,10 +183,27 @@ class UserProfile:
 
 
 @dataclass
+class ScoreParts:
+    """Why a page was recalled: the parts of its score, each in standard deviations over the user's pages
+    (they add up to the score). The page is scored with its dialogue context: its own words and vector plus
+    its neighbours' (context_page_ids)."""
+
+    lexical: float  # BM25 of the page with its dialogue context, weighted
+    dense: float  # cosine of its context vector with the query, weighted
+    time_cue: float  # a question about time, and the page mentions time
+    date_cue: float  # dated on a day or month the query names
+    best_sentence: float  # the re-ordering by its best sentence
+    sentence_index: int | None  # which of the page's sentences (core.text.page_sentences) matched best
+    sentence_cosine: float
+    context_page_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ScoredPage:
     page: Page
     score: float
     tier: Literal["short_term", "mid_term"]
+    why: ScoreParts | None = None  # asked for (explain): the parts of the score
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from memoryos_mcp.core.models import Fact, FactKind, Page, Segment, UserProfile, Vector
+from memoryos_mcp.core.models import Fact, FactKind, Page, ScoreParts, Segment, UserProfile, Vector
 from memoryos_mcp.core.weights import RetrievalWeights
 
 
@@ -64,6 +64,13 @@ class PageIndex(Protocol):
         weights: RetrievalWeights,
         window: tuple[float, float] | None = None,
     ) -> tuple[list[tuple[Segment, float]], list[tuple[Page, float]]]: ...
+    def explain(
+        self,
+        query: str,
+        query_embedding: np.ndarray,
+        weights: RetrievalWeights,
+        hits: Sequence[tuple[Page, float]],
+    ) -> list[ScoreParts]: ...
     def add(self, pages: Sequence[Page]) -> None: ...
     def remove(self, page_ids: Iterable[str]) -> int: ...
     def remove_segments(self, segment_ids: Iterable[str]) -> int: ...

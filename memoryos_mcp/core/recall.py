@@ -91,9 +91,13 @@ class Recall:
         include_archived: bool = False,
         window: tuple[float, float] | None = None,
         max_tokens: int | None = None,
+        record_visits: bool = True,
+        explain: bool = False,
     ) -> Retrieval:
         """`window`: inclusive (since, until) in seconds since the epoch; only pages dated inside it.
-        `max_tokens`: the result holds what its text can show within that many tokens (core/context.py)."""
+        `max_tokens`: the result holds what its text can show within that many tokens (core/context.py).
+        `record_visits=False`: looking, not recalling — no segment is heated (a person browsing their memory).
+        `explain`: each mid-term page carries the parts of its score (ScoredPage.why)."""
         top_k = top_k or self.params.top_k
         top_m = top_m or self.params.top_m
         with state.lock:
@@ -118,6 +122,9 @@ class Recall:
                 weights=self.weights,
                 window=window,
             )
+            whys = (
+                index.explain(query, query_embedding, self.weights, hits) if explain else [None] * len(hits)
+            )
             short_term = list(state.stm) if include_short_term else []
             if window is not None:
                 short_term = [p for p in short_term if window[0] <= epoch_seconds(p.timestamp) <= window[1]]
@@ -125,17 +132,21 @@ class Recall:
             profile = state.profile
         # Retrieval is what heats a segment: N_visit and last access move for every segment returned.
         now = self.clock()
-        written = self.store.record_visits(state.user_id, [s.id for s, _ in ranked], now) if ranked else {}
-        with state.lock:
-            for segment, _ in ranked:
-                n_visit, last_access = written.get(segment.id, (segment.n_visit + 1, now))
-                for copy in _same_segment(state, segment):
-                    copy.n_visit = max(copy.n_visit, n_visit)
-                    copy.last_access = max(copy.last_access, last_access)
+        if record_visits and ranked:
+            written = self.store.record_visits(state.user_id, [s.id for s, _ in ranked], now)
+            with state.lock:
+                for segment, _ in ranked:
+                    n_visit, last_access = written.get(segment.id, (segment.n_visit + 1, now))
+                    for copy in _same_segment(state, segment):
+                        copy.n_visit = max(copy.n_visit, n_visit)
+                        copy.last_access = max(copy.last_access, last_access)
         scored_segments = [
             ScoredSegment(segment=s, score=score, heat=self.params.heat(s, now)) for s, score in ranked
         ]
-        mid_term = [ScoredPage(page=p, score=score, tier="mid_term") for p, score in hits]
+        mid_term = [
+            ScoredPage(page=p, score=score, tier="mid_term", why=why)
+            for (p, score), why in zip(hits, whys, strict=True)
+        ]
         user_facts = top_facts(facts.get("user_fact", []), query_embedding, self.params.lpm_top_k)
         traits = top_facts(facts.get("assistant_trait", []), query_embedding, self.params.lpm_top_k)
         context = build_context(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memoryos_mcp.core.models import Page, Segment
+from memoryos_mcp.core.models import Page, ScoreParts, Segment
 from memoryos_mcp.core.weights import RetrievalWeights
 from memoryos_mcp.index.arrays import runs
 from memoryos_mcp.index.changes import NEIGHBOUR_WEIGHT
@@ -278,6 +278,83 @@ class Ranking:
             hits.append((self._page(slot), float(score)))
         return chosen, hits
 
+    def explain(
+        self,
+        query: str,
+        query_embedding: np.ndarray,
+        weights: RetrievalWeights,
+        hits: Sequence[tuple[Page, float]],
+    ) -> list[ScoreParts]:
+        """Why each of rank()'s hits was recalled: its score split into its parts (exact, whatever the screen)."""
+        if not hits:
+            return []
+        live = np.flatnonzero(self._alive[: self._n])
+        slots = np.asarray([self._slot_of[page.id] for page, _ in hits], dtype=np.int64)
+        names = (
+            frozenset(t for name in self.participants() for t in index_terms(name))
+            if weights.participant_df
+            else frozenset()
+        )
+        bm25 = self._bm25(index_terms(query), names, weights.participant_df)
+        lexical = weights.lexical * _standardised(bm25[slots], bm25[live].mean(), bm25[live].std())
+        if self._screen is not None:
+            mean, spread = self._screen.stats(query_embedding)
+        else:
+            dense_all = self._dense(query_embedding)[live]
+            mean, spread = float(dense_all.mean()), float(dense_all.std())
+        dense = (1.0 - weights.lexical) * _standardised(self._dense_of(query_embedding, slots), mean, spread)
+        time = np.zeros(len(slots))
+        if weights.time_cue and asks_about_time(query):
+            time = weights.time_cue * self._time[slots].astype(np.float64)
+        date = np.zeros(len(slots))
+        cues = date_cues(query) if weights.date_cue else []
+        if cues:
+            date = weights.date_cue * np.max([date_match(self._dates[slots], cue) for cue in cues], axis=0)
+        by_sentence = bool(weights.sentence) and not asks_about_time(query)
+        side = named_side(query, self.speakers()) if by_sentence and weights.named_speaker else None
+        parts = []
+        for i, (slot, (_, score)) in enumerate(zip(slots.tolist(), hits, strict=True)):
+            index, cosine = self._sentence_choice(slot, query_embedding, side, weights.skip_questions)
+            before = float(lexical[i] + dense[i] + time[i] + date[i])
+            parts.append(
+                ScoreParts(
+                    lexical=float(lexical[i]),
+                    dense=float(dense[i]),
+                    time_cue=float(time[i]),
+                    date_cue=float(date[i]),
+                    best_sentence=float(score) - before if by_sentence else 0.0,
+                    sentence_index=index,
+                    sentence_cosine=cosine,
+                    context_page_ids=[self._ids[int(s)] for s in self._nbrs[slot] if s >= 0],
+                )
+            )
+        return parts
+
+    def _sentence_choice(
+        self, slot: int, query_embedding: np.ndarray, side: str | None, skip_questions: bool
+    ) -> tuple[int | None, float]:
+        """(which of the page's sentences is its best for the query, as _best_sentences() chooses; None where
+        its vectors do not match this version's split of its text, its cosine)."""
+        start, count = int(self._sent_off[slot]), int(self._sent_cnt[slot])
+        rows = np.arange(start, start + count)
+        dots = (
+            np.einsum("ij,j->i", self._sent.take(rows).astype(np.float32), query_embedding)
+            * self._sent_scale[rows]
+        )
+        allowed = np.ones(count, dtype=bool)
+        user = int(self._sent_user[slot])
+        if side is not None and user >= 0:
+            own = np.arange(count) < user if side != AGENT else np.arange(count) >= user
+            if own.any():
+                allowed &= own
+        if skip_questions:
+            asks = (int(self._sent_ask[slot]) >> np.arange(count)) & 1
+            stated = allowed & (asks == 0)
+            if stated.any():
+                allowed = stated
+        best = int(np.flatnonzero(allowed)[np.argmax(dots[allowed])])
+        return (best if user >= 0 else None), float(dots[best])
+
     def _best_sentences(
         self,
         slots: np.ndarray,
@@ -307,6 +384,13 @@ class Ranking:
             stated = np.maximum.reduceat(np.where(asked == 1, -np.inf, dots), starts)
             best = np.where(np.isfinite(stated), stated, best)
         return best.astype(np.float64)
+
+
+def _standardised(values: np.ndarray, mean: float, spread: float) -> np.ndarray:
+    """(values − mean) / spread, as zscore() standardises over all pages; 0 where the spread is flat."""
+    if spread <= FLAT_SPREAD:
+        return np.zeros(len(values))
+    return (np.asarray(values, dtype=np.float64) - mean) / spread
 
 
 @dataclass

@@ -83,6 +83,17 @@ def memory_tools(mcp: MCPServer, slot: ServiceSlot) -> None:
         since: Since = None,
         until: Until = None,
         max_tokens: MaxTokens = None,
+        explain: Annotated[
+            bool,
+            Field(description="Also give each mid-term page the parts of its score: why it was recalled."),
+        ] = False,
+        record_visits: Annotated[
+            bool,
+            Field(
+                description="false: only look (a person browsing their memory) — no topic counts as recalled, "
+                "so none gets hotter."
+            ),
+        ] = True,
     ) -> Annotated[CallToolResult, RetrieveMemoryResult]:
         """Find what you remember about a query, from all memory tiers.
 
@@ -105,6 +116,8 @@ def memory_tools(mcp: MCPServer, slot: ServiceSlot) -> None:
                     since=since,
                     until=until,
                     max_tokens=max_tokens,
+                    explain=explain,
+                    record_visits=record_visits,
                 ),
             ),
             lambda r: r.context,

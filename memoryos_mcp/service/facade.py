@@ -192,7 +192,11 @@ class MemoryService:
         since: str | None = None,
         until: str | None = None,
         max_tokens: int | None = None,
+        explain: bool = False,
+        record_visits: bool = True,
     ) -> RetrieveMemoryResult:
+        """Memory relevant to a query (the paper's retrieval). `explain`: each mid-term page with the parts of
+        its score; `record_visits=False`: looking, not recalling (a person browsing): no segment is heated."""
         s = self.settings
         uid = self.user(user_id)
         q = validation.query(query, s.max_text_chars)
@@ -212,6 +216,8 @@ class MemoryService:
                 include_archived=include_archived,
                 window=window,
                 max_tokens=budget,
+                record_visits=record_visits,
+                explain=explain,
             ),
             lock="retrieve",
         )

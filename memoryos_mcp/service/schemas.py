@@ -9,11 +9,52 @@ from pydantic import BaseModel, Field
 from memoryos_mcp.core.context import LeftOut
 from memoryos_mcp.core.control import ForgetReport
 from memoryos_mcp.core.memory import AddResult, Retrieval
-from memoryos_mcp.core.models import Fact, Page, Scalar, ScoredFact, ScoredSegment, Segment, UserProfile
+from memoryos_mcp.core.models import (
+    Fact,
+    Page,
+    Scalar,
+    ScoredFact,
+    ScoredSegment,
+    ScoreParts,
+    Segment,
+    UserProfile,
+)
+from memoryos_mcp.core.text import page_sentences
 
 
 def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds") if seconds else ""
+
+
+class WhyOut(BaseModel):
+    """Why a page was recalled: the parts of its score (standard deviations over the user's pages; they add up
+    to the score)."""
+
+    lexical: float = Field(
+        description="BM25 of the page with its dialogue context (the pages beside it), weighted"
+    )
+    dense: float = Field(description="cosine of its context vector with the query, weighted")
+    time_cue: float = Field(description="a question about time, and the page mentions time")
+    date_cue: float = Field(description="dated on a day or month the query names")
+    best_sentence: float = Field(description="the re-ordering by the page's best sentence")
+    sentence: str | None = Field(None, description="the page's sentence that matched best")
+    sentence_cosine: float
+    context_page_ids: list[str] = Field(description="the pages whose words and vector count as its context")
+
+    @classmethod
+    def of(cls, page: Page, why: ScoreParts) -> WhyOut:
+        sentences = page_sentences(page)
+        index = why.sentence_index
+        return cls(
+            lexical=round(why.lexical, 4),
+            dense=round(why.dense, 4),
+            time_cue=round(why.time_cue, 4),
+            date_cue=round(why.date_cue, 4),
+            best_sentence=round(why.best_sentence, 4),
+            sentence=sentences[index] if index is not None and index < len(sentences) else None,
+            sentence_cosine=round(why.sentence_cosine, 4),
+            context_page_ids=why.context_page_ids,
+        )
 
 
 class PageOut(BaseModel):
@@ -34,10 +75,12 @@ class PageOut(BaseModel):
     metadata: dict[str, Scalar] = Field(
         default_factory=dict, description="caller metadata given to add_memory"
     )
+    why: WhyOut | None = Field(None, description="with explain=true: the parts of its score")
 
     @classmethod
-    def of(cls, page: Page, tier: str, score: float | None = None) -> PageOut:
+    def of(cls, page: Page, tier: str, score: float | None = None, why: ScoreParts | None = None) -> PageOut:
         return cls(
+            why=None if why is None else WhyOut.of(page, why),
             id=page.id,
             user_input=page.user_input,
             agent_response=page.agent_response,
@@ -228,7 +271,7 @@ class RetrieveMemoryResult(BaseModel):
             query=r.query,
             user_id=user_id,
             short_term=[PageOut.of(p, "short_term") for p in r.short_term],
-            mid_term=[PageOut.of(sp.page, "mid_term", sp.score) for sp in r.mid_term],
+            mid_term=[PageOut.of(sp.page, "mid_term", sp.score, sp.why) for sp in r.mid_term],
             segments=[SegmentOut.of(s) for s in r.segments],
             user_facts=[FactOut.scored(f) for f in r.user_facts],
             assistant_traits=[FactOut.scored(f) for f in r.assistant_traits],

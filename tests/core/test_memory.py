@@ -213,3 +213,24 @@ def test_a_page_keeps_its_sentence_vectors_in_the_store(store: ChromaStore, embe
     # One sentence, the whole exchange: the page's own vector is its sentence (not embedded twice).
     assert single.sentences is not None and np.abs(single.sentences.vectors() - single.embedding).max() < 0.01
     assert ["Just one sentence here"] in embedder.calls
+
+
+def test_looking_is_not_recalling_no_segment_gets_hotter_and_the_ranking_is_the_same(
+    store: ChromaStore, embedder: HashEmbedder
+) -> None:
+    clock = Clock()
+    memory = make(store, embedder, clock, stm_capacity=1)
+    for i, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "guitar"]):
+        add(memory, TOPICS[topic], n=i)
+    clock.now += 100
+    looked = memory.retrieve("u1", "mountains trail boots", top_m=2, record_visits=False, explain=True)
+    assert all(s.n_visit == 0 for s in store.list_segments("u1")) and looked.mid_term
+    assert all(sp.why is not None for sp in looked.mid_term)
+    recalled = memory.retrieve("u1", "mountains trail boots", top_m=2)
+    assert [(sp.page.id, sp.score) for sp in recalled.mid_term] == [
+        (sp.page.id, sp.score) for sp in looked.mid_term
+    ]
+    assert all(sp.why is None for sp in recalled.mid_term)
+    assert {s.id for s in store.list_segments("u1") if s.n_visit == 1} == {
+        s.segment.id for s in recalled.segments
+    }

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from memoryos_mcp.core.models import Page, SentenceVectors
+from memoryos_mcp.core.text import page_sentences
 from memoryos_mcp.core.weights import RetrievalWeights
 from memoryos_mcp.index import changes
 from memoryos_mcp.index.page_index import PageIndex
 from memoryos_mcp.index.screen import SCREEN_FROM, Dots, numpy_dots
 from memoryos_mcp.index.sides import AGENT, USER
 from memoryos_mcp.index.snapshot_format import pack_snapshot
-from tests.helpers.pages import DIM, check_index, random_page, remove_some, segments_of
+from tests.helpers.pages import DIM, QUERIES, check_index, query_vector, random_page, remove_some, segments_of
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -271,3 +272,26 @@ def test_a_question_does_not_answer_what_it_asks() -> None:
     index.add([only])
     best = index._best_sentences(np.asarray([index._slot_of["v2"]]), topic, skip_questions=True)
     assert best[0] > 0.9
+
+
+@pytest.mark.parametrize("screen_from", [SCREEN_FROM, 0], ids=["exact", "screened"])
+def test_why_a_page_was_recalled_adds_up_to_its_score(screen_from: int) -> None:
+    rng = random.Random(3)
+    segment_ids = ["a", "b", "c"]
+    index = PageIndex(screen_from=screen_from)
+    pages = [random_page(rng, i, segment_ids) for i in range(300)]
+    index.add(pages)
+    weights = RetrievalWeights()
+    for query in QUERIES + ["When did I adopt the dog in May 2023?"]:
+        vector = query_vector(rng)
+        _, hits = index.rank(
+            query, vector, segments_of(segment_ids), [0.5, 0.2, 0.1], top_m=3, top_k=8, weights=weights
+        )
+        parts = index.explain(query, vector, weights, hits)
+        assert len(parts) == len(hits) > 0
+        for (page, score), why in zip(hits, parts, strict=True):
+            total = why.lexical + why.dense + why.time_cue + why.date_cue + why.best_sentence
+            assert total == pytest.approx(score, abs=1e-4)
+            assert set(why.context_page_ids) <= {p.id for p in pages} and page.id not in why.context_page_ids
+            if why.sentence_index is not None:
+                assert 0 <= why.sentence_index < len(page_sentences(page))

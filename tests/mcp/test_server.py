@@ -316,3 +316,23 @@ async def test_resource_and_prompt_failures_name_the_cause(settings: Settings) -
         with pytest.raises(MCPError, match="disk on fire"):
             await client.get_prompt("memory_context", {"query": "hi"})
         assert "disk on fire" in await error(client, "memory_stats")
+
+
+async def test_retrieve_can_say_why_each_page_was_recalled(server: MCPServer) -> None:
+    async with Client(server) as client:
+        for i in range(12):
+            await call(
+                client,
+                "add_memory",
+                user_input=f"We hiked the Sintra trail, part {i}. It rained.",
+                agent_response="ok",
+            )
+        found = await call(client, "retrieve_memory", query="Sintra trail", explain=True, record_visits=False)
+        (page, *_) = found["mid_term"]
+        why = page["why"]
+        parts = why["lexical"] + why["dense"] + why["time_cue"] + why["date_cue"] + why["best_sentence"]
+        assert parts == pytest.approx(page["score"], abs=1e-3)
+        assert why["sentence"] in page["user_input"] + " " + page["agent_response"]
+        assert all(s["n_visit"] == 0 for s in found["segments"])  # looked at, not recalled
+        plain = await call(client, "retrieve_memory", query="Sintra trail")
+        assert plain["mid_term"][0]["why"] is None
