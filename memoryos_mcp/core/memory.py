@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
 from memoryos_mcp.core.context import is_short_id
 from memoryos_mcp.core.control import Control, ForgetReport, PageKey, PageListing, Tier
@@ -407,33 +408,8 @@ class MemoryOS:
         """The user's current cached state (loaded or refreshed as needed)."""
         return self.states.fresh(user_id)
 
-    def retrieve(
-        self,
-        user_id: str,
-        query: str,
-        *,
-        top_k: int | None = None,
-        top_m: int | None = None,
-        include_short_term: bool = True,
-        include_archived: bool = False,
-        window: tuple[float, float] | None = None,
-        max_tokens: int | None = None,
-        record_visits: bool = True,
-        explain: bool = False,
-    ) -> Retrieval:
+    def retrieve(self, user_id: str, query: str, **options: Any) -> Retrieval:
         """All STM pages, two-stage MTM (top-m segments, then top-k pages), LPM facts and profile. No LLM.
-        `window`: only pages dated inside (since, until), inclusive, in seconds since the epoch; `max_tokens`:
-        only what the context text can show within that budget, best first; `record_visits=False`: no segment
-        heated (looking, not recalling); `explain`: each mid-term page with the parts of its score."""
-        return self.recall.retrieve(
-            self.states.fresh(user_id),
-            query,
-            top_k=top_k,
-            top_m=top_m,
-            include_short_term=include_short_term,
-            include_archived=include_archived,
-            window=window,
-            max_tokens=max_tokens,
-            record_visits=record_visits,
-            explain=explain,
-        )
+        `options`: those of Recall.retrieve (top_k, top_m, include_short_term, include_archived, window,
+        max_tokens, record_visits, explain)."""
+        return self.recall.retrieve(self.states.fresh(user_id), query, **options)

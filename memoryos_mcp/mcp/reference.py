@@ -10,24 +10,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
-from memoryos_mcp.mcp import compat
-from memoryos_mcp.mcp.arguments import (
-    READS,
-    WRITES,
-    AgentResponse,
-    IdempotencyKey,
-    IncludeKnowledge,
-    IncludeShortTerm,
-    Metadata,
-    Query,
-    Since,
-    Timestamp,
-    TopK,
-    TopM,
-    Until,
-    UserId,
-    UserInput,
-)
+from memoryos_mcp.mcp import arguments, compat
 from memoryos_mcp.mcp.contract import ServiceSlot, call
 from memoryos_mcp.service.facade import MemoryService
 
@@ -49,17 +32,17 @@ def reference_tools(mcp: MCPServer, slot: ServiceSlot) -> None:
     compat.py. Each tool returns a CallToolResult so that the text is exactly the reference-shaped object,
     knowledge lists left out when not asked for, as the reference does; the model class publishes its schema."""
 
-    @mcp.tool(annotations=WRITES)
+    @mcp.tool(annotations=arguments.WRITES)
     def add_memory(
-        user_input: UserInput = "",
-        agent_response: AgentResponse = "",
-        user_id: UserId = None,
-        timestamp: Timestamp = None,
-        metadata: Metadata = None,
+        user_input: arguments.UserInput = "",
+        agent_response: arguments.AgentResponse = "",
+        user_id: arguments.UserId = None,
+        timestamp: arguments.Timestamp = None,
+        metadata: arguments.Metadata = None,
         meta_data: Annotated[
             dict[str, Any] | None, Field(description="The same as metadata (the reference server's name).")
         ] = None,
-        idempotency_key: IdempotencyKey = None,
+        idempotency_key: arguments.IdempotencyKey = None,
     ) -> Annotated[CallToolResult, compat.ReferenceAddResult]:
         """Remember one exchange (a "page") between the user and you.
 
@@ -82,9 +65,9 @@ def reference_tools(mcp: MCPServer, slot: ServiceSlot) -> None:
 
         return reply(call(slot, add))
 
-    @mcp.tool(annotations=WRITES)
+    @mcp.tool(annotations=arguments.WRITES)
     def retrieve_memory(
-        query: Query,
+        query: arguments.Query,
         relationship_with_user: Annotated[
             str | None,
             Field(
@@ -105,12 +88,12 @@ def reference_tools(mcp: MCPServer, slot: ServiceSlot) -> None:
                 le=100,
             ),
         ] = None,
-        user_id: UserId = None,
-        top_k: TopK = None,
-        top_m: TopM = None,
-        include_short_term: IncludeShortTerm = True,
-        since: Since = None,
-        until: Until = None,
+        user_id: arguments.UserId = None,
+        top_k: arguments.TopK = None,
+        top_m: arguments.TopM = None,
+        include_short_term: arguments.IncludeShortTerm = True,
+        since: arguments.Since = None,
+        until: arguments.Until = None,
     ) -> Annotated[CallToolResult, compat.ReferenceRetrieveResult]:
         """Find what you remember about a query, from all memory tiers.
 
@@ -136,10 +119,10 @@ def reference_tools(mcp: MCPServer, slot: ServiceSlot) -> None:
 
         return reply(call(slot, retrieve))
 
-    @mcp.tool(annotations=READS)
+    @mcp.tool(annotations=arguments.READS)
     def get_user_profile(
-        user_id: UserId = None,
-        include_knowledge: IncludeKnowledge = True,
+        user_id: arguments.UserId = None,
+        include_knowledge: arguments.IncludeKnowledge = True,
         include_assistant_knowledge: Annotated[
             bool | None, Field(description="Include facts learned about you, the assistant (default false).")
         ] = None,

@@ -118,14 +118,20 @@ def test_rank_segments_orders_by_cosine_plus_jaccard() -> None:
     assert ranked[0][1] == pytest.approx(1.8)
 
 
-def test_retrieval_is_two_stage_and_heats_the_segments_it_returns(
-    store: ChromaStore, embedder: HashEmbedder
-) -> None:
-    clock = Clock()
+def _five_pages(store: ChromaStore, embedder: HashEmbedder, clock: Clock) -> MemoryOS:
+    """Hiking twice, cooking twice, then guitar: two mid-term topics and the newest page short-term."""
     memory = make(store, embedder, clock, stm_capacity=1)
     for i, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "guitar"]):
         add(memory, TOPICS[topic], n=i)
     clock.now += 100
+    return memory
+
+
+def test_retrieval_is_two_stage_and_heats_the_segments_it_returns(
+    store: ChromaStore, embedder: HashEmbedder
+) -> None:
+    clock = Clock()
+    memory = _five_pages(store, embedder, clock)
     result = memory.retrieve("u1", "mountains trail boots", top_m=1, top_k=10)
     segment_ids = {sp.page.segment_id for sp in result.mid_term}
     assert len(result.segments) == 1 and segment_ids == {result.segments[0].segment.id}
@@ -219,10 +225,7 @@ def test_looking_is_not_recalling_no_segment_gets_hotter_and_the_ranking_is_the_
     store: ChromaStore, embedder: HashEmbedder
 ) -> None:
     clock = Clock()
-    memory = make(store, embedder, clock, stm_capacity=1)
-    for i, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "guitar"]):
-        add(memory, TOPICS[topic], n=i)
-    clock.now += 100
+    memory = _five_pages(store, embedder, clock)
     looked = memory.retrieve("u1", "mountains trail boots", top_m=2, record_visits=False, explain=True)
     assert all(s.n_visit == 0 for s in store.list_segments("u1")) and looked.mid_term
     assert all(sp.why is not None for sp in looked.mid_term)

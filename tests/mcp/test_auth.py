@@ -31,20 +31,11 @@ from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.settings import Settings, load_settings
 from memoryos_mcp.service.wiring import prepare_to_serve
 from tests.helpers.fakes import free_port
+from tests.helpers.mcp_calls import INITIALIZE, call, error
 
 ALICE = "alice-token-0123456789abcdef"
 PAIR = "alice-and-bob-token-0123456789"
 ADMIN = "admin-token-0123456789abcdef-zz"  # stored only as its SHA-256 digest
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
 
 
 def write_tokens(path: Path, tokens: list[dict[str, Any]]) -> Path:
@@ -101,19 +92,6 @@ async def client_with(url: str, token: str | None) -> AsyncIterator[Client]:
             yield client
 
 
-async def ok(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def refused(client: Client, tool: str, **arguments: Any) -> str:
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error, result.structured_content
-    return result.content[0].text  # type: ignore[union-attr]
-
-
 async def post_initialize(url: str, headers: dict[str, str]) -> httpx2.Response:
     async with httpx2.AsyncClient(timeout=10) as http:
         return await http.post(
@@ -160,7 +138,7 @@ async def test_the_mcp_client_without_a_valid_token_cannot_connect(url: str) -> 
 
 async def test_alices_token_cannot_touch_bobs_memory(url: str) -> None:
     async with client_with(url, ADMIN) as admin:
-        await ok(admin, "add_memory", user_input="bob's secret plan about the lighthouse", user_id="bob")
+        await call(admin, "add_memory", user_input="bob's secret plan about the lighthouse", user_id="bob")
     async with client_with(url, ALICE) as alice:
         for tool, arguments in [
             ("add_memory", {"user_input": "hi", "user_id": "bob"}),
@@ -168,46 +146,46 @@ async def test_alices_token_cannot_touch_bobs_memory(url: str) -> None:
             ("get_user_profile", {"user_id": "bob"}),
             ("memory_stats", {"user_id": "bob"}),
         ]:
-            message = await refused(alice, tool, **arguments)
+            message = await error(alice, tool, **arguments)
             assert "user_id 'bob' is not allowed for this token: it may act for 'alice'" in message, message
             assert "lighthouse" not in message
         with pytest.raises(Exception, match="not allowed for this token"):
             await alice.get_prompt("memory_context", {"query": "lighthouse", "user_id": "bob"})
     async with client_with(url, ADMIN) as admin:
-        bob = await ok(admin, "memory_stats", user_id="bob")
+        bob = await call(admin, "memory_stats", user_id="bob")
         assert bob["short_term_pages"] == 1  # alice's refused add stored nothing
 
 
 async def test_a_call_without_user_id_acts_for_the_tokens_one_user(url: str) -> None:
     async with client_with(url, ALICE) as alice:
-        added = await ok(alice, "add_memory", user_input="I keep bees on the roof")
+        added = await call(alice, "add_memory", user_input="I keep bees on the roof")
         assert added["user_id"] == "alice"
-        found = await ok(alice, "retrieve_memory", query="bees")
+        found = await call(alice, "retrieve_memory", query="bees")
         assert found["user_id"] == "alice" and found["short_term"][0]["id"] == added["page_id"]
         status = await alice.read_resource("memoryos://status")
         assert '"user_id": "alice"' in status.contents[0].text  # type: ignore[union-attr]
         prompt = await alice.get_prompt("memory_context", {"query": "bees"})
         assert "bees" in prompt.messages[0].content.text  # type: ignore[union-attr]
     async with client_with(url, ADMIN) as admin:
-        default = await ok(admin, "memory_stats")
+        default = await call(admin, "memory_stats")
         assert default["user_id"] == "default" and default["short_term_pages"] == 0
-        assert (await ok(admin, "memory_stats", user_id="alice"))["short_term_pages"] == 1
+        assert (await call(admin, "memory_stats", user_id="alice"))["short_term_pages"] == 1
 
 
 async def test_a_token_for_several_users_must_name_one(url: str) -> None:
     async with client_with(url, PAIR) as pair:
-        message = await refused(pair, "memory_stats")
+        message = await error(pair, "memory_stats")
         assert "user_id is required: this caller may act for 'alice' and 'bob'" in message
-        assert (await ok(pair, "add_memory", user_input="hello", user_id="bob"))["user_id"] == "bob"
-        assert "not allowed for this token" in await refused(pair, "memory_stats", user_id="carol")
+        assert (await call(pair, "add_memory", user_input="hello", user_id="bob"))["user_id"] == "bob"
+        assert "not allowed for this token" in await error(pair, "memory_stats", user_id="carol")
 
 
 async def test_a_star_token_acts_for_any_user(url: str) -> None:
     async with client_with(url, ADMIN) as admin:
         for user in ("carol", "dave", "alice"):
-            added = await ok(admin, "add_memory", user_input=f"note of {user}", user_id=user)
+            added = await call(admin, "add_memory", user_input=f"note of {user}", user_id=user)
             assert added["user_id"] == user
-        assert (await ok(admin, "retrieve_memory", query="note", user_id="dave"))["short_term"][0][
+        assert (await call(admin, "retrieve_memory", query="note", user_id="dave"))["short_term"][0][
             "user_input"
         ] == "note of dave"
 
@@ -219,14 +197,14 @@ async def test_allowed_users_narrows_every_token(
         data_dir=tmp_path / "data", auth_tokens_file=tokens_file, allowed_users=["alice"]
     )
     async with serving(settings, service) as endpoint, client_with(endpoint, ADMIN) as admin:
-        assert (await ok(admin, "memory_stats"))["user_id"] == "alice"  # the only user left to act for
-        assert "not among this server's allowed_users" in await refused(admin, "memory_stats", user_id="bob")
+        assert (await call(admin, "memory_stats"))["user_id"] == "alice"  # the only user left to act for
+        assert "not among this server's allowed_users" in await error(admin, "memory_stats", user_id="bob")
 
 
 async def test_without_a_tokens_file_loopback_http_is_open(tmp_path: Path, service: MemoryService) -> None:
     async with serving(load_settings(data_dir=tmp_path / "data"), service) as endpoint:
         async with client_with(endpoint, None) as client:
-            assert (await ok(client, "memory_stats", user_id="anyone"))["user_id"] == "anyone"
+            assert (await call(client, "memory_stats", user_id="anyone"))["user_id"] == "anyone"
 
 
 # ------------------------------------------------------------------ refusing to start

@@ -15,6 +15,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.helpers.fakes import free_port
+from tests.helpers.mcp_calls import INITIALIZE
 
 pytestmark = pytest.mark.slow
 
@@ -206,16 +207,7 @@ async def test_a_second_server_on_a_data_dir_in_use_exits_before_initialize(tmp_
 
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
+    initialize = INITIALIZE
     async with Client(_params(data_dir, tmp_path / "first.jsonl"), read_timeout_seconds=120) as first:
         await first.list_tools()  # the first server has taken the data dir's lock by now
         started = time.monotonic()

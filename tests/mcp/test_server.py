@@ -49,13 +49,12 @@ async def test_add_then_retrieve_returns_pages_with_metadata(server: MCPServer) 
 async def test_pages_reach_mid_term_with_segment_and_score(server: MCPServer) -> None:
     async with Client(server) as client:
         for i in range(10):
-            await call(
-                client,
-                "add_memory",
-                user_input=f"hiking trail mountains step {i}",
-                agent_response="nice",
-                metadata={"i": i},
-            )
+            page = {
+                "user_input": f"hiking trail mountains step {i}",
+                "agent_response": "nice",
+                "metadata": {"i": i},
+            }
+            await call(client, "add_memory", **page)
         found = await call(
             client, "retrieve_memory", query="hiking trail mountains", top_k=3, include_short_term=False
         )
@@ -70,13 +69,8 @@ async def test_pages_reach_mid_term_with_segment_and_score(server: MCPServer) ->
 async def test_user_b_never_sees_user_a(server: MCPServer) -> None:
     async with Client(server) as client:
         for i in range(9):
-            await call(
-                client,
-                "add_memory",
-                user_input=f"secret alpha project {i}",
-                agent_response="ok",
-                user_id="alice",
-            )
+            page = {"user_input": f"secret alpha project {i}", "agent_response": "ok", "user_id": "alice"}
+            await call(client, "add_memory", **page)
         found = await call(client, "retrieve_memory", query="secret alpha project", user_id="bob")
         assert found["short_term"] == [] and found["mid_term"] == [] and found["segments"] == []
         assert "secret" not in found["context"]

@@ -28,6 +28,13 @@ from tests.helpers.stores import history, local_service
 QUERIES = ["hiking boots on the trail", "sourdough in the oven", "guitar chords", "vet for the puppy"]
 
 
+def _imported(data_dir: Path, lines: list[str], *, sentences: bool) -> MemoryService:
+    """A service (two segments at most) with the lines imported, their sentences embedded or left waiting."""
+    service = local_service(data_dir, mtm_capacity=2, chain_threshold=0.45)
+    import_lines(service, lines, default_user="ann", chunk_size=40, sentences=sentences)
+    return service
+
+
 def _as_older_version_wrote_it(service: MemoryService, user: str) -> None:
     """Take the sentence vectors off every page record of the user (what an older version stored)."""
     store = service.store
@@ -56,10 +63,8 @@ def test_old_pages_get_the_sentence_vectors_a_new_import_gives_and_every_process
     tmp_path: Path,
 ) -> None:
     lines = history(300, "ann")  # each side a sentence of its own
-    new = local_service(tmp_path / "new", mtm_capacity=2, chain_threshold=0.45)
-    import_lines(new, lines, default_user="ann", chunk_size=40, sentences=True)
-    old = local_service(tmp_path / "old", mtm_capacity=2, chain_threshold=0.45)
-    import_lines(old, lines, default_user="ann", chunk_size=40, sentences=True)
+    new = _imported(tmp_path / "new", lines, sentences=True)
+    old = _imported(tmp_path / "old", lines, sentences=True)
     _as_older_version_wrote_it(old, "ann")
     before = _pages(old, "ann")
     assert len(before) == 300 and all(p.sentences is None for p in before.values())
@@ -90,10 +95,8 @@ def test_a_run_stopped_between_a_write_and_its_log_entry_loses_nothing_and_a_rer
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lines = history(300, "ann")
-    new = local_service(tmp_path / "new", mtm_capacity=2, chain_threshold=0.45)
-    import_lines(new, lines, default_user="ann", chunk_size=40, sentences=True)
-    old = local_service(tmp_path / "old", mtm_capacity=2, chain_threshold=0.45)
-    import_lines(old, lines, default_user="ann", chunk_size=40, sentences=True)
+    new = _imported(tmp_path / "new", lines, sentences=True)
+    old = _imported(tmp_path / "old", lines, sentences=True)
     _as_older_version_wrote_it(old, "ann")
     monkeypatch.setattr(backfill, "EMBED_BATCH", 40)
     appended, put = [], []
@@ -176,8 +179,7 @@ def test_an_import_at_the_page_rate_is_retrievable_at_once_and_the_server_fills_
     tmp_path: Path,
 ) -> None:
     lines = history(300, "ann")
-    reference = local_service(tmp_path / "ref", mtm_capacity=2, chain_threshold=0.45)
-    import_lines(reference, lines, default_user="ann", chunk_size=40, sentences=True)
+    reference = _imported(tmp_path / "ref", lines, sentences=True)
     assert reference.stats("ann").pages_waiting_for_sentences == 0
     service = local_service(tmp_path / "later", mtm_capacity=2, chain_threshold=0.45)
     embedded: list[str] = []
@@ -212,11 +214,9 @@ def test_an_import_at_the_page_rate_is_retrievable_at_once_and_the_server_fills_
 def test_a_backfill_stopped_by_a_failing_store_loses_nothing_and_the_next_one_finishes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lines = history(120, "ann")
-    reference = local_service(tmp_path / "ref", mtm_capacity=2, chain_threshold=0.45)
-    import_lines(reference, lines, default_user="ann", chunk_size=40, sentences=True)
-    service = local_service(tmp_path / "later", mtm_capacity=2, chain_threshold=0.45)
-    import_lines(service, lines, default_user="ann", chunk_size=40)
+    reference, service = (
+        _imported(tmp_path / d, history(120, "ann"), sentences=d == "ref") for d in ("ref", "later")
+    )
     real_put = service.store.put_sentences
     calls: list[int] = []
 

@@ -15,6 +15,7 @@ from memoryos_mcp.adapters.snapshots import SnapshotStore
 from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.local_analyzer import LocalAnalyzer
 from memoryos_mcp.service.facade import MemoryService
+from memoryos_mcp.service.schemas import ListedFactOut
 from memoryos_mcp.service.settings import Settings
 from tests.helpers.fake_openai import FakeOpenAIServer
 from tests.helpers.fakes import HashEmbedder
@@ -306,16 +307,24 @@ def test_chain_summaries_that_quoted_a_forgotten_page_are_recomputed(service: Me
     assert head is not None and "xylophonequartz" not in head.chain_summary + head.last_page_text
 
 
+def _learned_facts(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> tuple[MemoryService, ListedFactOut, ListedFactOut]:
+    """A service whose language model learned two facts: one from page 5 alone, one from every page."""
+    service = make_service(tmp_path, llm.base_url, tau=3.0, stm_capacity=1, stm_evict_batch=1)
+    for i in range(12):
+        secret = i == 5
+        text = "My locker code is zebra-42 and I love hiking" if secret else "I am Maya and I love hiking"
+        service.add_memory(text, "Hiking is great.", timestamp=f"2024-05-{i + 1:02d} 09:00:00")
+    facts = service.list_memories(kind="facts").facts or []
+    (locker,) = [f for f in facts if "zebra-42" in f.text]
+    (maya,) = [f for f in facts if "I am Maya" in f.text]
+    return service, locker, maya
+
+
 def test_facts_learned_only_from_forgotten_pages_go_and_others_stay(tmp_path: Path) -> None:
     with FakeOpenAIServer(default=good_answer) as llm:
-        service = make_service(tmp_path, llm.base_url, tau=3.0, stm_capacity=1, stm_evict_batch=1)
-        for i in range(12):
-            secret = i == 5
-            text = "My locker code is zebra-42 and I love hiking" if secret else "I am Maya and I love hiking"
-            service.add_memory(text, "Hiking is great.", timestamp=f"2024-05-{i + 1:02d} 09:00:00")
-        facts = service.list_memories(kind="facts").facts or []
-        (locker,) = [f for f in facts if "zebra-42" in f.text]
-        (maya,) = [f for f in facts if "I am Maya" in f.text]
+        service, locker, maya = _learned_facts(tmp_path, llm)
         assert locker.source_pages and set(maya.source_pages) - set(locker.source_pages), "precondition"
         report = service.forget_memory(page_ids=locker.source_pages)
         assert locker.id in report.fact_ids_removed and maya.id not in report.fact_ids_removed
@@ -436,14 +445,7 @@ def test_with_an_llm_the_segment_summary_is_rewritten_from_the_kept_pages(tmp_pa
 
 def test_a_dry_run_says_exactly_what_the_forget_then_does_and_changes_nothing(tmp_path: Path) -> None:
     with FakeOpenAIServer(default=good_answer) as llm:
-        service = make_service(tmp_path, llm.base_url, tau=3.0, stm_capacity=1, stm_evict_batch=1)
-        for i in range(12):
-            secret = i == 5
-            text = "My locker code is zebra-42 and I love hiking" if secret else "I am Maya and I love hiking"
-            service.add_memory(text, "Hiking is great.", timestamp=f"2024-05-{i + 1:02d} 09:00:00")
-        facts = service.list_memories(kind="facts").facts or []
-        (locker,) = [f for f in facts if "zebra-42" in f.text]
-        (maya,) = [f for f in facts if "I am Maya" in f.text]
+        service, locker, maya = _learned_facts(tmp_path, llm)
         assert set(locker.source_pages) & set(maya.source_pages), "precondition: a fact is kept, trimmed"
 
         def memory() -> tuple[object, ...]:

@@ -146,13 +146,20 @@ BAD_ANSWERS = {
 }
 
 
+def _failing(
+    tmp_path: Path, llm: FakeOpenAIServer, fault: Any, caplog: pytest.LogCaptureFixture
+) -> MemoryService:
+    """A service whose model answers every request with `fault()`, its logs captured."""
+    llm.default = lambda request: fault()
+    caplog.set_level(logging.DEBUG, logger="memoryos_mcp")
+    return make_service(tmp_path, llm.base_url, llm_timeout_s=1.0)
+
+
 @pytest.mark.parametrize("fault", sorted(UNAVAILABLE))
 def test_an_unavailable_model_loses_nothing_and_recovers(
     tmp_path: Path, llm: FakeOpenAIServer, fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    service = make_service(tmp_path, llm.base_url, llm_timeout_s=1.0)
-    llm.default = lambda request: UNAVAILABLE[fault]()
-    caplog.set_level(logging.DEBUG, logger="memoryos_mcp")
+    service = _failing(tmp_path, llm, UNAVAILABLE[fault], caplog)
     ids = []
     started = time.monotonic()
     for n, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "guitar"]):
@@ -182,9 +189,7 @@ def test_an_unavailable_model_loses_nothing_and_recovers(
 def test_a_bad_answer_costs_one_repair_and_the_batch_goes_on_locally(
     tmp_path: Path, llm: FakeOpenAIServer, fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    service = make_service(tmp_path, llm.base_url, llm_timeout_s=1.0)
-    llm.default = lambda request: BAD_ANSWERS[fault]()
-    caplog.set_level(logging.DEBUG, logger="memoryos_mcp")
+    service = _failing(tmp_path, llm, BAD_ANSWERS[fault], caplog)
     results = [
         add(service, topic, n) for n, topic in enumerate(["hiking", "hiking", "cooking", "cooking", "guitar"])
     ]
