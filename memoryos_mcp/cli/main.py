@@ -142,6 +142,17 @@ def _add_control(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     forget.add_argument(
         "--dry-run", action="store_true", help="print what would be forgotten (the cascade), change nothing"
     )
+    update = sub.add_parser(
+        "update",
+        help="correct a fact's text or set / remove a profile entry (prints the result as JSON)",
+        description="The update_memory tool: the person's correction, which later learning never overwrites. "
+        "Embedded store: with the server stopped; or against a Chroma server.",
+    )
+    _add_common(update)
+    update.add_argument("--fact-id", help="the fact to correct (with --text)")
+    update.add_argument("--text", help="with --fact-id: what the fact says now")
+    update.add_argument("--profile-key", help="a profile entry to set (with --profile-value) or remove")
+    update.add_argument("--profile-value", help="with --profile-key: its value; leave it out to remove it")
     stats = sub.add_parser("stats", help="counts per memory tier for a user (JSON)")
     _add_common(stats)
 
@@ -175,6 +186,15 @@ def forget(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     result = service.forget_memory(
         None, args.page_ids, args.fact_ids, args.before, args.everything, args.confirm, args.dry_run
     )
+    out.write(result.model_dump_json(indent=2) + "\n")
+    return 0
+
+
+def update(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from memoryos_mcp.service.facade import MemoryService
+
+    service = MemoryService.create(_settings(args))
+    result = service.update_memory(None, args.fact_id, args.text, args.profile_key, args.profile_value)
     out.write(result.model_dump_json(indent=2) + "\n")
     return 0
 
@@ -415,8 +435,10 @@ def main(argv: list[str] | None = None) -> None:
             code = export_file(args)
         elif args.command == "embed-sentences":
             code = embed_sentences(args)
-        elif args.command in ("list", "forget", "stats"):
-            code = {"list": list_memories, "forget": forget, "stats": stats}[args.command](args)
+        elif args.command in ("list", "forget", "update", "stats"):
+            code = {"list": list_memories, "forget": forget, "update": update, "stats": stats}[args.command](
+                args
+            )
         else:
             code = serve(args)
     except MemoryOSError as exc:

@@ -7,6 +7,7 @@ paper's algorithm plus the bookkeeping that keeps it durable and fast at any siz
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -14,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 from memoryos_mcp.core.context import is_short_id
@@ -21,7 +23,7 @@ from memoryos_mcp.core.control import Control, ForgetReport, PageKey, PageListin
 from memoryos_mcp.core.embedding import embed_pages
 from memoryos_mcp.core.errors import InvalidInputError, StorageError
 from memoryos_mcp.core.lease import WriteLeases
-from memoryos_mcp.core.models import Page, Scalar, Segment, page_id_for
+from memoryos_mcp.core.models import Fact, Page, Scalar, Segment, UserProfile, page_id_for
 from memoryos_mcp.core.persona import Promotion, fact_id, profile_text
 from memoryos_mcp.core.pipeline import AddResult, MemoryParams, UpdatePipeline, rank_segments
 from memoryos_mcp.core.protocols import (
@@ -283,35 +285,89 @@ class MemoryOS:
             # Each tier writes those it holds (a page an interrupted move left in both: both).
             for tier in ("short_term", "mid_term"):
                 self.store.put_sentences(user_id, tier, chosen)
-            if self.leases.lost(user_id):
-                raise StorageError(f"lost the write lease of user {user_id!r} while storing sentence vectors")
-            base = state.seq
-            change = Change(
-                seq=base + 1,
-                pages_removed=indexed,
-                pages_added=indexed,
-                epoch=state.epoch,
-                mid_term_pages=state.mid_term_pages,
-                archived_segments=state.archived_segments,
-            )
-            try:
-                self.store.append_change(user_id, change, self.owner)
-            except BaseException:
-                self.states.drop(user_id)
-                raise
-            if change.seq != base + 1:  # another writer's entry came between: read the user again
-                self.states.drop(user_id)
+            if not self._log(state, "storing sentence vectors", pages_removed=indexed, pages_added=indexed):
                 return len(chosen)
             with state.lock:
                 for page in state.stm:
                     if page.id in given:
                         page.sentences = given[page.id].sentences
                 state.index.set_sentences(given[pid] for pid in indexed)
-                state.seq = change.seq
                 state.measure()
             self.states.account(state)
             self.keeper.if_due(state)
         return len(chosen)
+
+    def correct_fact(self, user_id: str, fact_id: str, text: str) -> Fact:
+        """The person's correction of a fact's text (update_memory): its sources kept, what it said before
+        kept too (corrected_from), so that a later promotion learning either text only adds sources. An id may
+        be the short form a text showed."""
+        with self.leases.writing(user_id) as state:
+            _, (full,) = full_ids(state, (), [fact_id])
+            with state.lock:
+                found = [f for kind in state.facts.values() for f in kind if f.id == full]
+            if not found:
+                raise InvalidInputError(
+                    f"user {user_id!r} has no fact {fact_id!r}; list_memories with kind=facts shows their ids"
+                )
+            (fact,) = found
+            corrected = replace(
+                fact,
+                text=text,
+                corrected_from=fact.corrected_from or fact.text,
+                corrected_at=self.clock(),
+                embedding=self.embedder.embed([text])[0],
+            )
+            self.store.add_facts([corrected])  # the same id: an upsert
+            if self._log(state, "correcting a fact"):
+                with state.lock:
+                    state.facts[fact.kind] = [
+                        corrected if f.id == full else f for f in state.facts[fact.kind]
+                    ]
+        return corrected
+
+    def set_profile_entry(self, user_id: str, key: str, value: str | None) -> UserProfile:
+        """The person's word on one static profile entry (update_memory): set to `value`, or removed (None);
+        a promotion never changes that key again."""
+        with self.leases.writing(user_id) as state:
+            with state.lock:
+                profile = copy.deepcopy(state.profile) or UserProfile(user_id=user_id)
+            if value is None:
+                profile.static.pop(key, None)
+            else:
+                profile.static[key] = value
+            if key not in profile.set_by_person:
+                profile.set_by_person.append(key)
+            profile.updated_at = self.clock()
+            self.store.put_profile(profile, self.embedder.embed([profile_text(profile)])[0])
+            if self._log(state, "changing the profile"):
+                with state.lock:
+                    state.profile = profile
+        return profile
+
+    def _log(self, state: UserState, doing: str, **change: list[str]) -> bool:
+        """After a write: one change-log entry (so every process's state takes it). True when it follows the
+        state's own entry (the caller then brings the state along in place); else the state is dropped, to be
+        read again. A lost lease is refused before anything is logged."""
+        self.leases.check(state.user_id, doing)
+        base = state.seq
+        entry = Change(
+            seq=base + 1,
+            epoch=state.epoch,
+            mid_term_pages=state.mid_term_pages,
+            archived_segments=state.archived_segments,
+            **change,  # type: ignore[arg-type]
+        )
+        try:
+            self.store.append_change(state.user_id, entry, self.owner)
+        except BaseException:
+            self.states.drop(state.user_id)
+            raise
+        if entry.seq != base + 1:  # another writer's entry came between
+            self.states.drop(state.user_id)
+            return False
+        with state.lock:
+            state.seq = entry.seq
+        return True
 
     # ------------------------------------------------------------------ listing and forgetting
 

@@ -151,6 +151,10 @@ class Fact:
     # Provenance: the pages it was learned from (every promotion that extracted it, or a near-duplicate of
     # it). Forgetting all of them forgets the fact; empty for facts stored before provenance was recorded.
     source_pages: list[str] = field(default_factory=list)
+    # Set when the person corrected the text (update_memory): what it said before. A later promotion that
+    # learns either text again only adds to the provenance; the person's text stands.
+    corrected_from: str = ""
+    corrected_at: float = 0.0
 
 
 @dataclass
@@ -169,6 +173,8 @@ class UserProfile:
     static: dict[str, str] = field(default_factory=dict)  # name, age, location, occupation, ...
     traits: dict[str, dict[str, TraitLevel]] = field(default_factory=dict)  # group -> dimension -> level
     updated_at: float = 0.0
+    # Static keys the person set or removed (update_memory): a promotion never changes them.
+    set_by_person: list[str] = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:

@@ -97,6 +97,8 @@ class Promotion:
     ) -> None:
         changed = False
         for key, value in update.static.items():
+            if key.strip() in profile.set_by_person:  # the person's word on it stands
+                continue
             if key.strip() and value.strip() and profile.static.get(key) != value.strip():
                 profile.static[key.strip()] = value.strip()
                 changed = True
@@ -128,9 +130,13 @@ class Promotion:
         if not texts:
             return
         existing = draft.facts[kind]
-        embeddings = self.embedder.embed(texts)
-        holders = [f for f in existing if f.embedding is not None]
-        kept = [np.asarray(f.embedding, dtype=np.float32) for f in holders]
+        corrected = [f for f in existing if f.corrected_from and f.embedding is not None]
+        # What the person corrected also matches the text it replaced: learning that again only adds sources.
+        vectors = self.embedder.embed(texts + [f.corrected_from for f in corrected])
+        embeddings, before = vectors[: len(texts)], vectors[len(texts) :]
+        holders = [f for f in existing if f.embedding is not None] + corrected
+        kept = [np.asarray(f.embedding, dtype=np.float32) for f in holders[: len(holders) - len(corrected)]]
+        kept += [np.asarray(v, dtype=np.float32) for v in before]
         now = self.clock()
         new: list[Fact] = []
         supported: dict[str, Fact] = {}  # existing facts these pages also support: provenance grows
@@ -145,7 +151,7 @@ class Promotion:
                     if added:
                         # A copy: the draft's lists share Fact objects with the live state until commit.
                         grown = dataclasses.replace(twin, source_pages=twin.source_pages + added)
-                        holders[best] = grown
+                        holders[:] = [grown if f is twin else f for f in holders]  # a corrected one twice
                         for group in (existing, new):
                             group[:] = [grown if f is twin else f for f in group]
                         if grown.id not in {f.id for f in new}:

@@ -15,6 +15,7 @@ from memoryos_mcp.service.schemas import (
     MemoryStats,
     PageOut,
     ProfileOut,
+    UpdateMemoryResult,
     UserProfileResult,
 )
 
@@ -120,3 +121,16 @@ def stats(r: MemoryStats) -> str:
         text += f" {r.pages_waiting_for_sentences} imported page(s) still get their sentence vectors."
     text += f" Language model: {'configured' if r.llm_configured else 'none (profiling off)'}."
     return text
+
+
+def updated(r: UpdateMemoryResult) -> str:
+    if r.fact is not None:
+        return (
+            f"Fact {short_id(r.fact.id)} now reads: {r.fact.text} (corrected by the person; it said "
+            f'"{r.fact.corrected_from}"; learned from {len(r.fact.source_pages)} page(s)).'
+        )
+    lines = _profile(r.profile) if r.profile is not None else []
+    return (
+        f"Profile of user '{r.user_id}' (set by the person: {', '.join(r.profile.set_by_person) if r.profile else ''}):\n"
+        + ("\n".join(lines) or "(empty)")
+    )

@@ -36,6 +36,7 @@ from memoryos_mcp.service.schemas import (
     ListMemoriesResult,
     MemoryStats,
     RetrieveMemoryResult,
+    UpdateMemoryResult,
     UserProfileResult,
 )
 
@@ -223,6 +224,33 @@ def common_tools(mcp: MCPServer, slot: ServiceSlot, callers: Callers) -> None:
         return answer(
             call(slot, lambda s: s.forget_memory(user_id, page_ids, fact_ids, before, all, confirm, dry_run)),
             texts.forgotten,
+        )
+
+    @mcp.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        )
+    )
+    def update_memory(
+        user_id: UserId = None,
+        fact_id: Annotated[
+            str | None,
+            Field(description="The fact to correct (its id from list_memories or retrieve_memory)."),
+        ] = None,
+        text: Annotated[str | None, Field(description="With fact_id: what the fact says now.")] = None,
+        profile_key: Annotated[
+            str | None, Field(description="A profile entry to set or remove ('name', 'location', ...).")
+        ] = None,
+        profile_value: Annotated[
+            str | None, Field(description="With profile_key: its value; leave it out to remove the entry.")
+        ] = None,
+    ) -> Annotated[CallToolResult, UpdateMemoryResult]:
+        """Correct what is remembered, as the person says it is: a fact's text (it keeps the pages it was learned
+        from, and is marked as corrected by the person), or one profile entry. Learning from later conversations
+        never overwrites what the person set. To remove a fact: forget_memory with fact_ids."""
+        return answer(
+            call(slot, lambda s: s.update_memory(user_id, fact_id, text, profile_key, profile_value)),
+            texts.updated,
         )
 
     @mcp.resource(

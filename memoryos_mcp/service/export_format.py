@@ -31,8 +31,10 @@ FORMAT = "memoryos-export"
 
 
 # Bump when a reader of the previous version would misread a file. 2: page records may carry `sentences`
-# (a reader of 1 would reject them as an unknown key); files of version 1 are read as before.
-FORMAT_VERSION = 2
+# (a reader of 1 would reject them as an unknown key); 3: fact records may carry the person's correction
+# (`corrected_from`, `corrected_at`) and the profile the keys the person set (`set_by_person`). Files of
+# earlier versions are read as before.
+FORMAT_VERSION = 3
 
 
 END_COUNTS = ("segment", "page", "chain_head", "fact", "profile")
@@ -144,6 +146,7 @@ def fact_record(f: Fact) -> dict[str, Any]:
         "source_segment": f.source_segment,
         "source_pages": f.source_pages,
         "embedding": encode_vector(f.embedding),
+        **({"corrected_from": f.corrected_from, "corrected_at": f.corrected_at} if f.corrected_from else {}),
     }
 
 
@@ -158,6 +161,7 @@ def profile_record(profile: UserProfile, embedding: Any) -> dict[str, Any]:
         },
         "updated_at": profile.updated_at,
         "embedding": encode_vector(embedding),
+        **({"set_by_person": profile.set_by_person} if profile.set_by_person else {}),
     }
 
 
@@ -238,7 +242,11 @@ _KEYS = {
 }  # fmt: skip
 
 
-_OPTIONAL = {"page": {"sentences"}}
+_OPTIONAL = {
+    "page": {"sentences"},
+    "fact": {"corrected_from", "corrected_at"},
+    "profile": {"set_by_person"},
+}
 
 
 def parse_record(raw: str) -> tuple[str, dict[str, Any]]:
@@ -336,6 +344,8 @@ def to_fact(item: dict[str, Any]) -> Fact:
         source_segment=_get(item, "source_segment", str),
         source_pages=list(sources),
         embedding=decode_vector(item["embedding"]),
+        corrected_from=str(item.get("corrected_from", "")),
+        corrected_at=float(item.get("corrected_at", 0.0)),
     )
 
 
@@ -363,5 +373,6 @@ def to_profile(item: dict[str, Any]) -> tuple[UserProfile, np.ndarray]:
         static=dict(static),
         traits=traits,
         updated_at=float(_get(item, "updated_at", _NUMBER)),
+        set_by_person=[str(k) for k in item.get("set_by_person", [])],
     )
     return profile, decode_vector(item["embedding"])

@@ -32,6 +32,7 @@ from memoryos_mcp.service.schemas import (
     PageOut,
     ProfileOut,
     RetrieveMemoryResult,
+    UpdateMemoryResult,
     UserProfileResult,
 )
 from memoryos_mcp.service.settings import Settings
@@ -355,6 +356,43 @@ class MemoryService:
         with self._locks_guard:
             self.usage_total.add(report.usage)
         return ForgetMemoryResult.of(uid, report)
+
+    def update_memory(
+        self,
+        user_id: str | None = None,
+        fact_id: str | None = None,
+        text: str | None = None,
+        profile_key: str | None = None,
+        profile_value: str | None = None,
+    ) -> UpdateMemoryResult:
+        """The person's correction: a fact's text (fact_id + text; its sources kept, marked as the person's),
+        or one static profile entry (profile_key, with profile_value; none removes it). What the person set is
+        never overwritten by what is learned later."""
+        uid = self.user(user_id)
+        if (fact_id is None) == (profile_key is None):
+            raise InvalidInputError(
+                "update_memory changes one thing: fact_id with text (a fact's new text), or profile_key with "
+                "profile_value (a profile entry; leave profile_value out to remove it)"
+            )
+        if fact_id is not None:
+            new_text = validation.text(text, "text", self.settings.max_text_chars).strip()
+            if not new_text:
+                raise InvalidInputError(
+                    "text must say what the fact is now (to remove it: forget_memory fact_ids)"
+                )
+            fid = validation.id_list([fact_id], "fact_id")[0]
+            fact = self.run(
+                uid, "update_memory", lambda: self.memory.correct_fact(uid, fid, new_text), lock="add"
+            )
+            return UpdateMemoryResult(user_id=uid, fact=ListedFactOut.of(fact))
+        key = validation.profile_key(profile_key)
+        value = (
+            None if profile_value is None else validation.text(profile_value, "profile_value", 1000).strip()
+        )
+        profile = self.run(
+            uid, "update_memory", lambda: self.memory.set_profile_entry(uid, key, value or None), lock="add"
+        )
+        return UpdateMemoryResult(user_id=uid, profile=ProfileOut.of(profile))
 
     def stats(self, user_id: str | None = None) -> MemoryStats:
         uid = self.user(user_id)

@@ -159,12 +159,16 @@ class ProfileOut(BaseModel):
         description="group (basic needs & personality, AI alignment, content interests) → dimension → level",
     )
     updated_at: str = ""
+    set_by_person: list[str] = Field(
+        default_factory=list, description="static keys the person set or removed: learning never changes them"
+    )
 
     @classmethod
     def of(cls, profile: UserProfile | None) -> ProfileOut:
         if profile is None:
             return cls()
         return cls(
+            set_by_person=profile.set_by_person,
             static=profile.static,
             traits={
                 g: {d: TraitOut(level=t.level, evidence=t.evidence) for d, t in dims.items()}
@@ -363,6 +367,8 @@ class ListedFactOut(BaseModel):
     source_pages: list[str] = Field(
         description="pages it was learned from; forgetting all of them forgets it"
     )
+    corrected_from: str = Field("", description="set when the person corrected it: what it said before")
+    corrected_at: str = ""
 
     @classmethod
     def of(cls, fact: Fact) -> ListedFactOut:
@@ -372,7 +378,17 @@ class ListedFactOut(BaseModel):
             text=fact.text,
             created_at=_iso(fact.created_at),
             source_pages=fact.source_pages,
+            corrected_from=fact.corrected_from,
+            corrected_at=_iso(fact.corrected_at),
         )
+
+
+class UpdateMemoryResult(BaseModel):
+    """What the person changed: a fact's text, or a profile entry."""
+
+    user_id: str
+    fact: ListedFactOut | None = Field(None, description="the fact as it reads now")
+    profile: ProfileOut | None = Field(None, description="the profile as it reads now")
 
 
 class ListMemoriesResult(BaseModel):

@@ -196,3 +196,17 @@ def moment(value: str, name: str) -> float:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{name} must be an ISO-8601 date or datetime such as '2024-05-08'")
     return _bound(value, name, False)
+
+
+_PROFILE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9 _-]{0,63}$")
+
+
+def profile_key(value: str | None) -> str:
+    """A static profile entry's name ("name", "location", "favourite food")."""
+    key = (value or "").strip()
+    if not _PROFILE_KEY.match(key):
+        raise InvalidInputError(
+            f"profile_key {quote(value)} is invalid: use 1-64 letters, digits, spaces, '_' or '-', starting "
+            "with a letter (get_user_profile shows the keys in use)"
+        )
+    return key

@@ -475,3 +475,54 @@ def test_a_dry_run_of_forgetting_everything_needs_no_confirm_and_keeps_everythin
         service.forget_memory(everything=True)  # the real one still needs confirm
     done = service.forget_memory(everything=True, confirm="default")
     assert done.pages_removed == preview.pages_removed
+
+
+def test_the_persons_corrections_keep_their_sources_and_later_learning_never_overwrites_them(
+    tmp_path: Path,
+) -> None:
+    with FakeOpenAIServer(default=good_answer) as llm:
+        service = make_service(tmp_path, llm.base_url, tau=3.0, stm_capacity=1, stm_evict_batch=1)
+
+        def talk(days: range) -> None:
+            for i in days:
+                service.add_memory(
+                    "I am Maya and I love hiking", "Hiking is great.", timestamp=f"2024-05-{i:02d} 09:00"
+                )
+
+        talk(range(1, 9))
+        assert service.get_user_profile().profile.static == {"name": "Maya"}
+        (fact, *_) = [f for f in service.list_memories(kind="facts").facts or [] if "Maya" in f.text]
+        fixed = service.update_memory(fact_id=fact.id[:13], text="The user's name is Mia; she loves hiking")
+        assert fixed.fact is not None and fixed.fact.id == fact.id and fixed.fact.corrected_from == fact.text
+        assert fixed.fact.source_pages == fact.source_pages
+        profile = service.update_memory(profile_key="name", profile_value="Mia").profile
+        assert profile is not None and profile.static["name"] == "Mia" and profile.set_by_person == ["name"]
+        facts_before = {f.id for f in service.list_memories(kind="facts").facts or []}
+
+        talk(range(9, 20))  # the same words again: promotions learn "Maya" once more
+        after = {f.id: f for f in service.list_memories(kind="facts").facts or []}
+        assert after[fact.id].text == "The user's name is Mia; she loves hiking"
+        assert len(after[fact.id].source_pages) > len(fact.source_pages)  # learned again: only more sources
+        assert not [f for f in after.values() if f.id not in facts_before and "Maya" in f.text]
+        assert service.get_user_profile().profile.static["name"] == "Mia"
+        # a restart reads the same (stored, not only cached)
+        fresh = make_service(tmp_path, llm.base_url)
+        assert fresh.get_user_profile().profile.static["name"] == "Mia"
+        assert {f.id: f.text for f in fresh.list_memories(kind="facts").facts or []}[fact.id] == after[
+            fact.id
+        ].text
+        removed = service.update_memory(profile_key="name").profile
+        assert removed is not None and "name" not in removed.static
+
+
+def test_update_memory_takes_one_thing_and_says_what_is_wrong(service: MemoryService) -> None:
+    service.add_memory("hello", "hi")
+    for bad in (
+        {},
+        {"fact_id": "fact_x", "text": "t", "profile_key": "name"},
+        {"fact_id": "fact_0123456789abcdef0123", "text": "new"},
+        {"fact_id": "fact_0123456789abcdef0123", "text": "  "},
+        {"profile_key": "1 bad key!"},
+    ):
+        with pytest.raises(InvalidInputError):
+            service.update_memory(**bad)  # type: ignore[arg-type]

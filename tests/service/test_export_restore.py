@@ -67,8 +67,12 @@ def test_round_trip_with_persona_restores_every_tier_and_the_same_retrieval(
             timestamp=f"2024-05-{2 + n:02d} 10:00:00",
             metadata={"n": n},
         )
+    fact = (source.list_memories(kind="facts").facts or [])[0]
+    source.update_memory(fact_id=fact.id, text="corrected by the person")  # corrections travel too
+    source.update_memory(profile_key="home town", profile_value="Porto")
     before = contents(source, "default")
     assert before["facts"] and before["profile"] and before["head"] and before["stm"]
+    assert any(f["corrected_from"] for f in before["facts"]) and before["profile"]["set_by_person"]
     assert any(f["source_pages"] for f in before["facts"]), "facts carry their provenance"
     assert any(s["archived"] for s in before["segments"]), "archived segments are exported too"
     assert any(p["analyzed"] for p in before["mtm"]) and any(s["n_visit"] == 0 for s in before["segments"])
@@ -92,7 +96,7 @@ def test_round_trip_with_persona_restores_every_tier_and_the_same_retrieval(
     assert stats(target, "default") == stats(source, "default")
     assert retrievals(target, "default") == retrievals(source, "default")
     profile = target.get_user_profile()
-    assert profile.profile.static == {"name": "Maya"} and profile.assistant_traits
+    assert profile.profile.static == {"name": "Maya", "home town": "Porto"} and profile.assistant_traits
 
 
 def test_round_trip_of_hundreds_of_pages_and_two_users_gives_the_same_results(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ class PersonaRecords(ChromaBase):
                     for group, dims in body.get("traits", {}).items()
                 },
                 updated_at=float(body.get("updated_at", 0.0)),
+                set_by_person=list(body.get("set_by_person", [])),
             )
         return None
 
@@ -47,6 +48,7 @@ class PersonaRecords(ChromaBase):
                 for group, dims in profile.traits.items()
             },
             "updated_at": profile.updated_at,
+            "set_by_person": profile.set_by_person,
         }
         self.lpm.upsert(
             ids=[f"profile:{profile.user_id}"],
@@ -66,6 +68,8 @@ class PersonaRecords(ChromaBase):
                 source_segment=str(meta.get("source_segment", "")),
                 source_pages=json.loads(str(meta.get("source_pages") or "[]")),
                 embedding=embedding,
+                corrected_from=str(meta.get("corrected_from", "")),
+                corrected_at=float(meta.get("corrected_at", 0.0)),
             )
             for fid, doc, meta, embedding in self._get_where(
                 self.lpm, {"owner_kind": f"{user_id}|{kind}"}, PAGE_COLUMNS
@@ -90,6 +94,8 @@ class PersonaRecords(ChromaBase):
                     "created_at": f.created_at,
                     "source_segment": f.source_segment,
                     "source_pages": json.dumps(f.source_pages),  # Chroma metadata holds scalars only
+                    "corrected_from": f.corrected_from,
+                    "corrected_at": f.corrected_at,
                 }
                 for f in facts
             ],
