@@ -376,6 +376,24 @@ class MemoryOS:
     ) -> PageListing:
         return self.control.list_pages(self.states.fresh(user_id), tier, window, limit, below)
 
+    def segment_pages(self, user_id: str, segment_id: str) -> list[Page]:
+        """The pages of one of the user's segments (active or archived), oldest first."""
+        state = self.states.fresh(user_id)
+        with state.lock:
+            if segment_id in state.segments:
+                return state.index.segment_pages(segment_id)
+        return self.store.pages_of_segments(user_id, [segment_id])  # archived: read (only the user's)
+
+    def day_counts(self, user_id: str) -> dict[str, int]:
+        """Pages per day of short-term memory and the active segments (what retrieval searches)."""
+        state = self.states.fresh(user_id)
+        with state.lock:
+            counts = dict(state.index.day_counts())
+            for page in state.stm:
+                day = page.timestamp[:10]
+                counts[day] = counts.get(day, 0) + 1
+        return dict(sorted(counts.items()))
+
     def all_segments(self, user_id: str) -> list[Segment]:
         return self.control.all_segments(self.states.fresh(user_id))
 

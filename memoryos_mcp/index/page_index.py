@@ -164,6 +164,15 @@ class PageIndex(Changes, Ranking, Persisted):
         order = np.lexsort((-added, -epoch))[: limit + 64]  # the margin covers ties on (date, time stored)
         return [self._page(int(slot)) for slot in slots[order]]
 
+    def day_counts(self) -> dict[str, int]:
+        """Live pages per day ("YYYY-MM-DD"; undated ones under "")."""
+        live = np.flatnonzero(self._alive[: self._n])
+        days, counts = np.unique(self._dates[live], axis=0, return_counts=True)
+        return {
+            (f"{y:04d}-{m:02d}-{d:02d}" if y else ""): int(c)
+            for (y, m, d), c in zip(days.tolist(), counts.tolist(), strict=True)
+        }
+
     def ids_starting_with(self, prefix: str) -> list[str]:
         """Live pages whose id starts with `prefix` (a short id a model was shown)."""
         return [pid for pid in self._slot_of if pid.startswith(prefix)]

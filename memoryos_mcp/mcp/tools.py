@@ -175,11 +175,17 @@ def common_tools(mcp: MCPServer, slot: ServiceSlot, callers: Callers) -> None:
         cursor: Annotated[
             str | None, Field(description="next_cursor of the previous call, to continue the listing.")
         ] = None,
+        segment_id: Annotated[
+            str | None,
+            Field(description="With kind=pages: only the pages of this segment (active or archived)."),
+        ] = None,
     ) -> Annotated[CallToolResult, ListMemoriesResult]:
         """List what is remembered about a user, newest first: pages with id, tier, timestamp, texts, segment and
         metadata; or segments; or facts and the profile. Use the ids with forget_memory. Makes no change."""
         return answer(
-            call(slot, lambda s: s.list_memories(user_id, kind, tier, since, until, limit, cursor)),
+            call(
+                slot, lambda s: s.list_memories(user_id, kind, tier, since, until, limit, cursor, segment_id)
+            ),
             texts.listed,
         )
 

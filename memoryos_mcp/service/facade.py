@@ -258,9 +258,18 @@ class MemoryService:
         until: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        segment_id: str | None = None,
     ) -> ListMemoriesResult:
+        """Browse what is remembered, newest first, in pages of `limit` (cursor: the previous next_cursor);
+        `segment_id`: the pages of one segment."""
         uid = self.user(user_id)
         what = validation.choice(kind, "kind", ("pages", "segments", "facts"), "pages")
+        if segment_id is not None:
+            if what != "pages":
+                raise InvalidInputError("segment_id lists a segment's pages: use it with kind=pages")
+            return self._segment_listing(
+                uid, segment_id, validation.positive(limit, "limit", 200) or 50, cursor
+            )
         level = validation.choice(tier, "tier", ("short_term", "mid_term", "all"), "all")
         window = validation.time_range(since, until)
         n = validation.positive(limit, "limit", 200) or 50
@@ -316,6 +325,29 @@ class MemoryService:
         if more:
             result.next_cursor = encode_cursor({"k": what, "o": offset + n})
         return result
+
+    def _segment_listing(self, uid: str, segment_id: str, n: int, cursor: str | None) -> ListMemoriesResult:
+        body = decode_cursor(cursor, "segment") if cursor else None
+        offset = int(body.get("o", 0)) if body is not None and isinstance(body.get("o"), int) else 0
+        pages = self.run(
+            uid, "list_memories", lambda: self.memory.segment_pages(uid, segment_id), lock="retrieve"
+        )
+        if not pages and segment_id not in {s.id for s in self.memory.all_segments(uid)}:
+            raise InvalidInputError(
+                f"user {uid!r} has no segment {segment_id!r}; list_memories with kind=segments shows them"
+            )
+        newest = pages[::-1]
+        result = ListMemoriesResult(
+            user_id=uid, kind="pages", pages=[PageOut.of(p, "mid_term") for p in newest[offset : offset + n]]
+        )
+        if offset + n < len(newest):
+            result.next_cursor = encode_cursor({"k": "segment", "o": offset + n})
+        return result
+
+    def timeline(self, user_id: str | None = None) -> dict[str, int]:
+        """Pages per day (short-term and active segments): the memory page's picture of time."""
+        uid = self.user(user_id)
+        return self.run(uid, "timeline", lambda: self.memory.day_counts(uid))
 
     def forget_memory(
         self,

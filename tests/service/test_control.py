@@ -526,3 +526,24 @@ def test_update_memory_takes_one_thing_and_says_what_is_wrong(service: MemorySer
     ):
         with pytest.raises(InvalidInputError):
             service.update_memory(**bad)  # type: ignore[arg-type]
+
+
+def test_a_segments_pages_and_the_pages_per_day(service: MemoryService) -> None:
+    for i in range(20):
+        service.add_memory(
+            f"tomatoes basil garden note {i}", "ok", timestamp=f"2024-05-{1 + i % 4:02d} 10:00"
+        )
+    (segment, *_) = service.list_memories(kind="segments").segments or []
+    first = service.list_memories(segment_id=segment.id, limit=3)
+    pages = list(first.pages or [])
+    cursor = first.next_cursor
+    while cursor:
+        more = service.list_memories(segment_id=segment.id, limit=3, cursor=cursor)
+        pages += more.pages or []
+        cursor = more.next_cursor
+    assert len(pages) == segment.page_count and all(p.segment_id == segment.id for p in pages)
+    assert len({p.id for p in pages}) == len(pages)  # newest stored first, each once
+    with pytest.raises(InvalidInputError):
+        service.list_memories(segment_id="seg_nope")
+    days = service.timeline()
+    assert days == {"2024-05-01": 5, "2024-05-02": 5, "2024-05-03": 5, "2024-05-04": 5}
