@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from memoryos_mcp.core.context import is_short_id
-from memoryos_mcp.core.control import Control, ForgetReport, PageKey, PageListing, Tier
+from memoryos_mcp.core.control import Control, ForgetReport, PageKey, PageListing, Tier, page_key
 from memoryos_mcp.core.embedding import embed_pages
 from memoryos_mcp.core.errors import InvalidInputError, StorageError
 from memoryos_mcp.core.lease import WriteLeases
@@ -383,6 +383,21 @@ class MemoryOS:
             if segment_id in state.segments:
                 return state.index.segment_pages(segment_id)
         return self.store.pages_of_segments(user_id, [segment_id])  # archived: read (only the user's)
+
+    def pages_by_id(self, user_id: str, page_ids: Sequence[str]) -> list[tuple[Page, Tier]]:
+        """These pages of the user, wherever they are (short-term, active or archived segments), newest
+        first; ids the user has not are left out."""
+        state = self.states.fresh(user_id)
+        wanted = list(dict.fromkeys(page_ids))
+        with state.lock:
+            stm = {p.id: p for p in state.stm}
+            indexed = {i: state.index.get(i) for i in wanted if i not in stm}
+        found: list[tuple[Page, Tier]] = [(stm[i], "short_term") for i in wanted if i in stm]
+        found.extend((p, "mid_term") for p in indexed.values() if p is not None)
+        missing = [i for i, p in indexed.items() if p is None]
+        if missing:  # archived segments' pages are out of the index: read them (only the user's)
+            found.extend((p, "mid_term") for p in self.store.get_mtm_pages(user_id, missing))
+        return sorted(found, key=lambda item: page_key(item[0]), reverse=True)
 
     def day_counts(self, user_id: str) -> dict[str, int]:
         """Pages per day of short-term memory and the active segments (what retrieval searches)."""

@@ -259,11 +259,18 @@ class MemoryService:
         limit: int | None = None,
         cursor: str | None = None,
         segment_id: str | None = None,
+        page_ids: Sequence[str] | None = None,
     ) -> ListMemoriesResult:
         """Browse what is remembered, newest first, in pages of `limit` (cursor: the previous next_cursor);
-        `segment_id`: the pages of one segment."""
+        `segment_id`: the pages of one segment; `page_ids`: these pages (e.g. the sources of a fact)."""
         uid = self.user(user_id)
         what = validation.choice(kind, "kind", ("pages", "segments", "facts"), "pages")
+        if page_ids is not None:
+            if what != "pages" or segment_id is not None or cursor is not None:
+                raise InvalidInputError("page_ids lists those pages: use it with kind=pages, alone")
+            ids = validation.id_list(page_ids, "page_ids")
+            found = self.run(uid, "list_memories", lambda: self.memory.pages_by_id(uid, ids), lock="retrieve")
+            return ListMemoriesResult(user_id=uid, kind="pages", pages=[PageOut.of(p, t) for p, t in found])
         if segment_id is not None:
             if what != "pages":
                 raise InvalidInputError("segment_id lists a segment's pages: use it with kind=pages")

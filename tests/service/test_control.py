@@ -547,3 +547,17 @@ def test_a_segments_pages_and_the_pages_per_day(service: MemoryService) -> None:
         service.list_memories(segment_id="seg_nope")
     days = service.timeline()
     assert days == {"2024-05-01": 5, "2024-05-02": 5, "2024-05-03": 5, "2024-05-04": 5}
+
+
+def test_pages_by_id_from_either_tier_and_only_the_users(service: MemoryService) -> None:
+    for i in range(12):
+        service.add_memory(f"tomatoes basil garden note {i}", "ok", timestamp=f"2024-05-{1 + i:02d} 10:00")
+    everything = service.list_memories(limit=50).pages or []
+    tiers = {p.tier for p in everything}
+    assert tiers == {"short_term", "mid_term"}
+    wanted = [everything[0].id, everything[-1].id]
+    found = service.list_memories(page_ids=[*wanted, "page_unknown"]).pages or []
+    assert [p.id for p in found] == wanted  # newest first; an unknown id is left out
+    assert service.list_memories(user_id="bob", page_ids=wanted).pages == []
+    with pytest.raises(InvalidInputError):
+        service.list_memories(kind="facts", page_ids=wanted)
