@@ -59,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "streamable-http"], help="default stdio")
     serve.add_argument("--host", help="bind address for streamable HTTP (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port for streamable HTTP (default 8765)")
+    serve.add_argument(
+        "--no-ui", dest="ui", action="store_false", default=None, help="do not serve the memory page"
+    )
+    serve.add_argument("--ui-port", type=int, help="loopback port of the memory page on stdio (default 8766)")
+    page = sub.add_parser(
+        "ui",
+        help="print (and open) the memory page of a data directory",
+        description="Print the address of the memory page of the server that holds this data directory (found in "
+        "<data_dir>/page.json); when no server holds it, serve the store's page here until Ctrl-C.",
+    )
+    _add_common(page)
+    page.add_argument("--open", action="store_true", help="open the address in the default browser")
+    page.add_argument(
+        "--ui-port", type=int, help="port to serve on when no server holds the store (default 8766)"
+    )
     demo = sub.add_parser("demo", help="store a short conversation and search it, in this terminal")
     _add_common(demo)
     bulk = sub.add_parser(
@@ -213,18 +228,21 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, transport=args.transport, host=args.host, port=args.port)
-    from memoryos_mcp.mcp.server import build_server
+    settings = _settings(
+        args, transport=args.transport, host=args.host, port=args.port, ui=args.ui, ui_port=args.ui_port
+    )
+    from memoryos_mcp.cli import page
     from memoryos_mcp.service.wiring import prepare_to_serve
 
     prepare_to_serve(settings)
-    server = build_server(settings)  # reads the token file: a bad one fails here, before serving
-    logging.getLogger(__name__).info("serving on %s", settings.transport)
-    if settings.transport == "stdio":
-        server.run("stdio")
-    else:
-        server.run("streamable-http", host=settings.host, port=settings.port)
+    page.serve(settings)
     return 0
+
+
+def ui(args: argparse.Namespace) -> int:
+    from memoryos_mcp.cli import page
+
+    return page.ui(_settings(args, ui_port=args.ui_port), args.user_id, args.open)
 
 
 def demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -433,6 +451,8 @@ def main(argv: list[str] | None = None) -> None:
             code = import_file(args)
         elif args.command == "export":
             code = export_file(args)
+        elif args.command == "ui":
+            code = ui(args)
         elif args.command == "embed-sentences":
             code = embed_sentences(args)
         elif args.command in ("list", "forget", "update", "stats"):

@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context, MCPServer
@@ -40,6 +40,15 @@ class ServiceSlot:
                 "the memory server is not running (no lifespan); this is a bug in the host program"
             )
         return self.lazy.get()
+
+
+class PageHost(Protocol):
+    """The memory page (memoryos_mcp.web.host.MemoryPage): the lifespan hands it the service and takes it
+    back; the memory_page tool asks it for the address. mcp/ does not import web/: the CLI composes them."""
+
+    def attach(self, service: Callable[[], MemoryService]) -> None: ...
+    def detach(self) -> None: ...
+    def address(self, user_id: str) -> str | None: ...
 
 
 def call(slot: ServiceSlot, fn: Callable[[MemoryService], T]) -> T:

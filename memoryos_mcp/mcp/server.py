@@ -22,7 +22,7 @@ from mcp.server.mcpserver import MCPServer
 from memoryos_mcp import __version__
 from memoryos_mcp.mcp import compat
 from memoryos_mcp.mcp.auth import static_token_auth
-from memoryos_mcp.mcp.contract import Callers, ContractServer, ServiceSlot
+from memoryos_mcp.mcp.contract import Callers, ContractServer, PageHost, ServiceSlot
 from memoryos_mcp.mcp.reference import reference_tools
 from memoryos_mcp.mcp.tools import common_tools, memory_tools
 from memoryos_mcp.service.backfill import SentenceBackfill
@@ -45,6 +45,7 @@ def build_server(
     *,
     token_verifier: TokenVerifier | None = None,
     auth: AuthSettings | None = None,
+    page: PageHost | None = None,
 ) -> MCPServer:
     """An MCPServer whose lifespan starts the memory service (by default from `settings`) in the background.
 
@@ -72,9 +73,13 @@ def build_server(
                 backfills.append(SentenceBackfill(service).start())
 
         slot.lazy = LazyService(factory, on_ready=ready).start()
+        if page is not None:
+            page.attach(slot.lazy.get)
         try:
             yield None
         finally:
+            if page is not None:
+                await anyio.to_thread.run_sync(page.detach)
             for backfill in backfills:
                 await anyio.to_thread.run_sync(backfill.stop)
             service = slot.lazy.ready()
@@ -99,6 +104,6 @@ def build_server(
     else:
         memory_tools(mcp, slot)
 
-    common_tools(mcp, slot, callers)
+    common_tools(mcp, slot, callers, page)
 
     return mcp

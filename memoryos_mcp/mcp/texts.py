@@ -12,6 +12,7 @@ from memoryos_mcp.service.schemas import (
     AddMemoryResult,
     ForgetMemoryResult,
     ListMemoriesResult,
+    MemoryPageResult,
     MemoryStats,
     PageOut,
     ProfileOut,
@@ -133,4 +134,11 @@ def updated(r: UpdateMemoryResult) -> str:
     return (
         f"Profile of user '{r.user_id}' (set by the person: {', '.join(r.profile.set_by_person) if r.profile else ''}):\n"
         + ("\n".join(lines) or "(empty)")
+    )
+
+
+def page_address(r: MemoryPageResult) -> str:
+    return (
+        f"The memory page of user '{r.user_id}': {r.address}\nOpen it in a browser on this machine to see what is "
+        "remembered, why it is recalled, and to correct, forget or export it."
     )

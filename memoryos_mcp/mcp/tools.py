@@ -7,6 +7,7 @@ import logging
 from typing import Annotated, TypeVar
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
@@ -29,11 +30,12 @@ from memoryos_mcp.mcp.arguments import (
     UserId,
     UserInput,
 )
-from memoryos_mcp.mcp.contract import Callers, ServiceSlot, answer, call, whole_number
+from memoryos_mcp.mcp.contract import Callers, PageHost, ServiceSlot, answer, call, whole_number
 from memoryos_mcp.service.schemas import (
     AddMemoryResult,
     ForgetMemoryResult,
     ListMemoriesResult,
+    MemoryPageResult,
     MemoryStats,
     RetrieveMemoryResult,
     UpdateMemoryResult,
@@ -143,8 +145,22 @@ def memory_tools(mcp: MCPServer, slot: ServiceSlot) -> None:
         )
 
 
-def common_tools(mcp: MCPServer, slot: ServiceSlot, callers: Callers) -> None:
+def common_tools(mcp: MCPServer, slot: ServiceSlot, callers: Callers, page: PageHost | None = None) -> None:
     """The tools both dialects share, the status resource and the memory_context prompt."""
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False))
+    def memory_page(user_id: UserId = None) -> Annotated[CallToolResult, MemoryPageResult]:
+        """The address of the memory page, where the person sees and curates what is remembered about them
+        (pages, segments and their heat, facts and where they came from; correct, forget, export). Give it to
+        the person when they ask what you remember about them. Makes no change."""
+        uid = user_id or callers.default
+        address = None if page is None else page.address(uid)
+        if address is None:
+            raise ToolError(
+                "the memory page is not served by this server (started with --no-ui or ui = false, or its port "
+                "was busy: see the server log); `memoryos-mcp ui` serves it while the server is stopped"
+            )
+        return answer(MemoryPageResult(user_id=uid, address=address), texts.page_address)
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False))
     def memory_stats(user_id: UserId = None) -> Annotated[CallToolResult, MemoryStats]:
@@ -179,12 +195,21 @@ def common_tools(mcp: MCPServer, slot: ServiceSlot, callers: Callers) -> None:
             str | None,
             Field(description="With kind=pages: only the pages of this segment (active or archived)."),
         ] = None,
+        page_ids: Annotated[
+            list[str] | None,
+            Field(
+                description="With kind=pages: these pages, e.g. a fact's source_pages (unknown ids left out)."
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, ListMemoriesResult]:
         """List what is remembered about a user, newest first: pages with id, tier, timestamp, texts, segment and
         metadata; or segments; or facts and the profile. Use the ids with forget_memory. Makes no change."""
         return answer(
             call(
-                slot, lambda s: s.list_memories(user_id, kind, tier, since, until, limit, cursor, segment_id)
+                slot,
+                lambda s: s.list_memories(
+                    user_id, kind, tier, since, until, limit, cursor, segment_id, page_ids
+                ),
             ),
             texts.listed,
         )

@@ -391,6 +391,16 @@ class UpdateMemoryResult(BaseModel):
     profile: ProfileOut | None = Field(None, description="the profile as it reads now")
 
 
+class MemoryPageResult(BaseModel):
+    """Where the person opens the memory page."""
+
+    user_id: str
+    address: str = Field(
+        description="open in a browser on this machine; a loopback address lets the browser in once (it carries "
+        "a secret of this server's start: do not share it)"
+    )
+
+
 class ListMemoriesResult(BaseModel):
     """One page of what is remembered about a user, newest first."""
 

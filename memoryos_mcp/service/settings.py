@@ -172,6 +172,14 @@ class Settings(BaseSettings):
     transport: Literal["stdio", "streamable-http"] = "stdio"
     host: str = Field("127.0.0.1", description="bind address for streamable HTTP")
     port: int = Field(8765, ge=0, le=65535)
+    ui: bool = Field(
+        True,
+        description="serve the memory page (what is remembered, to see and curate): over stdio on "
+        "127.0.0.1:ui_port beside the stdio loop, over streamable HTTP at /ui on the same port",
+    )
+    ui_port: int = Field(
+        8766, ge=0, le=65535, description="loopback port of the memory page on stdio (0: any free port)"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # --- compatibility ---------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 from mcp import Client
@@ -30,3 +34,14 @@ async def error(client: Client, tool: str, **arguments: Any) -> str:
     result = await client.call_tool(tool, arguments)
     assert result.is_error
     return result.content[0].text  # type: ignore[union-attr]
+
+
+def memoryos_command() -> list[str]:
+    """The installed console script (beside this Python, or on PATH)."""
+    exe = Path(sys.executable).with_name("memoryos-mcp")
+    return [str(exe)] if exe.exists() else [shutil.which("memoryos-mcp") or "memoryos-mcp"]
+
+
+def server_env() -> dict[str, str]:
+    """This environment without the developer's memoryos settings or API key."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +12,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.helpers.fakes import free_port
-from tests.helpers.mcp_calls import INITIALIZE
+from tests.helpers.mcp_calls import INITIALIZE, memoryos_command, server_env
 
 pytestmark = pytest.mark.slow
 
@@ -45,15 +42,10 @@ COOKING = [
 ]
 
 
-def _command() -> list[str]:
-    exe = Path(sys.executable).with_name("memoryos-mcp")
-    return [str(exe)] if exe.exists() else [shutil.which("memoryos-mcp") or "memoryos-mcp"]
-
-
 def _params(data_dir: Path, stdout_log: Path) -> StdioServerParameters:
     # tee keeps a copy of everything the server wrote to stdout, to check that it is all protocol.
-    command = " ".join(_command()) + f" serve --data-dir '{data_dir}' | tee -a '{stdout_log}'"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+    command = " ".join(memoryos_command()) + f" serve --data-dir '{data_dir}' | tee -a '{stdout_log}'"
+    env = server_env()
     return StdioServerParameters(command="sh", args=["-c", command], env=env)
 
 
@@ -126,10 +118,10 @@ async def test_streamable_http_transport_serves_the_tools(tmp_path: Path) -> Non
     import subprocess
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+    env = server_env()
     proc = subprocess.Popen(
         [
-            *_command(),
+            *memoryos_command(),
             "serve",
             "--transport",
             "streamable-http",
@@ -164,9 +156,9 @@ async def test_streamable_http_transport_serves_the_tools(tmp_path: Path) -> Non
 def test_demo_runs_the_main_job_in_a_terminal(tmp_path: Path) -> None:
     import subprocess
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+    env = server_env()
     env["HOME"] = str(tmp_path)
-    done = subprocess.run([*_command(), "demo"], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*memoryos_command(), "demo"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "stored 16 pages" in done.stdout
     assert "Q: Who did Maya go hiking with" in done.stdout and "Ana" in done.stdout
@@ -206,14 +198,14 @@ async def test_a_second_server_on_a_data_dir_in_use_exits_before_initialize(tmp_
     import anyio
 
     data_dir = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+    env = server_env()
     initialize = INITIALIZE
     async with Client(_params(data_dir, tmp_path / "first.jsonl"), read_timeout_seconds=120) as first:
         await first.list_tools()  # the first server has taken the data dir's lock by now
         started = time.monotonic()
         second = await anyio.to_thread.run_sync(
             lambda: subprocess.run(
-                [*_command(), "serve", "--data-dir", str(data_dir)],
+                [*memoryos_command(), "serve", "--data-dir", str(data_dir)],
                 input=json.dumps(initialize) + "\n",
                 env=env,
                 capture_output=True,
@@ -240,9 +232,9 @@ async def test_an_import_is_searchable_at_once_and_the_server_fills_in_its_sente
         }
         for i, text in enumerate(HIKING + COOKING)
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYOS_") and k != "OPENAI_API_KEY"}
+    env = server_env()
     done = subprocess.run(
-        [*_command(), "import", "-", "--data-dir", str(data_dir)],
+        [*memoryos_command(), "import", "-", "--data-dir", str(data_dir)],
         input="\n".join(json.dumps(line) for line in lines),
         capture_output=True,
         text=True,

@@ -1,0 +1,173 @@
+"""The memory page over real HTTP: who gets in, what each request must carry, and that every action is the tool's."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from memoryos_mcp.service.facade import MemoryService
+from memoryos_mcp.web.security import COOKIE
+from tests.web.conftest import Browser
+
+SECURE = {
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+    "referrer-policy": "same-origin",
+}
+
+
+def assert_guarded(response: Any) -> None:
+    for key, value in SECURE.items():
+        assert response.headers.get(key) == value, key
+    policy = response.headers["content-security-policy"]
+    assert (
+        "default-src 'none'" in policy and "script-src" not in policy and "frame-ancestors 'none'" in policy
+    )
+    assert not [h for h in response.headers if h.lower().startswith("access-control-")]
+
+
+def test_only_the_start_secret_lets_a_browser_in(learned: MemoryService, page_of: Any) -> None:
+    browser: Browser = page_of(learned)
+    outsider = browser.get("/")
+    assert outsider.status_code == 401 and "Maya" not in outsider.text
+    assert_guarded(outsider)
+    wrong = browser.get("/enter", secret="not-the-secret", user="alice")
+    assert wrong.status_code == 403 and COOKIE not in wrong.headers.get("set-cookie", "")
+    assert browser.get("/pages").status_code == 401
+    assert browser.get("/export").status_code == 401
+
+    entered = browser.enter()
+    assert entered.status_code == 200 and 'http-equiv="refresh"' in entered.text  # on to the clean address
+    cookie = entered.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert_guarded(entered)
+    overview = browser.get("/", user="alice")
+    assert overview.status_code == 200 and "Overview" in overview.text and "<svg" in overview.text
+    assert "<script" not in overview.text
+    assert_guarded(overview)
+    assert_guarded(browser.get("/static/page.css"))
+
+
+def test_a_rebinding_host_foreign_origin_or_missing_csrf_is_refused(
+    learned: MemoryService, page_of: Any
+) -> None:
+    browser: Browser = page_of(learned)
+    browser.enter()
+    rebound = browser.client.get("/", headers={"Host": "attacker.example:80"})
+    assert rebound.status_code == 421 and "Maya" not in rebound.text
+    assert_guarded(rebound)
+    (fact, *_) = learned.list_memories(kind="facts").facts or []
+    change = {"user": "alice", "fact_id": fact.id, "text": "changed by an attacker"}
+    assert browser.post("/facts", change, Origin="http://attacker.example").status_code == 403
+    assert browser.post("/facts", change, Origin="null").status_code == 403  # a sandboxed or opaque page
+    no_origin = browser.client.post("/facts", data={"csrf": browser.csrf(), **change})
+    assert no_origin.status_code == 403
+    assert browser.post("/facts", change, csrf="").status_code == 403
+    assert browser.post("/facts", change, csrf="forged").status_code == 403
+    assert all(f.text != "changed by an attacker" for f in learned.list_memories(kind="facts").facts or [])
+    # the same request from the page itself goes through
+    assert browser.post("/facts", change).status_code == 303
+
+
+def test_a_token_shows_only_its_users(learned: MemoryService, page_of: Any) -> None:
+    browser: Browser = page_of(learned, tokens=True)
+    assert browser.get("/").status_code == 303  # to the login form
+    assert (
+        browser.get("/enter", secret=browser.page.access.secret).status_code == 303
+    )  # no secret with tokens
+    assert browser.get("/").status_code == 303
+    origin = {"Origin": "/".join(browser.origin)}
+    refused = browser.client.post("/login", data={"token": "guess"}, headers=origin)
+    assert refused.status_code == 401
+    assert (
+        browser.client.post("/login", data={"token": "alice-token-0123456789"}, headers=origin).status_code
+        == 303
+    )
+    for path in ("/", "/pages", "/segments", "/facts", "/export"):
+        mine = browser.get(path)
+        assert mine.status_code == 200 and "kiwis" not in mine.text, path
+        theirs = browser.get(path, user="bob")
+        assert theirs.status_code == 400 and "kiwis" not in theirs.text, path
+    assert "kiwis" not in browser.get("/pages", q="secret garden plan").text
+    assert browser.get("/pages", q="secret garden plan", user="bob").status_code == 400
+    bobs = learned.list_memories(user_id="bob").pages or []
+    assert "kiwis" not in browser.get("/pages", ids=bobs[0].id).text  # another user's id shows nothing
+    preview = browser.get("/forget", page_id=bobs[0].id)
+    assert "Not found for this user" in preview.text
+    gone = browser.post("/forget", {"user": "bob", "page_id": bobs[0].id})
+    assert gone.status_code == 400
+    assert [p.id for p in learned.list_memories(user_id="bob").pages or []] == [bobs[0].id]
+
+
+def test_search_ranks_as_retrieve_does_and_heats_nothing(learned: MemoryService, page_of: Any) -> None:
+    browser: Browser = page_of(learned)
+    browser.enter()
+    before = {s.id: (s.n_visit, s.heat) for s in learned.list_memories(kind="segments").segments or []}
+    found = browser.get("/pages", q="tomato risotto", user="alice")
+    assert found.status_code == 200 and "Why this was recalled" in found.text and "<mark>" in found.text
+    shown = re.findall(r'<li class="memory" id="([^"]+)"', found.text)
+    tool = learned.retrieve_memory(
+        "tomato risotto", include_short_term=False, explain=True, record_visits=False
+    )
+    assert shown and shown == [p.id for p in tool.mid_term]
+    after = {s.id: s.n_visit for s in learned.list_memories(kind="segments").segments or []}
+    assert after == {k: v[0] for k, v in before.items()}  # looking is not recalling
+
+
+def test_every_action_is_the_tools(learned: MemoryService, page_of: Any) -> None:
+    browser: Browser = page_of(learned)
+    browser.enter()
+    # correct a fact: the same as update_memory (same id, its sources kept, marked as the person's)
+    (fact, *_) = [f for f in learned.list_memories(kind="facts").facts or [] if "Maya" in f.text]
+    saved = browser.post("/facts", {"user": "alice", "fact_id": fact.id, "text": "The user's name is Mia"})
+    assert saved.status_code == 303 and saved.headers["location"].startswith("/facts?")
+    now = {f.id: f for f in learned.list_memories(kind="facts").facts or []}[fact.id]
+    assert now.text == "The user's name is Mia" and now.corrected_from == fact.text
+    assert now.source_pages == fact.source_pages
+    facts_view = browser.get("/facts", user="alice", done="fact")
+    assert "corrected by you" in facts_view.text and "promotions will not change it" in facts_view.text
+    sources = browser.get("/pages", user="alice", ids=fact.source_pages)
+    assert set(re.findall(r'<li class="memory" id="([^"]+)"', sources.text)) == set(fact.source_pages)
+    # a profile entry, set and removed
+    assert browser.post("/profile", {"user": "alice", "key": "city", "value": "Lyon"}).status_code == 303
+    assert learned.get_user_profile().profile.static["city"] == "Lyon"
+    assert browser.post("/profile", {"user": "alice", "key": "city", "remove": "1"}).status_code == 303
+    assert "city" not in learned.get_user_profile().profile.static
+    # forget with a preview that is the tool's dry run, then the forget itself
+    pages = learned.list_memories(user_id="alice", tier="mid_term").pages or []
+    target = pages[0].id
+    preview = browser.get("/forget", user="alice", page_id=target)
+    dry = learned.forget_memory(page_ids=[target], dry_run=True)
+    assert f"<th>Pages removed</th><td>{dry.pages_removed}</td>" in preview.text
+    assert f"<td>{dry.segments_recomputed}</td>" in preview.text
+    done = browser.post("/forget", {"user": "alice", "page_id": target})
+    assert done.status_code == 303 and "forgot" in done.headers["location"]
+    assert target not in {p.id for p in learned.list_memories(limit=200).pages or []}
+    assert target not in browser.get("/pages", user="alice").text
+    # forgetting everything needs the user id typed
+    everything = {"user": "alice", "all": "1"}
+    assert browser.post("/forget", {**everything, "confirm": "yes"}).status_code == 400
+    assert learned.stats().mid_term_pages > 0
+    # export: the same versioned file the CLI writes
+    exported = browser.get("/export", user="alice")
+    assert exported.status_code == 200 and "attachment" in exported.headers["content-disposition"]
+    lines = [json.loads(line) for line in exported.text.splitlines()]
+    assert lines[1] == {"type": "user", "user_id": "alice"} and lines[-1]["type"] == "user_end"
+    assert browser.post("/forget", {**everything, "confirm": "alice"}).status_code == 303
+    assert learned.stats().mid_term_pages == 0 and not learned.list_memories().pages
+
+
+def test_a_busy_port_is_a_warning_not_a_failure(learned: MemoryService, page_of: Any, caplog: Any) -> None:
+    browser: Browser = page_of(learned)
+    from memoryos_mcp.web.host import MemoryPage
+
+    port = int(browser.page.url.rsplit(":", 1)[1])
+    second = MemoryPage(learned.settings.model_copy(update={"ui_port": port})).listen_on_attach()
+    second.attach(lambda: learned)
+    try:
+        assert second.address("alice") is None
+        assert "is busy" in caplog.text and "MEMORYOS_UI_PORT" in caplog.text
+    finally:
+        second.detach()

@@ -1,0 +1,100 @@
+"""The page served by the running server: beside stdio (found by `memoryos-mcp ui`), and at /ui over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.helpers.fakes import free_port
+from tests.helpers.mcp_calls import call, memoryos_command, server_env
+
+pytestmark = pytest.mark.slow
+
+
+async def test_the_stdio_server_serves_its_page_while_it_runs(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    params = StdioServerParameters(
+        command=memoryos_command()[0],
+        args=["serve", "--data-dir", str(data_dir), "--ui-port", str(port)],
+        env=server_env(),
+    )
+    async with Client(params, read_timeout_seconds=120) as client:
+        await call(
+            client,
+            "add_memory",
+            user_input="I planted tomatoes and basil on the balcony",
+            agent_response="Nice.",
+        )
+        found = await call(client, "memory_page")
+        address = found["address"]
+        assert address.startswith(f"http://127.0.0.1:{port}/enter?secret=")
+        record = data_dir / "page.json"
+        assert (
+            stat.S_IMODE(record.stat().st_mode) == 0o600
+            and json.loads(record.read_text())["address"] == address
+        )
+        # `memoryos-mcp ui` finds the running server's page (it does not open the store itself)
+        printed = await asyncio.to_thread(
+            subprocess.run,
+            [*memoryos_command(), "ui", "--data-dir", str(data_dir)],
+            env=server_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert printed.returncode == 0 and printed.stdout.strip() == address, printed.stderr
+        async with httpx.AsyncClient(timeout=30) as browser:
+            assert (await browser.get(f"http://127.0.0.1:{port}/")).status_code == 401
+            await browser.get(address)
+            pages = await browser.get(f"http://127.0.0.1:{port}/pages", params={"user": "default"})
+            assert pages.status_code == 200 and "tomatoes and basil" in pages.text
+        listed = await call(client, "list_memories")
+        assert listed["pages"][0]["user_input"] == "I planted tomatoes and basil on the balcony"
+    assert not record.exists()  # removed at exit
+
+
+async def test_over_http_the_page_is_at_ui_and_needs_a_token(tmp_path: Path) -> None:
+    port = free_port()
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"tokens": [{"token": "alice-secret-token-1", "users": ["alice"]}]}))
+    tokens.chmod(0o600)
+    command = [*memoryos_command(), "serve", "--transport", "streamable-http", "--port", str(port)]
+    command += ["--data-dir", str(tmp_path / "data"), "--config", str(_config(tmp_path, tokens))]
+    proc = subprocess.Popen(command, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=60) as browser:
+            for _ in range(200):
+                try:
+                    login = await browser.get(f"{base}/ui/")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            assert login.status_code == 303 and login.headers["location"] == "/ui/login"
+            assert (await browser.get(f"{base}/mcp")).status_code == 401  # MCP itself still needs the token
+            origin = {"Origin": base}
+            wrong = await browser.post(f"{base}/ui/login", data={"token": "nope"}, headers=origin)
+            assert wrong.status_code == 401
+            ok = await browser.post(
+                f"{base}/ui/login", data={"token": "alice-secret-token-1"}, headers=origin
+            )
+            assert ok.status_code == 303
+            overview = await browser.get(f"{base}/ui/")
+            assert overview.status_code == 200 and "memory of alice" in overview.text
+            assert (await browser.get(f"{base}/ui/", params={"user": "bob"})).status_code == 400
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def _config(tmp_path: Path, tokens: Path) -> Path:
+    config = tmp_path / "memoryos.toml"
+    config.write_text(f'auth_tokens_file = "{tokens}"\n')
+    return config
