@@ -107,10 +107,16 @@ class ContractServer(MCPServer):
     """
 
     def __init__(
-        self, *args: Any, callers: Callers, json_errors: frozenset[str] = frozenset(), **kwargs: Any
+        self,
+        *args: Any,
+        callers: Callers,
+        slot: ServiceSlot,
+        json_errors: frozenset[str] = frozenset(),
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.callers = callers
+        self.slot = slot  # the service, for what runs outside a tool's body (resolvers)
         # Tools whose error text is {"status": "error", "message": ...}: scripts written for the paper's own
         # server parse every reply as JSON (compat mode). They stay tool errors (is_error) all the same.
         self.json_errors = json_errors

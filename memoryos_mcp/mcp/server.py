@@ -97,6 +97,7 @@ def build_server(
         token_verifier=token_verifier,
         auth=auth,
         callers=callers,
+        slot=slot,
     )
 
     if settings.compat == compat.REFERENCE:

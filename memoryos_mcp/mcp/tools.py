@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from memoryos_mcp.mcp import texts
 from memoryos_mcp.mcp.arguments import (
@@ -30,7 +32,15 @@ from memoryos_mcp.mcp.arguments import (
     UserId,
     UserInput,
 )
-from memoryos_mcp.mcp.contract import Callers, PageHost, ServiceSlot, answer, call, whole_number
+from memoryos_mcp.mcp.contract import (
+    Callers,
+    ContractServer,
+    PageHost,
+    ServiceSlot,
+    answer,
+    call,
+    whole_number,
+)
 from memoryos_mcp.service.schemas import (
     AddMemoryResult,
     ForgetMemoryResult,
@@ -145,6 +155,41 @@ def memory_tools(mcp: MCPServer, slot: ServiceSlot) -> None:
         )
 
 
+class ForgetAllConsent(BaseModel):
+    """What the person answers when forget_memory(all=true) asks them (form elicitation)."""
+
+    forget_everything: bool = Field(
+        description="Yes: forget everything remembered about this user, for good. No: keep it."
+    )
+
+
+def can_ask_person(ctx: Context[Any, Any]) -> bool:
+    """The client declared form elicitation (a bare `elicitation: {}` is form support; url-only is not)."""
+    capabilities = ctx.client_capabilities
+    elicitation = None if capabilities is None else capabilities.elicitation
+    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+
+
+def ask_before_forgetting_all(
+    ctx: Context[Any, Any], user_id: str | None, all: bool, confirm: str | None, dry_run: bool
+) -> Elicit[ForgetAllConsent] | None:
+    """forget_memory(all=true) without confirm, from a client that can ask the person: ask them, showing what
+    would go (a dry run of the real forget). Otherwise nothing is asked (None) and the confirm rule stands.
+    Module-level: the tool's annotations name it (they are evaluated as strings, in this module)."""
+    server = ctx.mcp_server
+    if not all or confirm is not None or dry_run or not can_ask_person(ctx):
+        return None
+    if not isinstance(server, ContractServer):
+        raise TypeError("forget_memory is served by a ContractServer; this is a bug in the host program")
+    uid = user_id or server.callers.default  # user_id is already bound to the caller
+    preview = call(server.slot, lambda s: s.forget_memory(uid, everything=True, dry_run=True))
+    return Elicit(
+        f"Forget everything remembered about '{uid}'? {preview.pages_removed} page(s), {preview.facts_removed} "
+        "fact(s), the topics and the profile would be removed for good; this cannot be undone.",
+        ForgetAllConsent,
+    )
+
+
 def common_tools(mcp: MCPServer, slot: ServiceSlot, callers: Callers, page: PageHost | None = None) -> None:
     """The tools both dialects share, the status resource and the memory_context prompt."""
 
@@ -153,7 +198,7 @@ def common_tools(mcp: MCPServer, slot: ServiceSlot, callers: Callers, page: Page
         """The address of the memory page, where the person sees and curates what is remembered about them
         (pages, segments and their heat, facts and where they came from; correct, forget, export). Give it to
         the person when they ask what you remember about them. Makes no change."""
-        uid = user_id or callers.default
+        uid = user_id or callers.default  # user_id is already the caller's to name (ContractServer)
         address = None if page is None else page.address(uid)
         if address is None:
             raise ToolError(
@@ -247,11 +292,20 @@ def common_tools(mcp: MCPServer, slot: ServiceSlot, callers: Callers, page: Page
                 description="Only say what would be forgotten (pages, segments, chain summaries, facts); change nothing."
             ),
         ] = False,
+        consent: Annotated[ElicitationResult[ForgetAllConsent], Resolve(ask_before_forgetting_all)] = None,  # type: ignore[assignment]
     ) -> Annotated[CallToolResult, ForgetMemoryResult]:
         """Forget memories for good: the named pages from every tier and every later result, and what was learned
         only from them (segment summaries are recomputed from the pages kept; facts learned only from forgotten
-        pages are removed). Unknown ids are reported, not an error. all=true needs confirm equal to the user_id.
-        dry_run=true previews it all, changing nothing: show the person before forgetting."""
+        pages are removed). Unknown ids are reported, not an error. all=true needs confirm equal to the user_id,
+        or, when the client can ask the person (elicitation), their yes. dry_run=true previews it all, changing
+        nothing: show the person before forgetting."""
+        answered = consent.data if isinstance(consent, AcceptedElicitation) else False
+        if answered is not None:  # the person was asked (all=true without confirm): None means not asked
+            if not (isinstance(answered, ForgetAllConsent) and answered.forget_everything):
+                raise ToolError(
+                    f"nothing was forgotten: the person did not confirm forgetting all of {user_id!r}"
+                )
+            confirm = user_id
         return answer(
             call(slot, lambda s: s.forget_memory(user_id, page_ids, fact_ids, before, all, confirm, dry_run)),
             texts.forgotten,

@@ -561,3 +561,37 @@ def test_pages_by_id_from_either_tier_and_only_the_users(service: MemoryService)
     assert service.list_memories(user_id="bob", page_ids=wanted).pages == []
     with pytest.raises(InvalidInputError):
         service.list_memories(kind="facts", page_ids=wanted)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_forget_all_asks_the_person_when_the_client_can_ask(server: MCPServer, mode: str) -> None:
+    """forget_memory(all=true) without confirm, from a client with form elicitation: the person is asked with
+    what would go, and only a yes forgets. (Without elicitation the confirm rule stands: the test above.)"""
+    from mcp_types import ElicitResult
+
+    answers: list[dict[str, Any] | None] = [None, {"forget_everything": False}, {"forget_everything": True}]
+    asked: list[str] = []
+
+    async def person(context: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        content = answers.pop(0)
+        return (
+            ElicitResult(action="decline")
+            if content is None
+            else ElicitResult(action="accept", content=content)
+        )
+
+    async with Client(server, mode=mode, elicitation_callback=person) as client:  # type: ignore[arg-type]
+        for i in range(9):
+            await call(client, "add_memory", user_input=f"note {i}", agent_response="ok")
+        assert "did not confirm" in await error(client, "forget_memory", all=True)  # declined
+        assert "did not confirm" in await error(client, "forget_memory", all=True)  # answered no
+        assert len((await call(client, "list_memories", limit=50))["pages"]) == 9
+        done = await call(client, "forget_memory", all=True)  # yes
+        assert done["everything"] and done["pages_removed"] == 9
+        assert (await call(client, "list_memories"))["pages"] == []
+        assert len(asked) == 3 and "Forget everything remembered about 'default'? 9 page(s)" in asked[0]
+        # the confirm rule still answers without asking; a preview never asks
+        await call(client, "forget_memory", all=True, confirm="default")
+        await call(client, "forget_memory", all=True, dry_run=True)
+        assert len(asked) == 3
