@@ -70,7 +70,7 @@ def test_a_person_searches_corrects_and_forgets_in_a_real_browser(
 
     browser: Browser = page_of(learned)
     wait = WebDriverWait(chromium, 30)
-    shots = Path(os.environ.get("MEMORYOS_TEST_ARTIFACTS", tmp_path))
+    shots = Path(os.environ.get("PAGE_TEST_ARTIFACTS", tmp_path))
 
     def click(text: str) -> None:
         chromium.find_element(By.XPATH, f"//*[self::a or self::button][normalize-space()={text!r}]").click()
@@ -91,8 +91,8 @@ def test_a_person_searches_corrects_and_forgets_in_a_real_browser(
         why.find_element(By.TAG_NAME, "summary").click()
         assert why.get_attribute("open") is not None
         assert "risotto" in why.find_element(By.TAG_NAME, "mark").text.lower()
-        if os.environ.get("MEMORYOS_PAGE_SCREENSHOT"):  # the README's picture
-            chromium.save_screenshot(os.environ["MEMORYOS_PAGE_SCREENSHOT"])
+        if os.environ.get("PAGE_SCREENSHOT"):  # the README's picture
+            chromium.save_screenshot(os.environ["PAGE_SCREENSHOT"])
 
         # correct a fact
         click("Profile and facts")

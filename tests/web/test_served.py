@@ -34,6 +34,8 @@ async def test_the_stdio_server_serves_its_page_while_it_runs(tmp_path: Path) ->
         )
         found = await call(client, "memory_page")
         address = found["address"]
+        refused = await client.call_tool("memory_page", {"user_id": ".."})
+        assert refused.is_error and "user_id" in refused.content[0].text
         assert address.startswith(f"http://127.0.0.1:{port}/enter?secret=")
         record = data_dir / "page.json"
         assert (
