@@ -146,6 +146,18 @@ def test_every_action_is_the_tools(learned: MemoryService, page_of: Any) -> None
     assert done.status_code == 303 and "forgot" in done.headers["location"]
     assert target not in {p.id for p in learned.list_memories(limit=200).pages or []}
     assert target not in browser.get("/pages", user="alice").text
+    # delete a fact (its preview first), and everything before a date: each the tool's dry run, then done
+    (other, *_) = [f for f in learned.list_memories(kind="facts").facts or [] if f.id != fact.id]
+    fact_preview = browser.get("/forget", user="alice", fact_id=other.id).text
+    assert "<th>Facts removed (learned only from these pages, or named)</th><td>1</td>" in fact_preview
+    assert browser.post("/forget", {"user": "alice", "fact_id": other.id}).status_code == 303
+    assert other.id not in {f.id for f in learned.list_memories(kind="facts").facts or []}
+    early = learned.forget_memory(before="2024-05-03", dry_run=True)
+    assert early.pages_removed == 2
+    shown = browser.get("/forget", user="alice", before="2024-05-03").text
+    assert f"<th>Pages removed</th><td>{early.pages_removed}</td>" in shown
+    assert browser.post("/forget", {"user": "alice", "before": "2024-05-03"}).status_code == 303
+    assert learned.list_memories(until="2024-05-02").pages == []
     # forgetting everything needs the user id typed
     everything = {"user": "alice", "all": "1"}
     assert browser.post("/forget", {**everything, "confirm": "yes"}).status_code == 400
