@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 import webbrowser
@@ -81,7 +82,10 @@ def ui(settings: Settings, user_id: str | None, open_browser: bool, out: TextIO 
         sys.stderr.write("serving the memory page of this data directory; Ctrl-C stops it\n")
         if open_browser:
             webbrowser.open(address)
-        threading.Event().wait()
+        stop = threading.Event()
+        # SIGTERM (a service manager, a script) ends it as Ctrl-C does: page.json removed, snapshots saved
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stop.wait()
     finally:
         page.detach()
         service.memory.save_snapshots()

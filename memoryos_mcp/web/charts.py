@@ -24,7 +24,7 @@ def heat_picture(segments: Sequence[ListedSegmentOut], width: int = 720, row: in
     height = row * len(shown) + 4
     bars = []
     for i, s in enumerate(shown):
-        length = max(2, int((width - 260) * s.heat / top))
+        length = max(2, int((width - 310) * s.heat / top))  # room after the bar for its value
         label = escape((s.summary or ", ".join(s.keywords) or s.id)[:40])
         y = 2 + i * row
         bars.append(

@@ -91,8 +91,6 @@ def test_a_person_searches_corrects_and_forgets_in_a_real_browser(
         why.find_element(By.TAG_NAME, "summary").click()
         assert why.get_attribute("open") is not None
         assert "risotto" in why.find_element(By.TAG_NAME, "mark").text.lower()
-        if os.environ.get("PAGE_SCREENSHOT"):  # the README's picture
-            chromium.save_screenshot(os.environ["PAGE_SCREENSHOT"])
 
         # correct a fact
         click("Profile and facts")

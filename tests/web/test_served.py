@@ -96,6 +96,40 @@ async def test_over_http_the_page_is_at_ui_and_needs_a_token(tmp_path: Path) -> 
         proc.wait(15)
 
 
+def test_ui_serves_the_store_itself_when_no_server_holds_it(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    history = tmp_path / "h.jsonl"
+    history.write_text(
+        json.dumps({"user_input": "I keep bees on the roof", "agent_response": "Lovely."}) + "\n"
+    )
+    where = ["--data-dir", str(data_dir), "--user-id", "me"]
+    imported = subprocess.run(
+        [*memoryos_command(), "import", str(history), *where], env=server_env(), timeout=120
+    )
+    assert imported.returncode == 0
+    proc = subprocess.Popen(
+        [*memoryos_command(), "ui", *where, "--ui-port", str(port)],
+        env=server_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        address = proc.stdout.readline().strip()
+        assert address.startswith(f"http://127.0.0.1:{port}/enter?secret=") and "user=me" in address
+        assert json.loads((data_dir / "page.json").read_text())["address"] == address
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as browser:
+            browser.get(address)
+            assert "I keep bees on the roof" in browser.get("/pages", params={"user": "me"}).text
+        proc.terminate()  # SIGTERM ends it as Ctrl-C does
+        assert proc.wait(30) == 0
+        assert not (data_dir / "page.json").exists()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 def _config(tmp_path: Path, tokens: Path) -> Path:
     config = tmp_path / "memoryos.toml"
     config.write_text(f'auth_tokens_file = "{tokens}"\n')
