@@ -36,7 +36,8 @@ INSTRUCTIONS = """\
 Long-term memory for this conversation partner, organised like the MemoryOS paper: short-term (recent pages),
 mid-term (topic segments ranked by heat) and a long-term persona (profile, user facts, assistant traits).
 Call retrieve_memory before answering anything that may depend on earlier conversations; call add_memory after
-each exchange worth remembering. Pass the same user_id for one person every time."""
+each exchange worth remembering. Pass the same user_id for one person every time. When the person asks what
+you remember about them, give them the address memory_page returns: there they see and correct it."""
 
 
 def build_server(
