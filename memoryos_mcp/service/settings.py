@@ -42,7 +42,7 @@ CONFIG_ENV = "MEMORYOS_CONFIG"
 def user_id_problem(value: object) -> str | None:
     """Why `value` cannot be a user_id, or None when it can."""
     rule = "use 1-64 characters from letters, digits, '.', '_' and '-' (not only dots), or leave user_id out"
-    if not isinstance(value, str) or not _USER_ID.match(value) or set(value) == {"."}:
+    if not isinstance(value, str) or not _USER_ID.fullmatch(value) or set(value) == {"."}:  # "a\n" too
         return rule
     if value.lower() in RESERVED_USER_IDS:
         return f"it reads as a missing value; {rule}"

@@ -118,3 +118,11 @@ def test_allowed_users_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert load_settings().allowed_users == ["alice", "bob"]
     monkeypatch.delenv("MEMORYOS_ALLOWED_USERS")
     assert Settings().allowed_users is None and Settings().auth_tokens_file is None
+
+
+def test_a_user_id_is_the_whole_string() -> None:
+    from memoryos_mcp.service.settings import user_id_problem
+
+    assert user_id_problem("alice") is None
+    for bad in ("alice\n", "alice\nbob", "\nalice", "al ice"):
+        assert user_id_problem(bad) is not None, repr(bad)
