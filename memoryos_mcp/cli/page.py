@@ -9,7 +9,6 @@ import sys
 import threading
 import webbrowser
 from typing import TextIO
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from memoryos_mcp.core.errors import ConfigurationError
 from memoryos_mcp.service.settings import Settings
@@ -21,7 +20,7 @@ def serve(settings: Settings) -> None:
     """The MCP server on its transport, with the memory page unless `ui` is off: a loopback listener beside
     stdio, or mounted at /ui of the streamable HTTP app."""
     from memoryos_mcp.mcp.server import build_server
-    from memoryos_mcp.web.host import MOUNT, MemoryPage
+    from memoryos_mcp.web.host import MOUNT, HideTickets, MemoryPage
 
     page = MemoryPage(settings) if settings.ui else None
     stdio = settings.transport == "stdio"
@@ -37,29 +36,20 @@ def serve(settings: Settings) -> None:
     app = server.streamable_http_app(host=settings.host)
     if page is not None:
         app.router.routes.append(Mount(MOUNT, app=page.mounted()))
+        logging.getLogger("uvicorn.access").addFilter(HideTickets())
     uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
     ).run()
 
 
-def with_user(address: str, user_id: str | None) -> str:
-    """The address for another user (the page lets the browser in for any user its session allows)."""
-    if not user_id or "/enter?" not in address:
-        return address
-    parts = urlsplit(address)
-    query = dict(parse_qsl(parts.query))
-    query["user"] = user_id
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
 def ui(settings: Settings, user_id: str | None, open_browser: bool, out: TextIO = sys.stdout) -> int:
     """Print (and open) the page of the server that holds this data directory; with none, serve the store
     here until Ctrl-C."""
-    from memoryos_mcp.web.host import MemoryPage, read_page_file
+    from memoryos_mcp.web.host import MemoryPage, address_from_page_file, read_page_file
 
     running = read_page_file(settings.data_dir)
     if running is not None:
-        address = with_user(str(running["address"]), user_id)
+        address = address_from_page_file(running, user_id)
         out.write(f"{address}\n")
         out.flush()
         if open_browser:
@@ -67,6 +57,10 @@ def ui(settings: Settings, user_id: str | None, open_browser: bool, out: TextIO 
         return 0
     from memoryos_mcp.service.facade import MemoryService
 
+    stop = threading.Event()
+    # SIGTERM (a service manager, a script) ends it as Ctrl-C does: page.json removed, snapshots saved. Set
+    # before the address is printed: whoever reads it may stop this at once.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = MemoryService.create(settings)
     page = MemoryPage(settings).listen_on_attach()
     page.attach(lambda: service)
@@ -82,9 +76,6 @@ def ui(settings: Settings, user_id: str | None, open_browser: bool, out: TextIO 
         sys.stderr.write("serving the memory page of this data directory; Ctrl-C stops it\n")
         if open_browser:
             webbrowser.open(address)
-        stop = threading.Event()
-        # SIGTERM (a service manager, a script) ends it as Ctrl-C does: page.json removed, snapshots saved
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         stop.wait()
     finally:
         page.detach()

@@ -140,5 +140,10 @@ def updated(r: UpdateMemoryResult) -> str:
 def page_address(r: MemoryPageResult) -> str:
     return (
         f"The memory page of user '{r.user_id}': {r.address}\nOpen it in a browser on this machine to see what is "
-        "remembered, why it is recalled, and to correct, forget or export it."
+        "remembered, why it is recalled, and to correct, forget or export it. "
+        + (
+            "The address opens the page once, within an hour; call memory_page again for another."
+            if "/enter?" in r.address
+            else "The page asks for the bearer token this client uses."
+        )
     )

@@ -396,8 +396,8 @@ class MemoryPageResult(BaseModel):
 
     user_id: str
     address: str = Field(
-        description="open in a browser on this machine; a loopback address lets the browser in once (it carries "
-        "a secret of this server's start: do not share it)"
+        description="open in a browser on this machine: a loopback address carries a ticket that lets one "
+        "browser in, once, within an hour; with bearer tokens, the page's login form"
     )
 
 

@@ -28,7 +28,7 @@ from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.schemas import ListedSegmentOut
 from memoryos_mcp.service.validation import MAX_TOKENS_CAP
 from memoryos_mcp.web import views
-from memoryos_mcp.web.security import COOKIE, HEADERS, SESSION_TTL_S, PageAccess, Session
+from memoryos_mcp.web.security import HEADERS, SECRET_HEADER, SESSION_TTL_S, PageAccess, Session
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,7 +101,10 @@ class PageApp:
             "/export": self.export,
         }
         changing = {"/facts": self.save_fact, "/profile": self.save_profile, "/forget": self.forget}
-        routes = [Route("/static/page.css", self.stylesheet, methods=["GET"])]
+        routes = [
+            Route("/static/page.css", self.stylesheet, methods=["GET"]),
+            Route("/ticket", self.ticket, methods=["POST"]),
+        ]
         routes += [Route(p, h, methods=["GET", "POST"]) for p, h in open_.items()]
         routes += [Route(p, self._viewing(h), methods=["GET"]) for p, h in viewing.items()]
         routes += [Route(p, self._changing(h), methods=["POST"]) for p, h in changing.items()]
@@ -110,7 +113,7 @@ class PageApp:
     # ------------------------------------------------------------------ sessions and errors
 
     def _session(self, request: Request) -> Session | None:
-        return self.access.session(request.cookies.get(COOKIE))
+        return self.access.session(request.cookies.get(self.access.cookie))
 
     def _no_session(self) -> Response:
         if self.access.needs_login:
@@ -126,6 +129,9 @@ class PageApp:
         return HTMLResponse(views.plain(title, message, self.base), status)
 
     def _user(self, session: Session, requested: str | None) -> str:
+        users = self._users(session)
+        if not requested and users and self.default_user not in users:
+            requested = users[0]  # a token for other users than the server's default: its first one
         return resolve_user(
             requested or None, default=self.default_user, grant=session.grant, allowed=self.allowed
         )
@@ -193,17 +199,26 @@ class PageApp:
 
     # ------------------------------------------------------------------ getting in
 
+    async def ticket(self, request: Request) -> Response:
+        """A ticket for `memoryos-mcp ui`, which read the secret from page.json. A web page cannot ask: the
+        header needs a CORS preflight this server never answers, and a browser's request carries an Origin."""
+        if request.headers.get("origin") is not None or not self.access.secret_ok(
+            request.headers.get(SECRET_HEADER)
+        ):
+            return PlainTextResponse("refused", 403)
+        return PlainTextResponse(self.access.ticket())
+
     async def enter(self, request: Request) -> Response:
-        """The start secret, once: a session cookie, then on to the clean address."""
+        """A ticket, once: a session cookie, then on to the clean address."""
         if self.access.needs_login:
             return RedirectResponse(f"{self.base}/login", 303)
-        session_id = self.access.enter(request.query_params.get("secret", ""))
+        session_id = self.access.enter(request.query_params.get("ticket", ""))
         if session_id is None:
             return self._plain(
                 403,
-                "This address is not valid",
-                "Its secret is wrong or belongs to an earlier start of the server. Ask for the memory page "
-                "again (the memory_page tool, or `memoryos-mcp ui`).",
+                "This address is used up",
+                "Each address opens the page once, within an hour of being given, and only while the server "
+                "that gave it runs. Ask for the memory page again (the memory_page tool, or `memoryos-mcp ui`).",
             )
         user = request.query_params.get("user")
         target = f"{self.base}/" + (f"?{urlencode({'user': user})}" if user else "")
@@ -230,7 +245,12 @@ class PageApp:
 
     def _set_cookie(self, response: Response, session_id: str) -> None:
         response.set_cookie(
-            COOKIE, session_id, max_age=SESSION_TTL_S, path=self.base or "/", httponly=True, samesite="strict"
+            self.access.cookie,
+            session_id,
+            max_age=SESSION_TTL_S,
+            path=self.base or "/",
+            httponly=True,
+            samesite="strict",
         )
 
     async def stylesheet(self, request: Request) -> Response:

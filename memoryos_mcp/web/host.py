@@ -1,8 +1,9 @@
 """Where the memory page is served from the process that holds the store.
 
 stdio: a loopback listener (127.0.0.1:ui_port) in a thread beside the stdio loop, started and stopped by the
-MCP server's lifespan; its address goes to <data_dir>/page.json (mode 0600, removed at exit) so that
-`memoryos-mcp ui` finds it. Streamable HTTP: the same app mounted at /ui of the MCP app, on its port.
+MCP server's lifespan. Streamable HTTP: the same app mounted at /ui of the MCP app, on its port. Either way the
+page's root and its start secret go to <data_dir>/page.json (mode 0600, removed at exit), from which
+`memoryos-mcp ui` gets a ticket into the running server's page.
 A busy port is a warning on stderr, never a failed server: memory works without its page.
 """
 
@@ -12,9 +13,11 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from memoryos_mcp.service.access import TokenTable
 from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.settings import Settings, is_loopback
 from memoryos_mcp.web.app import page_app
-from memoryos_mcp.web.security import PageAccess, loopback_hosts
+from memoryos_mcp.web.security import SECRET_HEADER, PageAccess, loopback_hosts
 
 logger = logging.getLogger(__name__)
 PAGE_FILE = "page.json"
@@ -51,8 +54,9 @@ class MemoryPage:
         """The ASGI app to mount at /ui of the streamable HTTP app (same host and port as MCP)."""
         s = self.settings
         local = is_loopback(s.host)
-        self.access = PageAccess(self.tokens, loopback_hosts(s.port) if local else None)
-        self.url = f"http://{'127.0.0.1' if local else s.host}:{s.port}{MOUNT}"
+        self.access = PageAccess(self.tokens, loopback_hosts(s.port, s.host) if local else None, s.port)
+        host = f"[{s.host}]" if ":" in s.host else s.host
+        self.url = f"http://{'127.0.0.1' if s.host in ('0.0.0.0', '::') else host}:{s.port}{MOUNT}"
         return self._app(MOUNT)
 
     def listen_on_attach(self) -> MemoryPage:
@@ -83,6 +87,8 @@ class MemoryPage:
         self._service = service
         if self._listen:
             self._start_listener()
+        elif self.url is not None:
+            self._write_page_file()  # mounted on the HTTP app: already reachable
 
     def detach(self) -> None:
         if self._server is not None:
@@ -94,12 +100,13 @@ class MemoryPage:
         self._service = None
 
     def address(self, user_id: str) -> str | None:
-        """Where a person opens the page for `user_id`: with the start secret (loopback), or the login form."""
+        """Where a person opens the page for `user_id`: with a fresh single-use ticket (no tokens), or the login
+        form."""
         if self.url is None or self.access is None:
             return None
         if self.access.needs_login:
             return f"{self.url}/login"
-        return f"{self.url}/enter?{urlencode({'secret': self.access.secret, 'user': user_id})}"
+        return f"{self.url}/enter?{urlencode({'ticket': self.access.ticket(), 'user': user_id})}"
 
     # ------------------------------------------------------------------ the loopback listener (stdio)
 
@@ -120,7 +127,7 @@ class MemoryPage:
             )
             return
         port = sock.getsockname()[1]
-        self.access = PageAccess(self.tokens, loopback_hosts(port))
+        self.access = PageAccess(self.tokens, loopback_hosts(port), port)
         self.url = f"http://127.0.0.1:{port}"
         # log_config=None: uvicorn's own config would log access lines to stdout, which is the stdio protocol.
         config = uvicorn.Config(
@@ -140,7 +147,9 @@ class MemoryPage:
 
     def _write_page_file(self) -> None:
         path = self._page_file()
-        record = {"url": self.url, "address": self.address(self.settings.user_id), "pid": os.getpid()}
+        assert self.access is not None
+        secret = None if self.access.needs_login else self.access.secret
+        record = {"url": self.url, "secret": secret, "pid": os.getpid()}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
@@ -159,6 +168,18 @@ class MemoryPage:
                 path.unlink()
 
 
+class HideTickets(logging.Filter):
+    """Access-log lines show `/ui/enter?ticket=…` without the ticket: a log is read by more than the person."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_TICKET.sub("ticket=…", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+_TICKET = re.compile(r"ticket=[^&\s\"]*")
+
+
 def read_page_file(data_dir: Path) -> dict[str, Any] | None:
     """The running server's page record of this data directory, if its process is alive."""
     try:
@@ -173,4 +194,23 @@ def read_page_file(data_dir: Path) -> dict[str, Any] | None:
             return None  # left by a server that was killed
         except PermissionError:
             pass  # alive, another account's
-    return record if isinstance(record.get("address"), str) else None
+    return record if isinstance(record.get("url"), str) else None
+
+
+def address_from_page_file(record: dict[str, Any], user_id: str | None) -> str:
+    """An address into the running server's page (from its page.json): a ticket asked of it with the secret,
+    or its login form when it takes bearer tokens. No user_id: the server's default user."""
+    url, secret = str(record["url"]), record.get("secret")
+    if not isinstance(secret, str):
+        return f"{url}/login"
+    request = urllib.request.Request(f"{url}/ticket", method="POST", headers={SECRET_HEADER: secret})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            ticket = answer.read().decode("ascii").strip()
+    except (OSError, ValueError) as exc:
+        raise StorageError(
+            f"the memory server (pid {record.get('pid')}) did not answer at {url} ({exc}); if it is stuck, stop "
+            "it, then run `memoryos-mcp ui` again"
+        ) from exc
+    query = {"ticket": ticket, **({"user": user_id} if user_id else {})}
+    return f"{url}/enter?{urlencode(query)}"

@@ -1,7 +1,11 @@
 """Who may open the memory page, and the checks every request passes.
 
-Loopback without tokens: a random secret per start; the address carries it once (`/enter?secret=`), it is
-exchanged for a session cookie (HttpOnly, SameSite=Strict) and the browser is sent on to a clean address.
+Loopback without tokens: a random secret per start, known to this process and to page.json (mode 0600) only.
+An address given out (the memory_page tool, `memoryos-mcp ui`) carries a ticket instead (`/enter?ticket=`):
+single use, valid an hour, exchanged for a session cookie (HttpOnly, SameSite=Strict, named for the port:
+browsers share cookies across a host's ports) and the browser is sent on to a clean address — so an address
+in a chat, a log or the browser's history opens nothing once used. `memoryos-mcp ui` gets its ticket from the
+running server with the secret (POST /ticket, the secret in a header, which no other web page can send).
 With an auth_tokens_file: a login form takes a bearer token, and the session shows only that token's users.
 Every request's Host must be this server's when it listens on loopback (a rebound DNS name is refused);
 every change (POST) must come from this page (Origin) and carry the session's CSRF token. Responses never
@@ -18,8 +22,9 @@ from dataclasses import dataclass, field
 
 from memoryos_mcp.service.access import Grant, TokenTable
 
-COOKIE = "memoryos_page"
 SESSION_TTL_S = 8 * 3600
+TICKET_TTL_S = 3600
+SECRET_HEADER = "x-memoryos-page-secret"
 HEADERS = {
     # Nothing is loaded from elsewhere and nothing runs: styles from this server, pictures inline (SVG).
     "Content-Security-Policy": (
@@ -50,11 +55,13 @@ class Session:
 class PageAccess:
     """The start secret or the token table, the sessions, and the request checks."""
 
-    def __init__(self, tokens: TokenTable | None, allowed_hosts: frozenset[str] | None) -> None:
+    def __init__(self, tokens: TokenTable | None, allowed_hosts: frozenset[str] | None, port: int) -> None:
         self.tokens = tokens
         # None: any Host (a bind beyond loopback, where tokens are required anyway)
         self.allowed_hosts = allowed_hosts
+        self.cookie = f"memoryos_page_{port}"
         self.secret = secrets.token_urlsafe(32)
+        self._tickets: dict[str, float] = {}  # ticket -> when it expires
         self._sessions: dict[str, Session] = {}
         self._guard = threading.Lock()
 
@@ -62,9 +69,32 @@ class PageAccess:
     def needs_login(self) -> bool:
         return self.tokens is not None
 
-    def enter(self, given: str) -> str | None:
-        """A new session id for the start secret; None when it is wrong (or tokens are required)."""
-        if self.tokens is not None or not hmac.compare_digest(given.encode(), self.secret.encode()):
+    def secret_ok(self, given: str | None) -> bool:
+        return (
+            self.tokens is None
+            and bool(given)
+            and hmac.compare_digest((given or "").encode(), self.secret.encode())
+        )
+
+    def ticket(self) -> str:
+        """A single-use ticket into the page, valid TICKET_TTL_S (loopback without tokens)."""
+        ticket = secrets.token_urlsafe(32)
+        with self._guard:
+            now = time.time()
+            for stale in [t for t, until in self._tickets.items() if until < now]:
+                del self._tickets[stale]
+            self._tickets[ticket] = now + TICKET_TTL_S
+        return ticket
+
+    def enter(self, ticket: str) -> str | None:
+        """A new session id for a ticket, which is used up; None when it is unknown, used or expired (or tokens
+        are required)."""
+        if self.tokens is not None or not ticket:
+            return None
+        with self._guard:
+            # dict lookup by the ticket: its hash, not a byte-by-byte comparison an attacker could time
+            until = self._tickets.pop(ticket, None)
+        if until is None or until < time.time():
             return None
         return self._open(Grant(name="this machine", users=None))
 
@@ -105,6 +135,7 @@ class PageAccess:
         return bool(given) and hmac.compare_digest(session.csrf.encode(), (given or "").encode())
 
 
-def loopback_hosts(port: int) -> frozenset[str]:
-    """The Host headers a browser sends to this machine's loopback on `port`."""
-    return frozenset(f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]"))
+def loopback_hosts(port: int, bound: str = "127.0.0.1") -> frozenset[str]:
+    """The Host headers a browser sends to this machine's loopback on `port` (and to the address bound)."""
+    names = {"127.0.0.1", "localhost", "[::1]", f"[{bound}]" if ":" in bound else bound.lower()}
+    return frozenset(f"{name}:{port}" for name in names)

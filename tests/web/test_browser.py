@@ -1,5 +1,5 @@
 """The memory page in a real headless Chromium (Debian's chromium and chromium-driver, installed by
-scripts/setup.sh; nothing is downloaded): get in with the start secret, search and read why, correct a fact,
+scripts/setup.sh; nothing is downloaded): get in with the address the tool gives (a single-use ticket), search and read why, correct a fact,
 forget a page through its preview, reload, and check that the tools agree. A failure leaves a screenshot."""
 
 from __future__ import annotations

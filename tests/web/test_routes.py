@@ -6,8 +6,10 @@ import json
 import re
 from typing import Any
 
+import httpx
+
 from memoryos_mcp.service.facade import MemoryService
-from memoryos_mcp.web.security import COOKIE
+from memoryos_mcp.web.security import SECRET_HEADER
 from tests.web.conftest import Browser
 
 SECURE = {
@@ -28,21 +30,43 @@ def assert_guarded(response: Any) -> None:
     assert not [h for h in response.headers if h.lower().startswith("access-control-")]
 
 
-def test_only_the_start_secret_lets_a_browser_in(learned: MemoryService, page_of: Any) -> None:
+def test_only_a_fresh_ticket_lets_a_browser_in(learned: MemoryService, page_of: Any) -> None:
     browser: Browser = page_of(learned)
+    access = browser.page.access
     outsider = browser.get("/")
     assert outsider.status_code == 401 and "Maya" not in outsider.text
     assert_guarded(outsider)
-    wrong = browser.get("/enter", secret="not-the-secret", user="alice")
-    assert wrong.status_code == 403 and COOKIE not in wrong.headers.get("set-cookie", "")
+    for wrong in (
+        {"ticket": "not-a-ticket"},
+        {"ticket": ""},
+        {"secret": access.secret},
+        {"ticket": access.secret},
+    ):
+        refused = browser.get("/enter", user="alice", **wrong)
+        assert refused.status_code == 403 and access.cookie not in refused.headers.get("set-cookie", "")
     assert browser.get("/pages").status_code == 401
     assert browser.get("/export").status_code == 401
 
-    entered = browser.enter()
+    address = browser.page.address("alice")
+    assert address is not None and "ticket=" in address and access.secret not in address
+    entered = browser.client.get(address)
     assert entered.status_code == 200 and 'http-equiv="refresh"' in entered.text  # on to the clean address
     cookie = entered.headers["set-cookie"].lower()
+    assert cookie.startswith(f"{access.cookie}=") and access.cookie.endswith(browser.origin[2].split(":")[1])
     assert "httponly" in cookie and "samesite=strict" in cookie
     assert_guarded(entered)
+    # a ticket opens the page once (an address in a chat, a log or the history is used up)
+    assert httpx.get(address).status_code == 403
+
+    # `memoryos-mcp ui` asks for a ticket with the secret; a web page cannot (a browser sends an Origin)
+    asked = browser.client.post("/ticket", headers={SECRET_HEADER: access.secret})
+    assert (
+        asked.status_code == 200
+        and httpx.get(f"{browser.page.url}/enter?ticket={asked.text}").status_code == 200
+    )
+    assert browser.client.post("/ticket", headers={SECRET_HEADER: "guess"}).status_code == 403
+    from_a_page = {SECRET_HEADER: access.secret, "Origin": "http://attacker.example"}
+    assert browser.client.post("/ticket", headers=from_a_page).status_code == 403
     overview = browser.get("/", user="alice")
     assert overview.status_code == 200 and "Overview" in overview.text and "<svg" in overview.text
     assert "<script" not in overview.text
@@ -75,8 +99,11 @@ def test_a_token_shows_only_its_users(learned: MemoryService, page_of: Any) -> N
     browser: Browser = page_of(learned, tokens=True)
     assert browser.get("/").status_code == 303  # to the login form
     assert (
-        browser.get("/enter", secret=browser.page.access.secret).status_code == 303
-    )  # no secret with tokens
+        browser.get("/enter", ticket=browser.page.access.ticket()).status_code == 303
+    )  # no ticket with tokens
+    assert (
+        browser.client.post("/ticket", headers={SECRET_HEADER: browser.page.access.secret}).status_code == 403
+    )
     assert browser.get("/").status_code == 303
     origin = {"Origin": "/".join(browser.origin)}
     refused = browser.client.post("/login", data={"token": "guess"}, headers=origin)
@@ -99,6 +126,14 @@ def test_a_token_shows_only_its_users(learned: MemoryService, page_of: Any) -> N
     gone = browser.post("/forget", {"user": "bob", "page_id": bobs[0].id})
     assert gone.status_code == 400
     assert [p.id for p in learned.list_memories(user_id="bob").pages or []] == [bobs[0].id]
+    # bob's token, on a server whose default user is alice: the page opens on bob, and never shows alice
+    bob = Browser(browser.page)
+    assert (
+        bob.client.post("/login", data={"token": "bob-token-0123456789"}, headers=origin).status_code == 303
+    )
+    landing = bob.get("/")
+    assert landing.status_code == 200 and "memory of bob" in landing.text and "Maya" not in landing.text
+    assert bob.get("/", user="alice").status_code == 400
 
 
 def test_search_ranks_as_retrieve_does_and_heats_nothing(learned: MemoryService, page_of: Any) -> None:
@@ -183,3 +218,11 @@ def test_a_busy_port_is_a_warning_not_a_failure(learned: MemoryService, page_of:
         assert "is busy" in caplog.text and "MEMORYOS_UI_PORT" in caplog.text
     finally:
         second.detach()
+
+
+def test_the_hosts_a_loopback_page_answers() -> None:
+    from memoryos_mcp.web.security import loopback_hosts
+
+    assert loopback_hosts(8765) == {"127.0.0.1:8765", "localhost:8765", "[::1]:8765"}
+    assert "127.0.0.2:8765" in loopback_hosts(8765, "127.0.0.2")  # the HTTP app bound to another loopback
+    assert "[::1]:8765" in loopback_hosts(8765, "::1") and "evil.example:8765" not in loopback_hosts(8765)

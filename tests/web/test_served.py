@@ -36,12 +36,11 @@ async def test_the_stdio_server_serves_its_page_while_it_runs(tmp_path: Path) ->
         address = found["address"]
         refused = await client.call_tool("memory_page", {"user_id": ".."})
         assert refused.is_error and "user_id" in refused.content[0].text
-        assert address.startswith(f"http://127.0.0.1:{port}/enter?secret=")
+        assert address.startswith(f"http://127.0.0.1:{port}/enter?ticket=")
         record = data_dir / "page.json"
-        assert (
-            stat.S_IMODE(record.stat().st_mode) == 0o600
-            and json.loads(record.read_text())["address"] == address
-        )
+        written = json.loads(record.read_text())
+        assert stat.S_IMODE(record.stat().st_mode) == 0o600
+        assert written["url"] == f"http://127.0.0.1:{port}" and written["secret"] not in address
         # `memoryos-mcp ui` finds the running server's page (it does not open the store itself)
         printed = await asyncio.to_thread(
             subprocess.run,
@@ -51,7 +50,15 @@ async def test_the_stdio_server_serves_its_page_while_it_runs(tmp_path: Path) ->
             text=True,
             timeout=60,
         )
-        assert printed.returncode == 0 and printed.stdout.strip() == address, printed.stderr
+        printed_address = printed.stdout.strip()
+        assert printed.returncode == 0, printed.stderr
+        assert (
+            printed_address.startswith(f"http://127.0.0.1:{port}/enter?ticket=")
+            and printed_address != address
+        )
+        async with httpx.AsyncClient(timeout=30) as other:  # the address `ui` printed opens the page, once
+            assert (await other.get(printed_address)).status_code == 200
+            assert (await other.get(printed_address)).status_code == 403
         async with httpx.AsyncClient(timeout=30) as browser:
             assert (await browser.get(f"http://127.0.0.1:{port}/")).status_code == 401
             await browser.get(address)
@@ -96,6 +103,42 @@ async def test_over_http_the_page_is_at_ui_and_needs_a_token(tmp_path: Path) -> 
         proc.wait(15)
 
 
+async def test_over_http_on_loopback_ui_finds_the_page_and_the_log_keeps_no_ticket(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    command = [*memoryos_command(), "serve", "--transport", "streamable-http", "--port", str(port)]
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*command, "--data-dir", str(data_dir)], env=server_env(), stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        for _ in range(300):
+            if (data_dir / "page.json").exists():
+                break
+            await asyncio.sleep(0.1)
+        printed = await asyncio.to_thread(
+            subprocess.run,
+            [*memoryos_command(), "ui", "--data-dir", str(data_dir)],
+            env=server_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        address = printed.stdout.strip()
+        assert address.startswith(f"http://127.0.0.1:{port}/ui/enter?ticket="), printed.stderr
+        async with httpx.AsyncClient(timeout=30, follow_redirects=True) as browser:
+            assert (await browser.get(address)).status_code == 200
+            overview = await browser.get(f"http://127.0.0.1:{port}/ui/")
+            assert overview.status_code == 200 and "Overview" in overview.text
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    ticket = address.split("ticket=")[1]
+    written = log.read_text()
+    assert "/ui/enter?ticket=…" in written and ticket not in written
+    assert not (data_dir / "page.json").exists()
+
+
 def test_ui_serves_the_store_itself_when_no_server_holds_it(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "data", free_port()
     history = tmp_path / "h.jsonl"
@@ -117,8 +160,8 @@ def test_ui_serves_the_store_itself_when_no_server_holds_it(tmp_path: Path) -> N
     try:
         assert proc.stdout is not None
         address = proc.stdout.readline().strip()
-        assert address.startswith(f"http://127.0.0.1:{port}/enter?secret=") and "user=me" in address
-        assert json.loads((data_dir / "page.json").read_text())["address"] == address
+        assert address.startswith(f"http://127.0.0.1:{port}/enter?ticket=") and "user=me" in address
+        assert json.loads((data_dir / "page.json").read_text())["url"] == f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as browser:
             browser.get(address)
             assert "I keep bees on the roof" in browser.get("/pages", params={"user": "me"}).text
