@@ -202,8 +202,8 @@ def common_tools(mcp: MCPServer, slot: ServiceSlot, callers: Callers, page: Page
         address = None if page is None else page.address(uid)
         if address is None:
             raise ToolError(
-                "the memory page is not served by this server (started with --no-ui or ui = false, or its port "
-                "was busy: see the server log); `memoryos-mcp ui` serves it while the server is stopped"
+                "the memory page is not served by this server (started with --no-ui or ui = false, or no loopback "
+                "port could be bound: see the server log); `memoryos-mcp ui` serves it while the server is stopped"
             )
         return answer(MemoryPageResult(user_id=uid, address=address), texts.page_address)
 

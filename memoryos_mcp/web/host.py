@@ -4,7 +4,8 @@ stdio: a loopback listener (127.0.0.1:ui_port) in a thread beside the stdio loop
 MCP server's lifespan. Streamable HTTP: the same app mounted at /ui of the MCP app, on its port. Either way the
 page's root and its start secret go to <data_dir>/page.json (mode 0600, removed at exit), from which
 `memoryos-mcp ui` gets a ticket into the running server's page.
-A busy port is a warning on stderr, never a failed server: memory works without its page.
+A busy ui_port is a warning on stderr and the page takes any free port (its address is found the same ways);
+never a failed server: memory works without its page.
 """
 
 from __future__ import annotations
@@ -113,17 +114,22 @@ class MemoryPage:
     def _start_listener(self) -> None:
         import uvicorn
 
-        port = self.settings.ui_port
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError as exc:
-            sock.close()
+        wanted = self.settings.ui_port
+        sock = _bound(wanted)
+        if sock is None and wanted:  # e.g. a second client's server on the same machine: any free port
+            sock = _bound(0)
+            if sock is not None:
+                logger.warning(
+                    "127.0.0.1:%d is busy: the memory page is at http://127.0.0.1:%d instead (the memory_page "
+                    "tool and `memoryos-mcp ui` give its address; ui_port / MEMORYOS_UI_PORT picks another)",
+                    wanted,
+                    sock.getsockname()[1],
+                )
+        if sock is None:
             logger.warning(
-                "memory page not served: 127.0.0.1:%d is busy (%s). Memory works as before; to see it, set "
-                "ui_port (MEMORYOS_UI_PORT) to a free port, or turn the page off with --no-ui",
-                port,
-                exc.strerror,
+                "memory page not served: no port on 127.0.0.1 could be bound (tried %d). Memory works as before; "
+                "to see it, set ui_port (MEMORYOS_UI_PORT) to a free port, or turn the page off with --no-ui",
+                wanted,
             )
             return
         port = sock.getsockname()[1]
@@ -178,6 +184,16 @@ class HideTickets(logging.Filter):
 
 
 _TICKET = re.compile(r"ticket=[^&\s\"]*")
+
+
+def _bound(port: int) -> socket.socket | None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
 
 def read_page_file(data_dir: Path) -> dict[str, Any] | None:

@@ -206,7 +206,9 @@ def test_every_action_is_the_tools(learned: MemoryService, page_of: Any) -> None
     assert learned.stats().mid_term_pages == 0 and not learned.list_memories().pages
 
 
-def test_a_busy_port_is_a_warning_not_a_failure(learned: MemoryService, page_of: Any, caplog: Any) -> None:
+def test_a_busy_port_is_a_warning_and_the_page_takes_another(
+    learned: MemoryService, page_of: Any, caplog: Any
+) -> None:
     browser: Browser = page_of(learned)
     from memoryos_mcp.web.host import MemoryPage
 
@@ -214,8 +216,10 @@ def test_a_busy_port_is_a_warning_not_a_failure(learned: MemoryService, page_of:
     second = MemoryPage(learned.settings.model_copy(update={"ui_port": port})).listen_on_attach()
     second.attach(lambda: learned)
     try:
-        assert second.address("alice") is None
-        assert "is busy" in caplog.text and "MEMORYOS_UI_PORT" in caplog.text
+        address = second.address("alice")
+        assert address is not None and f":{port}/" not in address  # another port, found the same ways
+        assert f"127.0.0.1:{port} is busy" in caplog.text and "MEMORYOS_UI_PORT" in caplog.text
+        assert httpx.get(address).status_code == 200
     finally:
         second.detach()
 
