@@ -24,7 +24,7 @@ from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.models import Fact, Page, Segment
 from memoryos_mcp.core.pipeline import MemoryParams, centroid
 from memoryos_mcp.core.protocols import ChainHead, Change, Embedder, LLMUsage, MemoryAnalyzer, MemoryStore
-from memoryos_mcp.core.state import UserState, copy_segment
+from memoryos_mcp.core.state import ArchiveCatalog, UserState, copy_segment
 from memoryos_mcp.core.text import exchange_text, extract_keywords, extractive_summary, topic_text
 
 logger = logging.getLogger(__name__)
@@ -133,10 +133,16 @@ class Control:
             found.extend((p, "short_term") for p in stm if wanted(p))
         if tier != "short_term":
             found.extend((p, "mid_term") for p in indexed if p.id not in stm_ids and wanted(p))
-            archived = self._archived(state.user_id)
-            if archived:  # out of the index: read from the store (their number grows only by archiving)
-                pages = self.store.pages_of_segments(state.user_id, list(archived))
-                found.extend((p, "mid_term") for p in pages if p.id not in stm_ids and wanted(p))
+            # archived pages are out of the index: their keys (one read, kept), then only the pages shown
+            shown: list[str] = []
+            for key in self.archive(state).keys:
+                if key[2] not in stm_ids and (window is None or window[0] <= key[0] <= window[1]):
+                    if below is None or key < below:
+                        shown.append(key[2])
+                        if len(shown) > limit:
+                            break
+            if shown:
+                found.extend((p, "mid_term") for p in self.store.get_mtm_pages(state.user_id, shown))
         found.sort(key=lambda item: page_key(item[0]), reverse=True)
         more = len(found) > limit
         found = found[:limit]
@@ -146,8 +152,23 @@ class Control:
         """Active segments (cached, with current visits) and archived ones, newest first."""
         with state.lock:
             active = dict(state.segments)
-        archived = self._archived(state.user_id).values()
+        archived = self.archive(state).segments.values()
         return sorted([*active.values(), *archived], key=lambda s: (s.created_at, s.id), reverse=True)
+
+    def archive(self, state: UserState) -> ArchiveCatalog:
+        """The user's archived segments and their pages' keys: cached on the state, read when not there."""
+        with state.lock:
+            found, seq = state.archive, state.seq
+        if found is not None:
+            return found
+        segments = self._archived(state.user_id)
+        pages = self.store.pages_of_segments(state.user_id, list(segments)) if segments else []
+        catalog = ArchiveCatalog(segments, sorted((page_key(p) for p in pages), reverse=True))
+        with state.lock:
+            if state.seq == seq:  # nothing changed while it was read: keep it
+                state.archive = catalog
+                state.measure()
+        return catalog
 
     # ------------------------------------------------------------------ forgetting
 
@@ -266,6 +287,7 @@ class Control:
                 for kind, items in state.facts.items()
             }
             state.mid_term_pages, state.archived_segments = change.mid_term_pages, change.archived_segments
+            state.archive = None  # archived pages or segments may be gone
             state.seq = change.seq
             state.measure()
         return report, change

@@ -52,6 +52,20 @@ def is_current(state: UserState, version: Version) -> bool:
 
 
 @dataclass
+class ArchiveCatalog:
+    """A user's archived segments and the keys of their pages (date, time stored, id), newest first: read from
+    the store once, kept while nothing archived changes. Listings page through it and read only the pages they
+    show, so a long history costs a scan of keys, not a read of every archived page."""
+
+    segments: dict[str, Segment]
+    keys: list[tuple[float, int, str]]
+
+    @property
+    def nbytes(self) -> int:
+        return 120 * len(self.keys) + sum(500 + len(s.summary) for s in self.segments.values())
+
+
+@dataclass
 class UserState:
     """One user's short-term pages, active segments, chain head, persona and page index."""
 
@@ -68,6 +82,9 @@ class UserState:
     in_both_tiers: set[str] = field(default_factory=set)  # STM pages an interrupted move left in MTM too
     snapshot_seq: int = -1  # the seq of the newest index snapshot saved or loaded; -1: none
     epoch: str = ""  # Version.epoch this state belongs to
+    # Archived segments and their pages' keys, once read; None: not read, or changed since (any change that
+    # archives, or removes pages or segments, drops it)
+    archive: ArchiveCatalog | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     nbytes: int = 0
 
@@ -79,7 +96,8 @@ class UserState:
         )
         pages = sum(vector + 700 + len(p.user_input) + len(p.agent_response) for p in self.stm)
         facts = sum(vector + 300 + len(f.text) for kind in self.facts.values() for f in kind)
-        self.nbytes = self.index.nbytes + segments + pages + facts + 2000
+        archive = self.archive.nbytes if self.archive is not None else 0
+        self.nbytes = self.index.nbytes + segments + pages + facts + archive + 2000
         return self.nbytes
 
     def adopt(self, draft: Draft, change: Change) -> None:
@@ -100,6 +118,8 @@ class UserState:
             self.in_both_tiers -= draft.stm_deleted
             self.index.mark_analyzed(draft.analyzed)
             self.index.remove_segments([s.id for s in draft.archived])
+            if change.segments_removed or change.pages_removed:
+                self.archive = None
             self.index.add([p for p in draft.to_mid_term if p.segment_id in self.segments])
             self.seq = change.seq
             self.epoch = change.epoch
@@ -284,6 +304,8 @@ class StateLoader:
         self._read_bounded(state)
         added: dict[str, None] = {}
         for change in changes:
+            if change.segments_removed or change.pages_removed:
+                state.archive = None
             for pid in change.pages_removed:
                 added.pop(pid, None)
             state.index.remove(change.pages_removed)

@@ -183,6 +183,56 @@ def test_list_pages_newest_first_in_pages_with_a_cursor(service: MemoryService) 
     assert facts.facts == [] and facts.profile is not None
 
 
+def test_a_long_archived_history_lists_from_its_keys_read_once(
+    settings: Settings, store: ChromaStore, embedder: HashEmbedder
+) -> None:
+    """Archived pages are out of the index: listings page through their keys, read from the store once and
+    kept until something archived changes (archiving, forgetting), and read only the pages they show."""
+    tight = settings.model_copy(
+        update={"mtm_capacity": 2, "theta": 1.99, "stm_capacity": 2, "stm_evict_batch": 1}
+    )
+    service = MemoryService(tight, store, embedder, LocalAnalyzer(tight.chain_threshold))
+    ids = _fill(service, 30)
+    assert service.stats().archived_segments > 10
+    reads: list[int] = []
+    whole = store.pages_of_segments
+
+    def counted(user_id: str, segment_ids: list[str]) -> Any:
+        reads.append(len(segment_ids))
+        return whole(user_id, segment_ids)
+
+    store.pages_of_segments = counted  # type: ignore[method-assign]
+
+    def listing(svc: MemoryService, **options: Any) -> list[str]:
+        seen, cursor = [], None
+        while True:
+            listed = svc.list_memories(limit=4, cursor=cursor, **options)
+            seen += [p.id for p in listed.pages or []]
+            cursor = listed.next_cursor
+            if cursor is None:
+                return seen
+
+    assert listing(service) == [ids[i] for i in reversed(range(30))]  # every page once, newest first
+    assert len(reads) == 1  # the archived pages' keys: one read for eight listings
+    window = listing(service, since="2024-05-02", until="2024-05-03")
+    assert window == [ids[i] for i in (8, 7, 6, 5, 4, 3)] and len(reads) == 1
+    segments = service.list_memories(kind="segments", limit=200).segments or []
+    assert sum(s.archived for s in segments) == service.stats().archived_segments and len(reads) == 1
+    # forgetting an archived page: gone from the listing (the keys are read again)
+    service.forget_memory(page_ids=[ids[3]])
+    before = len(reads)
+    assert listing(service) == [ids[i] for i in reversed(range(30)) if i != 3] and len(reads) == before + 1
+    # new pages archive older segments: they appear (read again), and another reader agrees
+    more = _fill(service, 3)
+    fresh = MemoryService(tight, store, embedder, LocalAnalyzer(tight.chain_threshold))  # nothing cached
+    cached = listing(service)
+    assert cached == listing(fresh) and len(cached) == 32
+    assert set(cached) == set(more.values()) | {ids[i] for i in range(30) if i != 3}
+    # a replica forgets an archived page: this process's cached keys follow its change log
+    fresh.forget_memory(page_ids=[ids[5]])
+    assert ids[5] not in listing(service) and len(listing(service)) == 31
+
+
 def test_list_rejects_a_foreign_cursor_and_bad_choices(service: MemoryService) -> None:
     _fill(service, 12)
     cursor = service.list_memories(limit=2).next_cursor
