@@ -225,7 +225,7 @@ class PageApp:
         # A page that moves on by itself rather than a redirect: the SameSite=Strict cookie then travels
         # with the next request even when the address was opened from another site.
         response = HTMLResponse(views.moving_on(target, self.base))
-        self._set_cookie(response, session_id)
+        self._set_cookie(request, response, session_id)
         return response
 
     async def login(self, request: Request) -> Response:
@@ -240,13 +240,16 @@ class PageApp:
         if session_id is None:
             return HTMLResponse(views.login_form(self.base, "That token is not known to this server."), 401)
         response = RedirectResponse(f"{self.base}/", 303)
-        self._set_cookie(response, session_id)
+        self._set_cookie(request, response, session_id)
         return response
 
-    def _set_cookie(self, response: Response, session_id: str) -> None:
+    def _set_cookie(self, request: Request, response: Response, session_id: str) -> None:
+        # Secure when the browser came over TLS (a reverse proxy in front, its X-Forwarded-Proto trusted by
+        # uvicorn from loopback): the cookie then never travels in clear
         response.set_cookie(
             self.access.cookie,
             session_id,
+            secure=request.url.scheme == "https",
             max_age=SESSION_TTL_S,
             path=self.base or "/",
             httponly=True,

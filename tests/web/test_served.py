@@ -98,6 +98,13 @@ async def test_over_http_the_page_is_at_ui_and_needs_a_token(tmp_path: Path) -> 
             overview = await browser.get(f"{base}/ui/")
             assert overview.status_code == 200 and "memory of alice" in overview.text
             assert (await browser.get(f"{base}/ui/", params={"user": "bob"})).status_code == 400
+            assert "secure" not in ok.headers["set-cookie"].lower()
+            # behind a TLS proxy on this machine (X-Forwarded-Proto from loopback): the cookie is Secure
+            tls = {"Origin": f"https://127.0.0.1:{port}", "X-Forwarded-Proto": "https"}
+            proxied = await browser.post(
+                f"{base}/ui/login", data={"token": "alice-secret-token-1"}, headers=tls
+            )
+            assert proxied.status_code == 303 and "secure" in proxied.headers["set-cookie"].lower()
     finally:
         proc.terminate()
         proc.wait(15)
