@@ -161,7 +161,7 @@ class Control:
             found, seq = state.archive, state.seq
         if found is not None:
             return found
-        segments = self._archived(state.user_id)
+        segments = {sid: replace(s, embedding=None) for sid, s in self._archived(state.user_id).items()}
         pages = self.store.pages_of_segments(state.user_id, list(segments)) if segments else []
         catalog = ArchiveCatalog(segments, sorted((page_key(p) for p in pages), reverse=True))
         with state.lock:
@@ -187,7 +187,7 @@ class Control:
         uid = state.user_id
         report = ForgetReport(dry_run=dry_run)
         archived = functools.cache(lambda: self._archived(uid))  # read once, and only if needed
-        stm_targets, mtm_targets = self._targets(state, page_ids, before, report, archived)
+        stm_targets, mtm_targets = self._targets(state, page_ids, before, report)
         forgotten = stm_targets | set(mtm_targets)
 
         # Segments that lost pages: recomputed from what they keep, or removed.
@@ -302,7 +302,6 @@ class Control:
         page_ids: Sequence[str],
         before: float | None,
         report: ForgetReport,
-        archived: Callable[[], dict[str, Segment]],
     ) -> tuple[set[str], dict[str, Page]]:
         """The short-term ids and the mid-term pages to forget. Ids of other users are unknown here."""
         uid = state.user_id
@@ -322,10 +321,10 @@ class Control:
             stm_targets |= {p.id for p in state.stm if epoch_seconds(p.timestamp) < before}
             for pid in state.index.ids_dated_before(before):
                 mtm_targets.setdefault(pid, state.index.get(pid))  # type: ignore[arg-type]
-        if before is not None and archived():
-            for page in self.store.pages_of_segments(uid, list(archived())):
-                if epoch_seconds(page.timestamp) < before:
-                    mtm_targets.setdefault(page.id, page)
+        if before is not None:  # archived pages by their keys, then only those dated earlier are read
+            dated = [k[2] for k in self.archive(state).keys if -math.inf < k[0] < before]
+            for page in self.store.get_mtm_pages(uid, dated):
+                mtm_targets.setdefault(page.id, page)
         if elsewhere:
             found = self.store.find_pages(uid, elsewhere)  # only this user's pages are found
             for page in self.store.get_mtm_pages(uid, [p for p, tier in found.items() if tier == "mid_term"]):

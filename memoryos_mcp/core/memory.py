@@ -374,7 +374,10 @@ class MemoryOS:
     def list_pages(
         self, user_id: str, tier: Tier, window: tuple[float, float] | None, limit: int, below: PageKey | None
     ) -> PageListing:
-        return self.control.list_pages(self.states.fresh(user_id), tier, window, limit, below)
+        state = self.states.fresh(user_id)
+        listing = self.control.list_pages(state, tier, window, limit, below)
+        self.states.account(state)  # it may now hold the archive's keys: within index_cache_mb
+        return listing
 
     def segment_pages(self, user_id: str, segment_id: str) -> list[Page]:
         """The pages of one of the user's segments (active or archived), oldest first."""
@@ -410,7 +413,10 @@ class MemoryOS:
         return dict(sorted(counts.items()))
 
     def all_segments(self, user_id: str) -> list[Segment]:
-        return self.control.all_segments(self.states.fresh(user_id))
+        state = self.states.fresh(user_id)
+        segments = self.control.all_segments(state)
+        self.states.account(state)  # it may now hold the archive's keys: within index_cache_mb
+        return segments
 
     def forget(
         self,

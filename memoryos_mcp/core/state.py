@@ -62,7 +62,9 @@ class ArchiveCatalog:
 
     @property
     def nbytes(self) -> int:
-        return 120 * len(self.keys) + sum(500 + len(s.summary) for s in self.segments.values())
+        # a key tuple with its float, int and id string ~220 bytes; a segment (no embedding kept) ~700 + text
+        segments = sum(700 + len(s.summary) + 60 * len(s.keyword_counts) for s in self.segments.values())
+        return 220 * len(self.keys) + segments
 
 
 @dataclass

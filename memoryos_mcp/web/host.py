@@ -187,9 +187,12 @@ _TICKET = re.compile(r"ticket=[^&\s\"]*")
 
 
 def _bound(port: int) -> socket.socket | None:
+    """A listening socket on 127.0.0.1:port (0: any free port), or None when it is taken. Listening from here,
+    not from uvicorn's thread: the address is handed out at once, and the kernel queues whoever comes first."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.bind(("127.0.0.1", port))
+        sock.listen(128)
     except OSError:
         sock.close()
         return None

@@ -202,6 +202,14 @@ def test_a_long_archived_history_lists_from_its_keys_read_once(
         return whole(user_id, segment_ids)
 
     store.pages_of_segments = counted  # type: ignore[method-assign]
+    asked: list[int] = []
+    by_id = store.get_mtm_pages
+
+    def counted_ids(user_id: str, page_ids: list[str]) -> Any:
+        asked.append(len(page_ids))
+        return by_id(user_id, page_ids)
+
+    store.get_mtm_pages = counted_ids  # type: ignore[method-assign]
 
     def listing(svc: MemoryService, **options: Any) -> list[str]:
         seen, cursor = [], None
@@ -214,6 +222,7 @@ def test_a_long_archived_history_lists_from_its_keys_read_once(
 
     assert listing(service) == [ids[i] for i in reversed(range(30))]  # every page once, newest first
     assert len(reads) == 1  # the archived pages' keys: one read for eight listings
+    assert asked and max(asked) <= 5  # then only the pages each listing shows (limit 4, and one to know more)
     window = listing(service, since="2024-05-02", until="2024-05-03")
     assert window == [ids[i] for i in (8, 7, 6, 5, 4, 3)] and len(reads) == 1
     segments = service.list_memories(kind="segments", limit=200).segments or []
@@ -231,6 +240,15 @@ def test_a_long_archived_history_lists_from_its_keys_read_once(
     # a replica forgets an archived page: this process's cached keys follow its change log
     fresh.forget_memory(page_ids=[ids[5]])
     assert ids[5] not in listing(service) and len(listing(service)) == 31
+    # forgetting everything dated before 2024-05-03, archived pages included: only those pages are read
+    asked.clear()
+    archived_now, k = service.stats().archived_segments, len(reads)
+    gone = service.forget_memory(before="2024-05-03")
+    assert max(asked) <= gone.pages_removed  # the archived pages it forgets, not every archived page
+    assert max(reads[k:], default=0) < archived_now  # only the segments it touches are read whole
+    left = listing(fresh)
+    assert left == listing(service) and len(left) == 31 - gone.pages_removed and gone.pages_removed == 7
+    assert all(p.timestamp >= "2024-05-03" for p in service.list_memories(limit=200).pages or [])
 
 
 def test_list_rejects_a_foreign_cursor_and_bad_choices(service: MemoryService) -> None:
