@@ -344,6 +344,9 @@ class Control:
         keywords: Counter[str] = Counter(word for text in texts for word in extract_keywords(text, limit=8))
         segment.summary, segment.keyword_counts, segment.page_count = summary, dict(keywords), len(kept)
         segment.add_keywords([])  # clears the cached K_segment
+        # L_interaction counts the pages added since the last promotion (those it has not analysed): forgotten
+        # pages no longer heat the segment towards the next one
+        segment.l_interaction = min(segment.l_interaction, sum(1 for p in kept if not p.analyzed))
         analyzer = self.analyzer()
         if analyzer.writes_summaries:
             try:  # the LLM rewrites the summary from the kept pages' extract (never from the old summary)

@@ -319,6 +319,8 @@ def test_forget_before_a_date_and_emptied_segments_go(service: MemoryService) ->
     segments = service.list_memories(kind="segments", limit=200).segments or []
     assert all(s.page_count > 0 for s in segments)
     assert sum(s.page_count for s in segments) == service.stats().mid_term_pages
+    # forgotten pages no longer heat their segment: L_interaction counts only kept pages (none analysed here)
+    assert all(s.l_interaction <= s.page_count for s in segments)
     assert (
         len(service.retrieve_memory("garden tomatoes", top_k=50, top_m=50).mid_term)
         + len(service.retrieve_memory("x").short_term)
