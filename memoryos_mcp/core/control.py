@@ -163,7 +163,8 @@ class Control:
             return found
         segments = {sid: replace(s, embedding=None) for sid, s in self._archived(state.user_id).items()}
         pages = self.store.pages_of_segments(state.user_id, list(segments)) if segments else []
-        catalog = ArchiveCatalog(segments, sorted((page_key(p) for p in pages), reverse=True))
+        days = Counter(p.timestamp[:10] for p in pages)
+        catalog = ArchiveCatalog(segments, sorted((page_key(p) for p in pages), reverse=True), dict(days))
         with state.lock:
             if state.seq == seq:  # nothing changed while it was read: keep it
                 state.archive = catalog

@@ -403,13 +403,17 @@ class MemoryOS:
         return sorted(found, key=lambda item: page_key(item[0]), reverse=True)
 
     def day_counts(self, user_id: str) -> dict[str, int]:
-        """Pages per day of short-term memory and the active segments (what retrieval searches)."""
+        """Pages per day of every tier: short-term, the active segments and the archived ones."""
         state = self.states.fresh(user_id)
+        archived = self.control.archive(state).days
         with state.lock:
             counts = dict(state.index.day_counts())
             for page in state.stm:
                 day = page.timestamp[:10]
                 counts[day] = counts.get(day, 0) + 1
+        for day, n in archived.items():
+            counts[day] = counts.get(day, 0) + n
+        self.states.account(state)
         return dict(sorted(counts.items()))
 
     def all_segments(self, user_id: str) -> list[Segment]:

@@ -59,12 +59,13 @@ class ArchiveCatalog:
 
     segments: dict[str, Segment]
     keys: list[tuple[float, int, str]]
+    days: dict[str, int]  # archived pages per day (the date as written, YYYY-MM-DD), for the timeline
 
     @property
     def nbytes(self) -> int:
         # a key tuple with its float, int and id string ~220 bytes; a segment (no embedding kept) ~700 + text
         segments = sum(700 + len(s.summary) + 60 * len(s.keyword_counts) for s in self.segments.values())
-        return 220 * len(self.keys) + segments
+        return 220 * len(self.keys) + 100 * len(self.days) + segments
 
 
 @dataclass

@@ -352,7 +352,7 @@ class MemoryService:
         return result
 
     def timeline(self, user_id: str | None = None) -> dict[str, int]:
-        """Pages per day (short-term and active segments): the memory page's picture of time."""
+        """Pages per day, every tier (archived segments too): the memory page's picture of time."""
         uid = self.user(user_id)
         return self.run(uid, "timeline", lambda: self.memory.day_counts(uid))
 

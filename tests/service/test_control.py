@@ -223,6 +223,7 @@ def test_a_long_archived_history_lists_from_its_keys_read_once(
     assert listing(service) == [ids[i] for i in reversed(range(30))]  # every page once, newest first
     assert len(reads) == 1  # the archived pages' keys: one read for eight listings
     assert asked and max(asked) <= 5  # then only the pages each listing shows (limit 4, and one to know more)
+    assert sum(service.timeline().values()) == 30 and len(reads) == 1  # pages per day, archived ones too
     window = listing(service, since="2024-05-02", until="2024-05-03")
     assert window == [ids[i] for i in (8, 7, 6, 5, 4, 3)] and len(reads) == 1
     segments = service.list_memories(kind="segments", limit=200).segments or []
