@@ -7,8 +7,9 @@ Works on a copy of the data dir (the kept import stays as it was). An import is 
 user has no facts: the copy is given `--facts` facts (default 150, each learned from three of the user's
 pages, embedded like promoted ones) so that the facts view has something to show. The page is then served as
 a stdio server serves it (a loopback listener in a thread of the process that holds the store), entered with
-its start secret, and each view is fetched over real HTTP `--rounds` times (a warm-up first): the overview
-(counts, every segment's heat, pages per day), the newest pages, a search (each query of the synthetic
+the address the memory_page tool gives (a single-use ticket), and each view is fetched over real HTTP
+`--rounds` times (a warm-up first): the overview (counts, every segment's heat, pages per day), the newest
+pages, a search (each query of the synthetic
 benchmark and user turns of the history: ranked as retrieve_memory ranks, without recording visits, every
 result explained) and the facts. retrieve_memory is timed in-process on the same queries, as the tool runs
 it, for the issue's comparison (search ≤ retrieve + 30 ms). Targets: p95 ≤ 150 ms for every view.

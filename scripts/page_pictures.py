@@ -63,7 +63,7 @@ def main() -> int:
         browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
         try:
             assert server.stdout is not None
-            browser.get(server.stdout.readline().strip())  # the address `ui` prints, with its start secret
+            browser.get(server.stdout.readline().strip())  # the address `ui` prints, with a single-use ticket
             time.sleep(1)
             browser.save_screenshot(str(args.out / "memory-page-overview.png"))
             browser.get(

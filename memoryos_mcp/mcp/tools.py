@@ -193,7 +193,8 @@ def ask_before_forgetting_all(
 def common_tools(mcp: MCPServer, slot: ServiceSlot, callers: Callers, page: PageHost | None = None) -> None:
     """The tools both dialects share, the status resource and the memory_context prompt."""
 
-    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False))
+    # not idempotent: every call gives a new single-use address
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False, open_world_hint=False))
     def memory_page(user_id: UserId = None) -> Annotated[CallToolResult, MemoryPageResult]:
         """The address of the memory page, where the person sees and curates what is remembered about them
         (pages, segments and their heat, facts and where they came from; correct, forget, export). Give it to

@@ -168,6 +168,14 @@ def grant_from_claims(name: str, claims: Mapping[str, Any] | None, subject: str 
     return Grant(name=name, users=frozenset([subject]) if subject else frozenset())
 
 
+def users_for(grant: Grant | None, allowed: frozenset[str] | None) -> frozenset[str] | None:
+    """The users a caller may act for: its credential's, narrowed by allowed_users; None: any."""
+    users = grant.users if grant is not None else None
+    if allowed is not None:
+        users = allowed if users is None else users & allowed
+    return users
+
+
 def resolve_user(
     requested: str | None, *, default: str, grant: Grant | None, allowed: frozenset[str] | None
 ) -> str:
@@ -187,9 +195,7 @@ def resolve_user(
         if allowed is not None and uid not in allowed:
             raise InvalidInputError(f"user_id {quote(uid)} is not among this server's allowed_users")
         return uid
-    users = grant.users if grant is not None else None
-    if allowed is not None:
-        users = allowed if users is None else users & allowed
+    users = users_for(grant, allowed)
     if users is None or default in users:
         return default
     if len(users) == 1:

@@ -22,10 +22,17 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memoryos_mcp.core.errors import InvalidInputError, MemoryOSError
-from memoryos_mcp.service.access import resolve_user
+from memoryos_mcp.service.access import resolve_user, users_for
 from memoryos_mcp.service.export import export_users
 from memoryos_mcp.service.facade import MemoryService
-from memoryos_mcp.service.schemas import ListedSegmentOut
+from memoryos_mcp.service.schemas import (
+    ForgetMemoryResult,
+    ListedFactOut,
+    ListedSegmentOut,
+    ListMemoriesResult,
+    PageOut,
+    RetrieveMemoryResult,
+)
 from memoryos_mcp.service.validation import MAX_TOKENS_CAP
 from memoryos_mcp.web import views
 from memoryos_mcp.web.security import HEADERS, SECRET_HEADER, SESSION_TTL_S, PageAccess, Session
@@ -38,6 +45,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 DONE = {
     "fact": "The fact was saved as you wrote it; promotions will not change it.",
     "profile": "The profile entry was saved.",
+    "profile-replaced": "The profile entry was saved in place of the value it had.",
+    "select": "Select pages first (tick them in the list), or choose a date or everything below.",
+    "confirm": "The user id you typed did not match: nothing was forgotten.",
+    "nothing": "Nothing was forgotten: those pages or facts were already gone.",
     "profile-removed": "The profile entry was removed.",
     "forgot": "Forgotten: {pages} page(s) and {facts} fact(s), with what was learned only from them.",
 }
@@ -108,7 +119,11 @@ class PageApp:
         routes += [Route(p, h, methods=["GET", "POST"]) for p, h in open_.items()]
         routes += [Route(p, self._viewing(h), methods=["GET"]) for p, h in viewing.items()]
         routes += [Route(p, self._changing(h), methods=["POST"]) for p, h in changing.items()]
-        return Guard(Starlette(routes=routes), self.access)
+
+        async def not_found(request: Request, exc: Exception) -> Response:
+            return self._plain(404, "Not found", "There is no such view of the memory page.", home=True)
+
+        return Guard(Starlette(routes=routes, exception_handlers={404: not_found}), self.access)
 
     # ------------------------------------------------------------------ sessions and errors
 
@@ -125,8 +140,8 @@ class PageApp:
             "`memoryos-mcp ui`, and open the address it gives: it lets this browser in once.",
         )
 
-    def _plain(self, status: int, title: str, message: str) -> Response:
-        return HTMLResponse(views.plain(title, message, self.base), status)
+    def _plain(self, status: int, title: str, message: str, home: bool = False) -> Response:
+        return HTMLResponse(views.plain(title, message, self.base, home), status)
 
     def _user(self, session: Session, requested: str | None) -> str:
         users = self._users(session)
@@ -138,9 +153,7 @@ class PageApp:
 
     def _users(self, session: Session) -> Sequence[str] | None:
         """The users this session may switch between; None: any (the page offers a field to name one)."""
-        users = session.grant.users
-        if self.allowed is not None:
-            users = self.allowed if users is None else users & self.allowed
+        users = users_for(session.grant, self.allowed)
         return None if users is None else sorted(users)
 
     def _viewing(self, handler: Callable[[Request, views.View], Awaitable[Response]]) -> Handler:
@@ -185,9 +198,9 @@ class PageApp:
 
     def _failed(self, exc: MemoryOSError) -> Response:
         if isinstance(exc, InvalidInputError):
-            return self._plain(400, "Not possible", str(exc))
+            return self._plain(400, "Not possible", str(exc), home=True)
         logger.warning("memory page: %s", exc)
-        return self._plain(500, "The memory store failed", str(exc))
+        return self._plain(500, "The memory store failed", str(exc), home=True)
 
     async def _call(self, fn: Callable[[MemoryService], T]) -> T:
         # Service calls block (Chroma, the embedding model): off the event loop, like the tools.
@@ -279,24 +292,36 @@ class PageApp:
             )
         query = (q.get("q") or "").strip()
         if query:
-            found = await self._call(
-                lambda s: s.retrieve_memory(
-                    query,
-                    v.user,
-                    include_short_term=False,
-                    since=since,
-                    until=until,
-                    max_tokens=MAX_TOKENS_CAP,  # the whole pages: a person reads them
-                    explain=True,
-                    record_visits=False,  # looking is not recalling: no segment gets hotter
-                )
-            )
-            return HTMLResponse(views.search(v, query, found, since or "", until or ""))
+
+            def look(s: MemoryService) -> tuple[RetrieveMemoryResult | None, list[PageOut]]:
+                ranked = None
+                if tier != "short_term":
+                    ranked = s.retrieve_memory(
+                        query,
+                        v.user,
+                        include_short_term=False,
+                        since=since,
+                        until=until,
+                        max_tokens=MAX_TOKENS_CAP,  # the whole pages: a person reads them
+                        explain=True,
+                        record_visits=False,  # looking is not recalling: no segment gets hotter
+                    )
+                recent: list[PageOut] = []
+                if tier != "mid_term":  # retrieve_memory returns these whole; the page shows those that match
+                    newest = s.list_memories(v.user, "pages", "short_term", since, until, 200)
+                    recent = [p for p in newest.pages or [] if views.shares_a_word(query, p)]
+                return ranked, recent
+
+            ranked, recent = await self._call(look)
+            return HTMLResponse(views.search(v, query, ranked, recent, tier, since or "", until or ""))
         listing = await self._call(
             lambda s: s.list_memories(v.user, "pages", tier, since, until, 50, q.get("cursor") or None)
         )
+        newer = bool(q.get("cursor"))
         return HTMLResponse(
-            views.pages(v, listing, tier, since or "", until or "", listing.next_cursor, _notice(request))
+            views.pages(
+                v, listing, tier, since or "", until or "", listing.next_cursor, _notice(request), newer
+            )
         )
 
     async def segments(self, request: Request, v: views.View) -> Response:
@@ -308,24 +333,20 @@ class PageApp:
         cursor = request.query_params.get("cursor") or None
 
         def read(s: MemoryService) -> tuple[ListedSegmentOut | None, Any]:
-            listing = s.list_memories(v.user, segment_id=segment_id, limit=50, cursor=cursor)
             info = next((x for x in _all_segments(s, v.user) if x.id == segment_id), None)
-            return info, listing
+            if info is None:
+                return None, None
+            return info, s.list_memories(v.user, segment_id=segment_id, limit=50, cursor=cursor)
 
         info, listing = await self._call(read)
+        if info is None:
+            return self._plain(
+                404, "No such segment", "This user has no segment with that id (forgotten?).", home=True
+            )
         return HTMLResponse(views.segment(v, info, listing, segment_id))
 
     async def facts(self, request: Request, v: views.View) -> Response:
-        def read(s: MemoryService) -> Any:
-            first = s.list_memories(v.user, "facts", limit=200)
-            facts, cursor = list(first.facts or []), first.next_cursor
-            while cursor:
-                more = s.list_memories(v.user, "facts", limit=200, cursor=cursor)
-                facts, cursor = facts + list(more.facts or []), more.next_cursor
-            first.facts = facts
-            return first
-
-        listing = await self._call(read)
+        listing = await self._call(lambda s: _whole(s, v.user, "facts"))
         return HTMLResponse(views.facts(v, listing, _notice(request)))
 
     async def forget_preview(self, request: Request, v: views.View) -> Response:
@@ -336,12 +357,21 @@ class PageApp:
             q.get("before") or "",
             bool(q.get("all")),
         )
-        preview = await self._call(
-            lambda s: s.forget_memory(
+        if not (pages or facts or before or everything):
+            return self._back(v, "/pages", done="select")
+
+        def read(s: MemoryService) -> tuple[ForgetMemoryResult, list[PageOut], list[ListedFactOut]]:
+            preview = s.forget_memory(
                 v.user, pages or None, facts or None, before or None, everything, dry_run=True
             )
+            shown = s.list_memories(v.user, page_ids=pages[:50]).pages or [] if pages else []
+            named = [f for f in s.list_memories(v.user, "facts", limit=200).facts or [] if f.id in facts]
+            return preview, shown, named
+
+        preview, shown, named = await self._call(read)
+        return HTMLResponse(
+            views.forget_preview(v, preview, pages, facts, before, everything, shown, named, _notice(request))
         )
-        return HTMLResponse(views.forget_preview(v, preview, pages, facts, before, everything))
 
     async def export(self, request: Request, v: views.View) -> Response:
         def write(s: MemoryService) -> str:
@@ -366,20 +396,35 @@ class PageApp:
     async def save_profile(self, request: Request, v: views.View, form: Any) -> Response:
         key, remove = _one(form.get("key")), bool(_one(form.get("remove")))
         value = None if remove else _one(form.get("value"))
-        await self._call(lambda s: s.update_memory(v.user, profile_key=key, profile_value=value))
-        return self._back(
-            v, "/facts", done="profile-removed" if remove or not (value or "").strip() else "profile"
+
+        def save(s: MemoryService) -> bool:
+            profile = s.list_memories(v.user, "facts", limit=1).profile
+            had = profile is not None and (key or "").strip() in profile.static
+            s.update_memory(v.user, profile_key=key, profile_value=value)
+            return had
+
+        had = await self._call(save)
+        done = (
+            "profile-removed"
+            if remove or not (value or "").strip()
+            else "profile-replaced"
+            if had
+            else "profile"
         )
+        return self._back(v, "/facts", done=done)
 
     async def forget(self, request: Request, v: views.View, form: Any) -> Response:
         pages = [str(p) for p in form.getlist("page_id")]
         facts = [str(f) for f in form.getlist("fact_id")]
         before, everything = _one(form.get("before")) or None, bool(_one(form.get("all")))
+        confirm = _one(form.get("confirm"))
+        if everything and confirm != v.user:  # back to the preview, which says why: nothing was forgotten
+            return self._back(v, "/forget", all="1", done="confirm")
         done = await self._call(
-            lambda s: s.forget_memory(
-                v.user, pages or None, facts or None, before, everything, _one(form.get("confirm"))
-            )
+            lambda s: s.forget_memory(v.user, pages or None, facts or None, before, everything, confirm)
         )
+        if not done.pages_removed and not done.facts_removed:  # e.g. the form again, from the browser's Back
+            return self._back(v, "/pages", done="nothing")
         return self._back(v, "/pages", done="forgot", pages=done.pages_removed, facts=done.facts_removed)
 
 
@@ -400,13 +445,21 @@ def _file_safe(user: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in user)[:64] or "user"
 
 
-def _all_segments(service: MemoryService, user: str) -> list[ListedSegmentOut]:
-    first = service.list_memories(user, "segments", limit=200)
-    found, cursor = list(first.segments or []), first.next_cursor
+def _whole(service: MemoryService, user: str, kind: str) -> ListMemoriesResult:
+    """Every item of a listing (segments or facts), its pages of 200 joined."""
+    whole = service.list_memories(user, kind, limit=200)
+    cursor = whole.next_cursor
     while cursor:
-        more = service.list_memories(user, "segments", limit=200, cursor=cursor)
-        found, cursor = found + list(more.segments or []), more.next_cursor
-    return found
+        more = service.list_memories(user, kind, limit=200, cursor=cursor)
+        whole.segments = None if whole.segments is None else [*whole.segments, *(more.segments or [])]
+        whole.facts = None if whole.facts is None else [*whole.facts, *(more.facts or [])]
+        cursor = more.next_cursor
+    whole.next_cursor = None
+    return whole
+
+
+def _all_segments(service: MemoryService, user: str) -> list[ListedSegmentOut]:
+    return list(_whole(service, user, "segments").segments or [])
 
 
 def page_app(

@@ -35,7 +35,7 @@ def heat_picture(segments: Sequence[ListedSegmentOut], width: int = 720, row: in
             f'<text x="{254 + length}" y="{y + row - 6}" font-size="11" fill="#333">{s.heat:.2f}</text>'
         )
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="heat of each segment">{"".join(bars)}</svg>'
     )
 
@@ -66,7 +66,7 @@ def pages_over_time(days: dict[str, int], width: int = 720, height: int = 140) -
         f"{escape(keys[-1])}</text>"
     )
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="pages over time">{"".join(bars)}{labels}</svg>'
     )
 

@@ -18,10 +18,11 @@ import re
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from memoryos_mcp.core.errors import StorageError
@@ -30,6 +31,10 @@ from memoryos_mcp.service.facade import MemoryService
 from memoryos_mcp.service.settings import Settings, is_loopback
 from memoryos_mcp.web.app import page_app
 from memoryos_mcp.web.security import SECRET_HEADER, PageAccess, loopback_hosts
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
 
 logger = logging.getLogger(__name__)
 PAGE_FILE = "page.json"
@@ -46,12 +51,12 @@ class MemoryPage:
         self.access: PageAccess | None = None
         self.url: str | None = None  # the page's root once it is served
         self._listen = False
-        self._server: Any = None  # uvicorn.Server of the loopback listener
+        self._server: uvicorn.Server | None = None  # the loopback listener
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ the two ways to serve it
 
-    def mounted(self) -> Any:
+    def mounted(self) -> ASGIApp:
         """The ASGI app to mount at /ui of the streamable HTTP app (same host and port as MCP)."""
         s = self.settings
         local = is_loopback(s.host)
@@ -65,7 +70,7 @@ class MemoryPage:
         self._listen = True
         return self
 
-    def _app(self, base: str) -> Any:
+    def _app(self, base: str) -> ASGIApp:
         assert self.access is not None
         allowed = self.settings.allowed_users
         return page_app(
@@ -226,6 +231,11 @@ def address_from_page_file(record: dict[str, Any], user_id: str | None) -> str:
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             ticket = answer.read().decode("ascii").strip()
+    except urllib.error.HTTPError as exc:
+        raise StorageError(
+            f"the memory page at {url} refused the secret in page.json (HTTP {exc.code}): another server took "
+            "its port after the one that wrote the file stopped; start the memory server again"
+        ) from exc
     except (OSError, ValueError) as exc:
         raise StorageError(
             f"the memory server (pid {record.get('pid')}) did not answer at {url} ({exc}); if it is stuck, stop "

@@ -48,12 +48,9 @@ class Session:
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     expires: float = field(default_factory=lambda: time.time() + SESSION_TTL_S)
 
-    def allows(self, user_id: str) -> bool:
-        return self.grant.allows(user_id)
-
 
 class PageAccess:
-    """The start secret or the token table, the sessions, and the request checks."""
+    """The start secret and its tickets, or the token table; the sessions; the request checks."""
 
     def __init__(self, tokens: TokenTable | None, allowed_hosts: frozenset[str] | None, port: int) -> None:
         self.tokens = tokens

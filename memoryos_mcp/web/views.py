@@ -7,8 +7,10 @@ from html import escape
 from urllib.parse import urlencode
 
 from memoryos_mcp.core.context import short_id
+from memoryos_mcp.core.text import content_tokens
 from memoryos_mcp.service.schemas import (
     ForgetMemoryResult,
+    ListedFactOut,
     ListedSegmentOut,
     ListMemoriesResult,
     MemoryStats,
@@ -55,8 +57,8 @@ class View:
         if self.users is None:  # any user: name one
             switch = (
                 f'<form method="get" action="{escape(self.base)}/" class="switch">'
-                f'<input name="user" value="{escape(self.user)}" aria-label="user" size="12">'
-                "<button>Show</button></form>"
+                f'<label>User <input name="user" value="{escape(self.user)}" size="12"></label>'
+                "<button>Switch</button></form>"
             )
         elif len(self.users) > 1:
             options = "".join(
@@ -65,7 +67,7 @@ class View:
             )
             switch = (
                 f'<form method="get" action="{escape(self.base)}/" class="switch">'
-                f'<select name="user" aria-label="user">{options}</select><button>Show</button></form>'
+                f'<label>User <select name="user">{options}</select></label><button>Switch</button></form>'
             )
         note = f'<p class="notice" role="status">{escape(notice)}</p>' if notice else ""
         return (
@@ -78,13 +80,25 @@ class View:
         )
 
 
-def plain(title: str, message: str, base: str = "") -> str:
-    """A page without a session (an error, the login form's answer)."""
+def plain(title: str, message: str, base: str = "", home: bool = False) -> str:
+    """A page of its own (an error, a refusal); `home`: with the way back to the memory page."""
+    back = f'<p><a href="{escape(base)}/">Back to the memory page</a></p>' if home else ""
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>{escape(title)}</title><link rel="stylesheet" href="{escape(base)}/static/page.css"></head>'
-        f"<body><main><h1>{escape(title)}</h1><p>{escape(message)}</p></main></body></html>"
+        f"<body><main><h1>{escape(title)}</h1><p>{escape(message)}</p>{back}</main></body></html>"
     )
+
+
+def shares_a_word(query: str, page: PageOut) -> bool:
+    """Whether a page has one of the query's content words (how the search picks short-term pages)."""
+    words = set(content_tokens(query))
+    return bool(words) and not words.isdisjoint(content_tokens(f"{page.user_input} {page.agent_response}"))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def moving_on(target: str, base: str) -> str:
@@ -123,9 +137,16 @@ def overview(
         ("Waiting for sentence vectors", stats.pages_waiting_for_sentences),
     ]
     table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v_))}</td></tr>" for k, v_ in rows)
+    empty = not (stats.short_term_pages or stats.mid_term_pages or stats.user_facts or stats.assistant_traits)
+    hint = (
+        f"<p>Nothing is remembered for <code>{escape(v.user)}</code>. User ids are exact (upper and lower case "
+        "differ): is it the one your assistant uses?</p>"
+        if empty
+        else ""
+    )
     return v.page(
         "Overview",
-        f'<table class="stats">{table}</table>'
+        hint + f'<table class="stats">{table}</table>'
         f"<h2>Heat of the segments</h2>{charts.heat_picture(segments)}"
         f"<h2>Pages over time</h2>{charts.pages_over_time(days)}",
         notice,
@@ -187,13 +208,18 @@ def pages(
     until: str,
     more: str | None,
     notice: str = "",
+    newer: bool = False,
 ) -> str:
+    """`more`: the cursor of older pages; `newer`: this is not the newest page of the list."""
     items = "".join(_page_row(v, p) for p in listing.pages or [])
-    next_link = (
-        f'<p><a rel="next" href="{v.url("/pages", tier=tier, since=since, until=until, cursor=more)}">Older</a></p>'
-        if more
-        else ""
-    )
+    links = []
+    if newer:
+        links.append(f'<a href="{v.url("/pages", tier=tier, since=since, until=until)}">Newest</a>')
+    if more:
+        links.append(
+            f'<a rel="next" href="{v.url("/pages", tier=tier, since=since, until=until, cursor=more)}">Older</a>'
+        )
+    next_link = f'<p class="paging">{" · ".join(links)}</p>' if links else ""
     before = (
         f'<form method="get" action="{escape(v.base)}/forget" class="inline">'
         f'<input type="hidden" name="user" value="{escape(v.user)}">'
@@ -213,11 +239,21 @@ def pages(
     )
 
 
-def search(v: View, query: str, found: RetrieveMemoryResult, since: str, until: str) -> str:
-    """Ranked exactly as retrieve_memory ranks (no visit recorded), each result with why it was recalled."""
-    heat = {s.id: s for s in found.segments}
+def search(
+    v: View,
+    query: str,
+    ranked: RetrieveMemoryResult | None,
+    recent: Sequence[PageOut],
+    tier: str,
+    since: str,
+    until: str,
+) -> str:
+    """Mid-term pages ranked exactly as retrieve_memory ranks them (no visit recorded), each with why it was
+    recalled; above them the short-term pages that share a word with the search (retrieve_memory returns the
+    short-term pages whole, unranked)."""
+    heat = {s.id: s for s in ranked.segments} if ranked is not None else {}
     items = []
-    for page in found.mid_term:
+    for page in ranked.mid_term if ranked is not None else []:
         why = page.why
         parts = ""
         if why is not None:
@@ -229,7 +265,7 @@ def search(v: View, query: str, found: RetrieveMemoryResult, since: str, until: 
             context = ", ".join(escape(short_id(c)) for c in why.context_page_ids) or "none"
             segment = heat.get(page.segment_id or "")
             seg = (
-                f"<p>Segment: {escape(segment.summary[:160])} (heat {segment.heat:.2f})</p>"
+                f"<p>Segment: {escape(_cut(segment.summary, 160))} (heat {segment.heat:.2f})</p>"
                 if segment is not None
                 else ""
             )
@@ -244,21 +280,30 @@ def search(v: View, query: str, found: RetrieveMemoryResult, since: str, until: 
                 f"{sentence}<p>Dialogue context: {context}</p>{seg}</details>"
             )
         items.append(_page_row(v, page).replace("</li>", parts + "</li>"))
-    body = _filters(v, "mid_term", since, until, query)
-    body += (
-        "<p>Ranked as retrieve_memory ranks them, without counting as a recall (no segment gets hotter).</p>"
-        + (_forget_form(v, "".join(items)) if items else "<p>Nothing found.</p>")
-    )
+    body = _filters(v, tier, since, until, query)
+    if tier != "mid_term":
+        shown = "".join(_page_row(v, p) for p in recent)
+        body += "<h2>Short-term memory</h2><p>The newest exchanges that share a word with the search.</p>" + (
+            _forget_form(v, shown) if shown else "<p>None.</p>"
+        )
+    if ranked is not None:
+        if tier != "mid_term":
+            body += "<h2>Mid-term memory</h2>"
+        body += "<p>Ranked as retrieve_memory ranks them, without counting as a recall (no segment gets hotter).</p>"
+        if ranked.mid_term and not any(shares_a_word(query, p) for p in ranked.mid_term):
+            body += '<p class="notice">No page here shares a word with the search: these are only the nearest in meaning.</p>'
+        body += _forget_form(v, "".join(items)) if items else "<p>Nothing found.</p>"
     return v.page(f"Search: {query}", body)
 
 
 def segments(v: View, listing: Sequence[ListedSegmentOut]) -> str:
+    """Every segment, hottest first."""
     rows = "".join(
-        f'<tr><td><a href="{v.url("/segments/" + s.id)}">{escape(s.summary[:200] or s.id)}</a></td>'
+        f'<tr><td><a href="{v.url("/segments/" + s.id)}">{escape(_cut(s.summary, 200) or s.id)}</a></td>'
         f"<td>{escape(', '.join(s.keywords[:8]))}</td><td>{s.page_count}</td><td>{s.heat:.2f}</td>"
         f"<td>{s.n_visit}</td><td>{s.l_interaction}</td><td>{escape(s.last_access[:16])}</td>"
         f"<td>{'archived' if s.archived else 'active'}</td></tr>"
-        for s in listing
+        for s in sorted(listing, key=lambda s: (-s.heat, s.id))
     )
     head = (
         "<tr><th>Summary</th><th>Keywords</th><th>Pages</th><th>Heat</th><th>Visits (N)</th>"
@@ -266,8 +311,9 @@ def segments(v: View, listing: Sequence[ListedSegmentOut]) -> str:
     )
     return v.page(
         "Segments",
-        "<p>heat = α·N_visit + β·L_interaction + γ·exp(−Δt/μ): a hot segment is analysed into the profile.</p>"
-        f'<table class="grid">{head}{rows}</table>'
+        "<p>Hottest first. heat = α·N_visit + β·L_interaction + γ·exp(−Δt/μ): a hot segment is analysed into "
+        "the profile.</p>"
+        f'<div class="scroll"><table class="grid">{head}{rows}</table></div>'
         if rows
         else "<p>No segments yet.</p>",
     )
@@ -346,8 +392,22 @@ def forget_preview(
     fact_ids: Sequence[str],
     before: str,
     everything: bool,
+    shown: Sequence[PageOut] = (),
+    named: Sequence[ListedFactOut] = (),
+    notice: str = "",
 ) -> str:
-    """What the forget will do (a dry run of the real one), and the form that does it."""
+    """What the forget will do (a dry run of the real one): what was chosen, the cascade, the form that does it."""
+    if everything:
+        what = f"<p>Everything remembered about <code>{escape(v.user)}</code>: every page, topic and fact, and the profile.</p>"
+    else:
+        what = ""
+        if before:
+            what += f"<p>Every page dated before {escape(before)}.</p>"
+        if shown:
+            more = f"<p>…and {len(page_ids) - len(shown)} more.</p>" if len(page_ids) > len(shown) else ""
+            what += f'<p>These pages:</p><ol class="pages">{"".join(_page_row(v, p, False) for p in shown)}</ol>{more}'
+        if named:
+            what += "<p>These facts:</p><ul>" + "".join(f"<li>{escape(f.text)}</li>" for f in named) + "</ul>"
     rows = [
         ("Pages removed", preview.pages_removed),
         ("Segments removed (left without pages)", preview.segments_removed),
@@ -356,7 +416,9 @@ def forget_preview(
         ("Facts removed (learned only from these pages, or named)", preview.facts_removed),
         ("Facts kept, with fewer sources", len(preview.fact_ids_trimmed)),
     ]
-    table = "".join(f"<tr><th>{escape(k)}</th><td>{n}</td></tr>" for k, n in rows)
+    if everything:
+        rows.append(("Profile removed", "yes" if preview.profile_removed else "there is none"))
+    table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(n))}</td></tr>" for k, n in rows)
     unknown = preview.unknown_page_ids + preview.unknown_fact_ids
     keep = "".join(f'<input type="hidden" name="page_id" value="{escape(p)}">' for p in page_ids)
     keep += "".join(f'<input type="hidden" name="fact_id" value="{escape(f)}">' for f in fact_ids)
@@ -369,7 +431,7 @@ def forget_preview(
             f"<label>Type the user id, <code>{escape(v.user)}</code>, to confirm "
             '<input name="confirm" autocomplete="off" required></label>'
         )
-    nothing = preview.pages_removed == 0 and preview.facts_removed == 0
+    nothing = preview.pages_removed == 0 and preview.facts_removed == 0 and not preview.profile_removed
     form = (
         "<p>Nothing to forget.</p>"
         if nothing
@@ -378,8 +440,13 @@ def forget_preview(
     )
     return v.page(
         "Forget — preview",
-        "<p>This is what forgetting will do. Nothing has changed yet.</p>"
+        what + "<p>This is what forgetting will do. Nothing has changed yet.</p>"
         f'<table class="stats preview">{table}</table>'
-        + (f"<p>Not found for this user: {escape(', '.join(unknown))}</p>" if unknown else "")
+        + (
+            f"<p>Not found for this user (already forgotten?): {escape(', '.join(unknown))}</p>"
+            if unknown
+            else ""
+        )
         + form,
+        notice,
     )

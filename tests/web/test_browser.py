@@ -31,11 +31,11 @@ def _found(paths: tuple[str, ...], name: str) -> str:
 
 
 @pytest.fixture
-def chromium(tmp_path: Path) -> Iterator[Any]:
+def chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not look for downloads
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not look for downloads
     options = webdriver.ChromeOptions()
     options.binary_location = _found(CHROMIUM, "chromium")
     for flag in (

@@ -142,11 +142,19 @@ def test_search_ranks_as_retrieve_does_and_heats_nothing(learned: MemoryService,
     before = {s.id: (s.n_visit, s.heat) for s in learned.list_memories(kind="segments").segments or []}
     found = browser.get("/pages", q="tomato risotto", user="alice")
     assert found.status_code == 200 and "Why this was recalled" in found.text and "<mark>" in found.text
-    shown = re.findall(r'<li class="memory" id="([^"]+)"', found.text)
-    tool = learned.retrieve_memory(
-        "tomato risotto", include_short_term=False, explain=True, record_visits=False
-    )
-    assert shown and shown == [p.id for p in tool.mid_term]
+    recent, ranked = found.text.split("<h2>Mid-term memory</h2>")
+    tool = learned.retrieve_memory("tomato risotto", explain=True, record_visits=False)
+    shown = re.findall(r'<li class="memory" id="([^"]+)"', ranked)
+    assert shown and shown == [p.id for p in tool.mid_term]  # ranked as the tool ranks them
+    # the short-term pages (the tool returns them whole) that share a word with the search; the newest is one
+    newest = re.findall(r'<li class="memory" id="([^"]+)"', recent)
+    assert newest == [p.id for p in reversed(tool.short_term) if "risotto" in p.user_input] and newest
+    only_mid = browser.get("/pages", q="tomato risotto", user="alice", tier="mid_term").text
+    assert re.findall(r'<li class="memory" id="([^"]+)"', only_mid) == shown
+    only_recent = browser.get("/pages", q="tomato risotto", user="alice", tier="short_term").text
+    assert re.findall(r'<li class="memory" id="([^"]+)"', only_recent) == newest
+    nonsense = browser.get("/pages", q="zzqx", user="alice", tier="mid_term").text
+    assert "only the nearest in meaning" in nonsense
     after = {s.id: s.n_visit for s in learned.list_memories(kind="segments").segments or []}
     assert after == {k: v[0] for k, v in before.items()}  # looking is not recalling
 
@@ -174,6 +182,7 @@ def test_every_action_is_the_tools(learned: MemoryService, page_of: Any) -> None
     pages = learned.list_memories(user_id="alice", tier="mid_term").pages or []
     target = pages[0].id
     preview = browser.get("/forget", user="alice", page_id=target)
+    assert pages[0].user_input in preview.text  # what was chosen is shown, not only counted
     dry = learned.forget_memory(page_ids=[target], dry_run=True)
     assert f"<th>Pages removed</th><td>{dry.pages_removed}</td>" in preview.text
     assert f"<td>{dry.segments_recomputed}</td>" in preview.text
@@ -181,6 +190,15 @@ def test_every_action_is_the_tools(learned: MemoryService, page_of: Any) -> None
     assert done.status_code == 303 and "forgot" in done.headers["location"]
     assert target not in {p.id for p in learned.list_memories(limit=200).pages or []}
     assert target not in browser.get("/pages", user="alice").text
+    again = browser.post("/forget", {"user": "alice", "page_id": target})  # the form again (browser's Back)
+    assert "done=nothing" in again.headers["location"]
+    assert "already gone" in browser.client.get(again.headers["location"]).text
+    nothing = browser.get("/forget", user="alice")  # nothing chosen: back to the list, which says what to do
+    assert nothing.status_code == 303 and "done=select" in nothing.headers["location"]
+    assert browser.get("/segments/seg_nope", user="alice").status_code == 404
+    lost = browser.get("/no-such-view")
+    assert lost.status_code == 404 and "Back to the memory page" in lost.text
+    assert_guarded(lost)
     # delete a fact (its preview first), and everything before a date: each the tool's dry run, then done
     (other, *_) = [f for f in learned.list_memories(kind="facts").facts or [] if f.id != fact.id]
     fact_preview = browser.get("/forget", user="alice", fact_id=other.id).text
@@ -195,7 +213,9 @@ def test_every_action_is_the_tools(learned: MemoryService, page_of: Any) -> None
     assert learned.list_memories(until="2024-05-02").pages == []
     # forgetting everything needs the user id typed
     everything = {"user": "alice", "all": "1"}
-    assert browser.post("/forget", {**everything, "confirm": "yes"}).status_code == 400
+    wrong = browser.post("/forget", {**everything, "confirm": "yes"})
+    assert wrong.status_code == 303 and "done=confirm" in wrong.headers["location"]  # back to the preview
+    assert "did not match: nothing was forgotten" in browser.client.get(wrong.headers["location"]).text
     assert learned.stats().mid_term_pages > 0
     # export: the same versioned file the CLI writes
     exported = browser.get("/export", user="alice")
