@@ -3,7 +3,7 @@ photographed in Debian's headless Chromium (the browser test's setup).
 
     .venv/bin/python scripts/page_pictures.py [--out docs] [--query "what did Melanie paint"]
 
-Writes memory-page.png (a search, its first result's why opened) and memory-page-overview.png.
+Writes memory-page.png (a search of mid-term memory, its first result's why opened) and memory-page-overview.png.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main() -> int:
             time.sleep(1)
             browser.save_screenshot(str(args.out / "memory-page-overview.png"))
             browser.get(
-                f"http://127.0.0.1:{args.port}/pages?{urlencode({'user': 'caroline', 'q': args.query})}"
+                f"http://127.0.0.1:{args.port}/pages?{urlencode({'user': 'caroline', 'q': args.query, 'tier': 'mid_term'})}"
             )
             browser.find_element(By.CSS_SELECTOR, "details.why summary").click()
             time.sleep(0.5)
