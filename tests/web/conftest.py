@@ -20,25 +20,28 @@ from tests.helpers.scripted_llm import good_answer
 TOKENS = {"alice-token-0123456789": ["alice"], "bob-token-0123456789": ["bob"]}
 
 
-def remember(service: MemoryService) -> None:
-    """Alice: a name learned into the profile and facts, hiking and cooking pages; bob: one page of his own."""
-    for i in range(1, 9):
-        service.add_memory(
-            "I am Maya and I love hiking",
-            "Hiking is great.",
-            user_id="alice",
-            timestamp=f"2024-05-{i:02d} 09:00",
-        )
-    for i in range(9, 13):
-        service.add_memory(
+# Alice: a name learned into the profile and facts (the fake model), hiking and cooking pages; bob: one page.
+EXCHANGES = [
+    *(
+        ("alice", "I am Maya and I love hiking", "Hiking is great.", f"2024-05-{i:02d} 09:00")
+        for i in range(1, 9)
+    ),
+    *(
+        (
+            "alice",
             f"I cooked a tomato risotto with basil, attempt {i}",
             "Sounds delicious.",
-            user_id="alice",
-            timestamp=f"2024-05-{i:02d} 19:00",
+            f"2024-05-{i:02d} 19:00",
         )
-    service.add_memory(
-        "bob's secret garden plan: plant kiwis", "Noted.", user_id="bob", timestamp="2024-05-03 10:00"
-    )
+        for i in range(9, 13)
+    ),
+    ("bob", "bob's secret garden plan: plant kiwis", "Noted.", "2024-05-03 10:00"),
+]
+
+
+def remember(service: MemoryService) -> None:
+    for user, said, answer, when in EXCHANGES:
+        service.add_memory(said, answer, user_id=user, timestamp=when)
 
 
 @pytest.fixture
