@@ -325,8 +325,9 @@ class PageApp:
         )
 
     async def segments(self, request: Request, v: views.View) -> Response:
+        start = request.query_params.get("start") or "0"
         listing = await self._call(lambda s: _all_segments(s, v.user))
-        return HTMLResponse(views.segments(v, listing))
+        return HTMLResponse(views.segments(v, listing, int(start) if start.isdigit() else 0))
 
     async def segment(self, request: Request, v: views.View) -> Response:
         segment_id = request.path_params["segment_id"]

@@ -296,24 +296,36 @@ def search(
     return v.page(f"Search: {query}", body)
 
 
-def segments(v: View, listing: Sequence[ListedSegmentOut]) -> str:
-    """Every segment, hottest first."""
+SEGMENTS_SHOWN = 100
+
+
+def segments(v: View, listing: Sequence[ListedSegmentOut], start: int = 0) -> str:
+    """Every segment, hottest first, SEGMENTS_SHOWN at a time from `start`."""
+    ranked = sorted(listing, key=lambda s: (-s.heat, s.id))
+    start = max(0, min(start, len(ranked) - 1)) if ranked else 0
     rows = "".join(
         f'<tr><td><a href="{v.url("/segments/" + s.id)}">{escape(_cut(s.summary, 200) or s.id)}</a></td>'
         f"<td>{escape(', '.join(s.keywords[:8]))}</td><td>{s.page_count}</td><td>{s.heat:.2f}</td>"
         f"<td>{s.n_visit}</td><td>{s.l_interaction}</td><td>{escape(s.last_access[:16])}</td>"
         f"<td>{'archived' if s.archived else 'active'}</td></tr>"
-        for s in sorted(listing, key=lambda s: (-s.heat, s.id))
+        for s in ranked[start : start + SEGMENTS_SHOWN]
     )
     head = (
         "<tr><th>Summary</th><th>Keywords</th><th>Pages</th><th>Heat</th><th>Visits (N)</th>"
         "<th>Pages since promotion (L)</th><th>Last access (recency)</th><th>State</th></tr>"
     )
+    links = []
+    if start > 0:
+        links.append(f'<a href="{v.url("/segments", start=max(0, start - SEGMENTS_SHOWN))}">Hotter</a>')
+    if start + SEGMENTS_SHOWN < len(ranked):
+        links.append(f'<a rel="next" href="{v.url("/segments", start=start + SEGMENTS_SHOWN)}">Colder</a>')
+    shown = f"{start + 1}–{min(start + SEGMENTS_SHOWN, len(ranked))} of {len(ranked)}"
     return v.page(
         "Segments",
-        "<p>Hottest first. heat = α·N_visit + β·L_interaction + γ·exp(−Δt/μ): a hot segment is analysed into "
-        "the profile.</p>"
+        f"<p>Hottest first ({shown}). heat = α·N_visit + β·L_interaction + γ·exp(−Δt/μ): a hot segment is "
+        "analysed into the profile.</p>"
         f'<div class="scroll"><table class="grid">{head}{rows}</table></div>'
+        + (f'<p class="paging">{" · ".join(links)}</p>' if links else "")
         if rows
         else "<p>No segments yet.</p>",
     )

@@ -250,3 +250,31 @@ def test_the_hosts_a_loopback_page_answers() -> None:
     assert loopback_hosts(8765) == {"127.0.0.1:8765", "localhost:8765", "[::1]:8765"}
     assert "127.0.0.2:8765" in loopback_hosts(8765, "127.0.0.2")  # the HTTP app bound to another loopback
     assert "[::1]:8765" in loopback_hosts(8765, "::1") and "evil.example:8765" not in loopback_hosts(8765)
+
+
+def test_the_segments_view_shows_a_hundred_at_a_time_hottest_first() -> None:
+    from memoryos_mcp.service.schemas import ListedSegmentOut
+    from memoryos_mcp.web.views import View, segments
+
+    many = [
+        ListedSegmentOut(
+            id=f"seg_{i:04d}",
+            summary=f"topic {i}",
+            keywords=[],
+            page_count=1,
+            heat=float(i),
+            n_visit=0,
+            l_interaction=1,
+            last_access="",
+            created_at="",
+            archived=i < 200,
+        )
+        for i in range(250)
+    ]
+    view = View("", "alice", None, "csrf")
+    first = segments(view, many)
+    assert first.count("<tr><td>") == 100 and "topic 249" in first and "topic 149" not in first
+    assert "1–100 of 250" in first and "Colder" in first and "Hotter" not in first
+    last = segments(view, many, start=200)
+    assert last.count("<tr><td>") == 50 and "topic 49" in last and "topic 0<" in last and "Hotter" in last
+    assert "Colder" not in last
