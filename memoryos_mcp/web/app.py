@@ -8,7 +8,7 @@ from this page (Origin) with the session's CSRF token, answered by a redirect to
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -143,18 +143,17 @@ class PageApp:
     def _plain(self, status: int, title: str, message: str, home: bool = False) -> Response:
         return HTMLResponse(views.plain(title, message, self.base, home), status)
 
-    def _user(self, session: Session, requested: str | None) -> str:
-        users = self._users(session)
+    def _view(self, session: Session, requested: str | None) -> views.View:
+        """The view of the user asked for, as the session may see it, with the users it may switch between
+        (None: any — the page offers a field to name one)."""
+        allowed = users_for(session.grant, self.allowed)
+        users = None if allowed is None else sorted(allowed)
         if not requested and users and self.default_user not in users:
             requested = users[0]  # a token for other users than the server's default: its first one
-        return resolve_user(
+        user = resolve_user(
             requested or None, default=self.default_user, grant=session.grant, allowed=self.allowed
         )
-
-    def _users(self, session: Session) -> Sequence[str] | None:
-        """The users this session may switch between; None: any (the page offers a field to name one)."""
-        users = users_for(session.grant, self.allowed)
-        return None if users is None else sorted(users)
+        return views.View(self.base, user, users, session.csrf)
 
     def _viewing(self, handler: Callable[[Request, views.View], Awaitable[Response]]) -> Handler:
         async def view(request: Request) -> Response:
@@ -162,13 +161,7 @@ class PageApp:
             if session is None:
                 return self._no_session()
             try:
-                v = views.View(
-                    self.base,
-                    self._user(session, request.query_params.get("user")),
-                    self._users(session),
-                    session.csrf,
-                )
-                return await handler(request, v)
+                return await handler(request, self._view(session, request.query_params.get("user")))
             except MemoryOSError as exc:
                 return self._failed(exc)
 
@@ -187,10 +180,7 @@ class PageApp:
                     403, "Refused", "This form is stale or not from this page: reload and try again."
                 )
             try:
-                v = views.View(
-                    self.base, self._user(session, _one(form.get("user"))), self._users(session), session.csrf
-                )
-                return await handler(request, v, form)
+                return await handler(request, self._view(session, _one(form.get("user"))), form)
             except MemoryOSError as exc:
                 return self._failed(exc)
 
@@ -366,7 +356,7 @@ class PageApp:
                 v.user, pages or None, facts or None, before or None, everything, dry_run=True
             )
             shown = s.list_memories(v.user, page_ids=pages[:50]).pages or [] if pages else []
-            named = [f for f in s.list_memories(v.user, "facts", limit=200).facts or [] if f.id in facts]
+            named = [f for f in _whole(s, v.user, "facts").facts or [] if f.id in facts] if facts else []
             return preview, shown, named
 
         preview, shown, named = await self._call(read)
@@ -399,8 +389,10 @@ class PageApp:
         value = None if remove else _one(form.get("value"))
 
         def save(s: MemoryService) -> bool:
-            profile = s.list_memories(v.user, "facts", limit=1).profile
-            had = profile is not None and (key or "").strip() in profile.static
+            profile = s.get_user_profile(
+                v.user, include_knowledge=False, include_assistant_traits=False
+            ).profile
+            had = (key or "").strip() in profile.static
             s.update_memory(v.user, profile_key=key, profile_value=value)
             return had
 
