@@ -153,7 +153,7 @@ def overview(
     )
 
 
-def _page_row(v: View, page: PageOut, selectable: bool = True) -> str:
+def _page_row(v: View, page: PageOut, selectable: bool = True, extra: str = "") -> str:
     pick = (
         f'<input type="checkbox" name="page_id" value="{escape(page.id)}" aria-label="select {escape(page.id)}">'
         if selectable
@@ -172,7 +172,7 @@ def _page_row(v: View, page: PageOut, selectable: bool = True) -> str:
     return (
         f'<li class="memory" id="{escape(page.id)}">{pick}<span class="meta">{escape(page.timestamp[:16])} · '
         f"{escape(page.tier.replace('_', '-'))} · <code>{escape(short_id(page.id))}</code>{segment}</span>"
-        f"{''.join(sides)}</li>"
+        f"{''.join(sides)}{extra}</li>"
     )
 
 
@@ -279,7 +279,7 @@ def search(
                 f"<tr><th>Score</th><td>{(page.score or 0.0):+.2f}</td></tr></table>"
                 f"{sentence}<p>Dialogue context: {context}</p>{seg}</details>"
             )
-        items.append(_page_row(v, page).replace("</li>", parts + "</li>"))
+        items.append(_page_row(v, page, extra=parts))
     body = _filters(v, tier, since, until, query)
     if tier != "mid_term":
         shown = "".join(_page_row(v, p) for p in recent)
