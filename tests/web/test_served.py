@@ -42,14 +42,7 @@ async def test_the_stdio_server_serves_its_page_while_it_runs(tmp_path: Path) ->
         assert stat.S_IMODE(record.stat().st_mode) == 0o600
         assert written["url"] == f"http://127.0.0.1:{port}" and written["secret"] not in address
         # `memoryos-mcp ui` finds the running server's page (it does not open the store itself)
-        printed = await asyncio.to_thread(
-            subprocess.run,
-            [*memoryos_command(), "ui", "--data-dir", str(data_dir)],
-            env=server_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        printed = await _ui(data_dir)
         printed_address = printed.stdout.strip()
         assert printed.returncode == 0, printed.stderr
         assert (
@@ -123,14 +116,7 @@ async def test_over_http_on_loopback_ui_finds_the_page_and_the_log_keeps_no_tick
             if (data_dir / "page.json").exists():
                 break
             await asyncio.sleep(0.1)
-        printed = await asyncio.to_thread(
-            subprocess.run,
-            [*memoryos_command(), "ui", "--data-dir", str(data_dir)],
-            env=server_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        printed = await _ui(data_dir)
         address = printed.stdout.strip()
         assert address.startswith(f"http://127.0.0.1:{port}/ui/enter?ticket="), printed.stderr
         async with httpx.AsyncClient(timeout=30, follow_redirects=True) as browser:
@@ -178,6 +164,18 @@ def test_ui_serves_the_store_itself_when_no_server_holds_it(tmp_path: Path) -> N
     finally:
         proc.kill()
         proc.wait(10)
+
+
+async def _ui(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`memoryos-mcp ui` for a data directory a running server holds: it prints that server's address."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [*memoryos_command(), "ui", "--data-dir", str(data_dir)],
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _config(tmp_path: Path, tokens: Path) -> Path:
