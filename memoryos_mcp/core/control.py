@@ -95,12 +95,14 @@ class Control:
         analyzer: Callable[[], MemoryAnalyzer],
         params: MemoryParams,
         clock: Callable[[], float],
+        account: Callable[[UserState], None] = lambda state: None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.analyzer = analyzer
         self.params = params
         self.clock = clock
+        self.account = account  # a state grew (its archive catalog was read): the cache's budget re-checked
 
     # ------------------------------------------------------------------ listing
 
@@ -166,9 +168,11 @@ class Control:
         days = Counter(p.timestamp[:10] for p in pages)
         catalog = ArchiveCatalog(segments, sorted((page_key(p) for p in pages), reverse=True), dict(days))
         with state.lock:
-            if state.seq == seq:  # nothing changed while it was read: keep it
+            kept = state.seq == seq  # nothing changed while it was read: keep it
+            if kept:
                 state.archive = catalog
-                state.measure()
+        if kept:
+            self.account(state)
         return catalog
 
     # ------------------------------------------------------------------ forgetting

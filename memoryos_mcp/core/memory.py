@@ -127,7 +127,14 @@ class MemoryOS:
             lambda: self.pipeline.analyzer.writes_summaries,
             indexes=indexes,
         )
-        self.control = Control(store, embedder, lambda: self.pipeline.analyzer, self.params, clock)
+        self.control = Control(
+            store,
+            embedder,
+            lambda: self.pipeline.analyzer,
+            self.params,
+            clock,
+            lambda s: self.states.account(s),
+        )
         self.states = StateRegistry(
             store,
             StateLoader(store, indexes, self.weights.context_window, snapshots),
@@ -374,10 +381,7 @@ class MemoryOS:
     def list_pages(
         self, user_id: str, tier: Tier, window: tuple[float, float] | None, limit: int, below: PageKey | None
     ) -> PageListing:
-        state = self.states.fresh(user_id)
-        listing = self.control.list_pages(state, tier, window, limit, below)
-        self.states.account(state)  # it may now hold the archive's keys: within index_cache_mb
-        return listing
+        return self.control.list_pages(self.states.fresh(user_id), tier, window, limit, below)
 
     def segment_pages(self, user_id: str, segment_id: str) -> list[Page]:
         """The pages of one of the user's segments (active or archived), oldest first."""
@@ -413,14 +417,10 @@ class MemoryOS:
                 counts[day] = counts.get(day, 0) + 1
         for day, n in archived.items():
             counts[day] = counts.get(day, 0) + n
-        self.states.account(state)
         return dict(sorted(counts.items()))
 
     def all_segments(self, user_id: str) -> list[Segment]:
-        state = self.states.fresh(user_id)
-        segments = self.control.all_segments(state)
-        self.states.account(state)  # it may now hold the archive's keys: within index_cache_mb
-        return segments
+        return self.control.all_segments(self.states.fresh(user_id))
 
     def forget(
         self,

@@ -220,7 +220,11 @@ def test_a_long_archived_history_lists_from_its_keys_read_once(
             if cursor is None:
                 return seen
 
+    cached = service.memory.states.nbytes
     assert listing(service) == [ids[i] for i in reversed(range(30))]  # every page once, newest first
+    state = service.memory.states.peek("default")
+    assert state is not None and state.archive is not None  # the keys count in the cache's budget
+    assert service.memory.states.nbytes >= cached + state.archive.nbytes
     assert len(reads) == 1  # the archived pages' keys: one read for eight listings
     assert asked and max(asked) <= 5  # then only the pages each listing shows (limit 4, and one to know more)
     assert sum(service.timeline().values()) == 30 and len(reads) == 1  # pages per day, archived ones too
