@@ -229,6 +229,19 @@ def _get(item: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
 _NUMBER = (int, float)
 
 
+def _optional(item: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    """A key newer versions added: checked like the others when present, `default` when absent."""
+    return _get(item, key, kind) if key in item else default
+
+
+def _strings(item: dict[str, Any], key: str, default: list[str] | None = None) -> list[str]:
+    """A list of strings (ids, keys); `default`: the key may be absent."""
+    values = _optional(item, key, list, default) if default is not None else _get(item, key, list)
+    if any(not isinstance(v, str) for v in values):
+        raise InvalidInputError(f"{key} must be a list of strings")
+    return list(values)
+
+
 _KEYS = {
     "page": {"type", "user_id", "id", "tier", "user_input", "agent_response", "timestamp", "added_at", "metadata",
              "segment_id", "chain_id", "chain_summary", "analyzed", "embedding"},
@@ -332,9 +345,6 @@ def to_fact(item: dict[str, Any]) -> Fact:
     kind = _get(item, "kind", str)
     if kind not in ("user_fact", "assistant_trait"):
         raise InvalidInputError(f"kind must be user_fact or assistant_trait, not {kind!r}")
-    sources = _get(item, "source_pages", list)
-    if any(not isinstance(s, str) for s in sources):
-        raise InvalidInputError("source_pages must be a list of page ids")
     return Fact(
         id=_get(item, "id", str),
         user_id=item["user_id"],
@@ -342,10 +352,10 @@ def to_fact(item: dict[str, Any]) -> Fact:
         text=_get(item, "text", str),
         created_at=float(_get(item, "created_at", _NUMBER)),
         source_segment=_get(item, "source_segment", str),
-        source_pages=list(sources),
+        source_pages=_strings(item, "source_pages"),
         embedding=decode_vector(item["embedding"]),
-        corrected_from=str(item.get("corrected_from", "")),
-        corrected_at=float(item.get("corrected_at", 0.0)),
+        corrected_from=_optional(item, "corrected_from", str, ""),
+        corrected_at=float(_optional(item, "corrected_at", _NUMBER, 0.0)),
     )
 
 
@@ -373,6 +383,6 @@ def to_profile(item: dict[str, Any]) -> tuple[UserProfile, np.ndarray]:
         static=dict(static),
         traits=traits,
         updated_at=float(_get(item, "updated_at", _NUMBER)),
-        set_by_person=[str(k) for k in item.get("set_by_person", [])],
+        set_by_person=_strings(item, "set_by_person", default=[]),
     )
     return profile, decode_vector(item["embedding"])
