@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -182,10 +182,16 @@ class UserProfile:
 
     def lines(self) -> list[str]:
         """One line per static fact and per trait, as shown to models and embedded."""
-        out = [f"{key}: {value}" for key, value in self.static.items()]
-        for group, dims in self.traits.items():
-            out.extend(f"{group} / {dim}: {t.level} ({t.evidence})" for dim, t in dims.items())
-        return out
+        return profile_lines(self.static, self.traits)
+
+
+def profile_lines(static: Mapping[str, str], traits: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A profile as lines — `key: value`, then `group / dimension: level (evidence)` — for the profile and its
+    published form alike (anything with a level and evidence is a trait)."""
+    out = [f"{key}: {value}" for key, value in static.items()]
+    for group, dims in traits.items():
+        out.extend(f"{group} / {dim}: {t.level} ({t.evidence})" for dim, t in dims.items())
+    return out
 
 
 @dataclass

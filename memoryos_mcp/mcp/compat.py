@@ -62,10 +62,7 @@ def either(ours: str, ours_value: T | None, theirs: str, theirs_value: T | None)
 
 def profile_text(profile: ProfileOut) -> str:
     """The long-term profile as the reference returns it: text, one line per fact or trait."""
-    lines = [f"{key}: {value}" for key, value in profile.static.items()]
-    for group, dims in profile.traits.items():
-        lines.extend(f"{group} / {dim}: {t.level} ({t.evidence})" for dim, t in dims.items())
-    return "\n".join(lines) or NO_PROFILE
+    return "\n".join(profile.lines()) or NO_PROFILE
 
 
 # ------------------------------------------------------------------ result shapes (published as output schemas)

@@ -28,10 +28,7 @@ def _page(page: PageOut) -> str:
 
 
 def _profile(profile: ProfileOut) -> list[str]:
-    lines = [f"- {key}: {value}" for key, value in profile.static.items()]
-    for group, dims in profile.traits.items():
-        lines += [f"- {group} / {dim}: {t.level} ({t.evidence})" for dim, t in dims.items()]
-    return lines
+    return [f"- {line}" for line in profile.lines()]
 
 
 def added(r: AddMemoryResult) -> str:

@@ -18,6 +18,7 @@ from memoryos_mcp.core.models import (
     ScoreParts,
     Segment,
     UserProfile,
+    profile_lines,
 )
 from memoryos_mcp.core.text import page_sentences
 
@@ -162,6 +163,9 @@ class ProfileOut(BaseModel):
     set_by_person: list[str] = Field(
         default_factory=list, description="static keys the person set or removed: learning never changes them"
     )
+
+    def lines(self) -> list[str]:
+        return profile_lines(self.static, self.traits)
 
     @classmethod
     def of(cls, profile: UserProfile | None) -> ProfileOut:
