@@ -21,7 +21,7 @@ from typing import Any
 from memoryos_mcp.core.context import is_short_id
 from memoryos_mcp.core.control import Control, ForgetReport, PageKey, PageListing, Tier, page_key
 from memoryos_mcp.core.embedding import embed_pages
-from memoryos_mcp.core.errors import InvalidInputError, StorageError
+from memoryos_mcp.core.errors import InvalidInputError
 from memoryos_mcp.core.lease import WriteLeases
 from memoryos_mcp.core.models import Fact, Page, Scalar, Segment, UserProfile, page_id_for
 from memoryos_mcp.core.persona import Promotion, fact_id, profile_text
@@ -253,11 +253,7 @@ class MemoryOS:
         try:
             self.pipeline.add_pages(draft, pages, result)
             self.promotion.promote_hot_segments(draft, result, deadline)
-            if self.leases.lost(state.user_id):
-                raise StorageError(
-                    f"lost the write lease of user {state.user_id!r} during this write; nothing of it "
-                    "was committed past short-term memory; try again"
-                )
+            self.leases.check(state.user_id, "writing: nothing of it was committed past short-term memory")
             change = draft.commit(self.store, self.owner)
         except BaseException:
             self.states.drop(state.user_id)  # the store may hold part of this write: reload from it next time
@@ -437,10 +433,7 @@ class MemoryOS:
             page_ids, fact_ids = full_ids(state, page_ids, fact_ids)
             base = state.seq
             try:
-                if self.leases.lost(user_id):
-                    raise StorageError(
-                        f"lost the write lease of user {user_id!r}; nothing was forgotten; try again"
-                    )
+                self.leases.check(user_id, "forgetting: nothing was forgotten")
                 report, change = self.control.forget(state, page_ids, fact_ids, before, self.owner, dry_run)
             except BaseException:
                 self.states.drop(user_id)  # the store may hold part of this write: reload from it next time
@@ -485,10 +478,6 @@ class MemoryOS:
     def discard_snapshot(self, user_id: str) -> None:
         """Delete the user's index snapshot (a cache: the next load reads the store)."""
         self.keeper.discard(user_id)
-
-    def save_snapshot(self, state: UserState) -> bool:
-        """Save the state's index now, if it changed since its last snapshot."""
-        return self.keeper.save(state)
 
     def save_snapshots(self, min_pages: int | None = None) -> int:
         """Save the index of every cached user (with at least `min_pages` pages) that changed (at exit, after an

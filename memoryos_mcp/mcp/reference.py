@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
@@ -13,9 +12,6 @@ from pydantic import BaseModel, Field
 from memoryos_mcp.mcp import arguments, compat
 from memoryos_mcp.mcp.contract import ServiceSlot, call
 from memoryos_mcp.service.facade import MemoryService
-
-T = TypeVar("T")
-logger = logging.getLogger(__name__)
 
 
 def reply(result: BaseModel) -> CallToolResult:

@@ -163,8 +163,7 @@ class MemoryService:
             lambda: self.memory.add_page(uid, ui, ar, ts, meta, deadline, idempotency_key=key),
             lock="add",
         )
-        with self._locks_guard:  # adds of different users finish in parallel threads
-            self.usage_total.add(result.usage)
+        self.count_usage(result.usage)
         return AddMemoryResult.of(result)
 
     def count_usage(self, usage: LLMUsage) -> None:
@@ -392,8 +391,7 @@ class MemoryService:
         report = self.run(
             uid, "forget_memory", lambda: self.memory.forget(uid, pages, facts, moment, dry_run), lock="add"
         )
-        with self._locks_guard:
-            self.usage_total.add(report.usage)
+        self.count_usage(report.usage)
         return ForgetMemoryResult.of(uid, report)
 
     def update_memory(
