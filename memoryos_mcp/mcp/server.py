@@ -55,7 +55,7 @@ def build_server(
     that introspects the token and returns an AccessToken whose subject is the user (or whose claims carry
     `memoryos_users`), with AuthSettings naming the issuer and this server's resource URL.
     """
-    factory = service_factory or (lambda: MemoryService.create(settings))
+    factory = service_factory or (lambda: MemoryService.for_serving(settings))
     slot = ServiceSlot()
     if token_verifier is None and auth is None:
         token_verifier, auth = static_token_auth(settings) or (None, None)

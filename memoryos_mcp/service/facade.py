@@ -92,12 +92,18 @@ class MemoryService:
             embedder = make_embedder(
                 settings.embedding_model, settings.embedding_device, settings.embedding_backend
             )
-        # The int8 screen's kernel is chosen now, once per process (checked against exact products: integer
-        # kernels differ between CPUs); with -v the log names it and why.
+        return cls(settings, store, embedder, make_analyzer(settings), make_snapshots(settings))
+
+    @classmethod
+    def for_serving(cls, settings: Settings) -> MemoryService:
+        """`create`, and the int8 screen's kernel chosen now (a server's start-up runs in the background):
+        once per process, checked against exact products (integer kernels differ between CPUs), ~0.5 s; with
+        -v the log names it and why. Commands that never rank (export, import, list) leave it to first use."""
+        service = cls.create(settings)
         from memoryos_mcp.index.screen import dot_kernel
 
         dot_kernel()
-        return cls(settings, store, embedder, make_analyzer(settings), make_snapshots(settings))
+        return service
 
     def _lock(self, user_id: str, kind: str) -> threading.Lock:
         with self._locks_guard:
