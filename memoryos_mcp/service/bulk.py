@@ -106,11 +106,15 @@ class ImportReport:
             f"imported {self.imported}, skipped {self.skipped} already present, failed {len(self.failed)} "
             f"(of {self.lines} lines, {len(self.users)} user(s), {self.seconds:.1f} s, {rate:.1f} pages/s)"
         )
-        for number, reason in self.failed[:shown]:
-            text += f"\n  line {number}: {reason}"
-        if len(self.failed) > shown:
-            text += f"\n  … and {len(self.failed) - shown} more failed lines"
-        return text
+        return text + failed_lines(self.failed, shown)
+
+
+def failed_lines(failed: Sequence[tuple[int, str]], shown: int) -> str:
+    """The first `shown` failed lines of an import, one per line, and how many more there were."""
+    text = "".join(f"\n  line {number}: {reason}" for number, reason in failed[:shown])
+    if len(failed) > shown:
+        text += f"\n  … and {len(failed) - shown} more failed lines"
+    return text
 
 
 def parse_line(number: int, raw: str, settings: Settings, default_user: str) -> ImportLine:

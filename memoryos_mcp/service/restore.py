@@ -22,6 +22,7 @@ import numpy as np
 from memoryos_mcp.core.errors import InvalidInputError, MemoryOSError, StorageError
 from memoryos_mcp.core.protocols import Change
 from memoryos_mcp.core.state import FACT_KINDS
+from memoryos_mcp.service.bulk import failed_lines
 from memoryos_mcp.service.export_format import (
     END_COUNTS,
     check_header,
@@ -66,10 +67,7 @@ class RestoreReport:
             f"{len(self.incomplete)} incomplete; failed {len(self.failed)} line(s) "
             f"(of {self.lines} lines, {self.seconds:.1f} s, {rate:.0f} pages/s)"
         )
-        for number, reason in self.failed[:shown]:
-            text += f"\n  line {number}: {reason}"
-        if len(self.failed) > shown:
-            text += f"\n  … and {len(self.failed) - shown} more failed lines"
+        text += failed_lines(self.failed, shown)
         for user, reason in self.refused:
             text += f"\n  user {user} refused: {reason}"
         for user, reason in self.incomplete:
