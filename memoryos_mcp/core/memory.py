@@ -228,12 +228,12 @@ class MemoryOS:
         page = state.index.get(page_id)
         if page is not None:
             return page
-        if self.store.find_pages(
-            state.user_id, [page_id]
-        ):  # in an archived segment, or cached state is behind
-            found = self.store.get_mtm_pages(state.user_id, [page_id])
-            stm = [p for p in self.store.list_stm_pages(state.user_id) if p.id == page_id]
-            return (found or stm or [None])[0]
+        # in an archived segment, or the cached state is behind: read it from the tier the store names
+        tier = self.store.find_pages(state.user_id, [page_id]).get(page_id)
+        if tier == "mid_term":
+            return next(iter(self.store.get_mtm_pages(state.user_id, [page_id])), None)
+        if tier == "short_term":
+            return next((p for p in self.store.list_stm_pages(state.user_id) if p.id == page_id), None)
         return None
 
     def add_pages(self, user_id: str, pages: Sequence[Page], deadline: float | None = None) -> AddResult:
